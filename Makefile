@@ -1,0 +1,40 @@
+# The README's commands. `make serve` and `make test` each set up .venv on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+
+.PHONY: serve test lint format models clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Stamp files: reinstall only when pyproject.toml changes.
+$(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[serve]'
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[dev]'
+	touch $@ $(VENV)/.serve-installed
+
+serve: $(VENV)/.serve-installed
+	$(BIN)/python -m app
+
+test: $(VENV)/.dev-installed lint
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.dev-installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Re-create the four default models (fixed seeds) into models/.
+models: $(VENV)/.dev-installed
+	$(BIN)/python -m training.defaults
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

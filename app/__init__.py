@@ -1,0 +1,1 @@
+"""genserve: the FastAPI service that serves models exported by `training`."""

@@ -1,0 +1,1 @@
+"""Training, evaluation and export of the genserve VAE family (needs the `torch` extra)."""

@@ -1,0 +1,128 @@
+"""Metrics measured on the test split at export time (all in normalised units)."""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import numpy as np
+import torch
+
+from training.model import VAE, log_normal, pinball, reparameterize
+from training.train import as_tensors
+
+IWAE_SAMPLES = 100
+SAMPLES_PER_LABEL = 200
+BANDS = {"90": (0.05, 0.95), "50": (0.25, 0.75)}
+
+
+@torch.no_grad()
+def elbo_metrics(model: VAE, x: np.ndarray, y: np.ndarray | None, seed: int) -> dict[str, float]:
+    """ELBO, its two terms, and the mean squared error of the reconstruction at the latent mean."""
+    xt, yt = as_tensors(x, y)
+    recon, kl = model.losses(xt, yt, torch.Generator().manual_seed(seed))
+    mean, _ = model.encoder(xt, yt)
+    error = (point_prediction(model, model.decoder(mean, yt)) - xt).pow(2).mean().item()
+    return {
+        "elbo": (-(recon + kl)).mean().item(),
+        "reconstruction_nll": recon.mean().item(),
+        "kl": kl.mean().item(),
+        "reconstruction_mse": error,
+    }
+
+
+def point_prediction(model: VAE, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The decoder's central value: Bernoulli mean, Gaussian mean, or the median quantile."""
+    if model.cfg.head == "bernoulli":
+        return torch.sigmoid(params[0])
+    if model.cfg.head == "gaussian":
+        return params[0]
+    median = int(np.argmin(np.abs(np.array(model.cfg.quantile_levels) - 0.5)))
+    return params[0][:, median]
+
+
+@torch.no_grad()
+def iwae_log_likelihood(model: VAE, x: np.ndarray, y: np.ndarray | None, k: int, seed: int) -> float:
+    """Importance-weighted estimate of log p(x[|y]) with k samples from q(z|x), mean per row:
+    log p(x) ~= logmeanexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)]."""
+    xt, yt = as_tensors(x, y)
+    generator = torch.Generator().manual_seed(seed)
+    mean, log_var = model.encoder(xt, yt)
+    weights = []
+    for _ in range(k):
+        z = reparameterize(mean, log_var, generator)
+        log_px_z = -model.reconstruction_nll(xt, model.decoder(z, yt))
+        zeros = torch.zeros_like(z)
+        weights.append(log_px_z + log_normal(z, zeros, zeros) - log_normal(z, mean, log_var))
+    return (torch.logsumexp(torch.stack(weights), dim=0) - math.log(k)).mean().item()
+
+
+@torch.no_grad()
+def quantile_metrics(model: VAE, x: np.ndarray, y: np.ndarray | None, x_train: np.ndarray) -> dict[str, float]:
+    """Band coverage and pinball loss of the learned quantiles at each row's latent mean,
+    against the floor of the training split's per-feature marginal quantiles."""
+    levels = np.array(model.cfg.quantile_levels)
+    xt, yt = as_tensors(x, y)
+    q = model.decoder(model.encoder(xt, yt)[0], yt)[0].numpy()
+    marginal = np.broadcast_to(np.quantile(x_train, levels, axis=0), q.shape)
+    loss = mean_pinball(x, q, levels)
+    floor = mean_pinball(x, marginal, levels)
+    metrics = {"pinball_loss": loss, "pinball_floor": floor, "pinball_ratio": loss / floor}
+    metrics.update(band_coverage(x, q, levels))
+    return metrics
+
+
+def mean_pinball(x: np.ndarray, q: np.ndarray, levels: np.ndarray) -> float:
+    return (
+        pinball(
+            torch.from_numpy(x),
+            torch.from_numpy(np.ascontiguousarray(q, np.float32)),
+            torch.from_numpy(levels.astype(np.float32)),
+        )
+        .mean()
+        .item()
+    )
+
+
+def band_coverage(x: np.ndarray, q: np.ndarray, levels: np.ndarray) -> dict[str, float]:
+    """Fraction of test values inside each central band, [q_lo, q_hi]; q is [rows, levels, features]."""
+    result = {}
+    for band, (lo, hi) in BANDS.items():
+        i, j = _level_index(levels, lo), _level_index(levels, hi)
+        if i is not None and j is not None:
+            result[f"coverage_{band}"] = float(((x >= q[:, i]) & (x <= q[:, j])).mean())
+    return result
+
+
+def _level_index(levels: np.ndarray, level: float) -> int | None:
+    hits = np.flatnonzero(np.isclose(levels, level))
+    return int(hits[0]) if len(hits) else None
+
+
+@torch.no_grad()
+def gaussian_band_coverage(
+    model: VAE, x: np.ndarray, y: np.ndarray | None, levels: tuple[float, ...]
+) -> dict[str, float]:
+    """Coverage of the same bands from a Gaussian-head model: mean + Phi^-1(tau) * sigma."""
+    xt, yt = as_tensors(x, y)
+    mean, log_var = model.decoder(model.encoder(xt, yt)[0], yt)
+    sigma = (0.5 * log_var).exp().numpy()
+    q = mean.numpy()[:, None] + np.array([NormalDist().inv_cdf(t) for t in levels])[None, :, None] * sigma[:, None]
+    coverage = band_coverage(x, q, np.array(levels))
+    coverage["pinball_loss"] = mean_pinball(x, q, np.array(levels))
+    return {f"baseline_gaussian_{k}": v for k, v in coverage.items()}
+
+
+@torch.no_grad()
+def conditional_accuracy(model: VAE, x_train: np.ndarray, y_train: np.ndarray, seed: int) -> float:
+    """Accuracy of an independent classifier, fitted on the real training split, on samples
+    generated for each label (z ~ N(0, I), decoded to the head's central value)."""
+    from sklearn.linear_model import LogisticRegression
+
+    classifier = LogisticRegression(max_iter=5000).fit(x_train, y_train)
+    generator = torch.Generator().manual_seed(seed)
+    n_labels = model.cfg.n_labels
+    y = torch.arange(n_labels).repeat_interleave(SAMPLES_PER_LABEL)
+    z = torch.randn(len(y), model.cfg.latent_dim, generator=generator)
+    samples = point_prediction(model, model.decoder(z, y)).numpy()
+    return float((classifier.predict(samples) == y.numpy()).mean())

@@ -1,0 +1,149 @@
+"""Data -> training -> evaluation on the test split -> export, as one call."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+from training import data, evaluate
+from training.calibrate import MIN_CALIBRATION_ROWS, calibrate_quantiles
+from training.data import DataError, Dataset
+from training.export import export
+from training.model import DEFAULT_QUANTILES, ModelConfig
+from training.train import TrainConfig, TrainResult, fit
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    data: str
+    name: str
+    head: str = "bernoulli"
+    conditional: bool = False
+    label_column: str | None = None
+    models_dir: Path = Path("models")
+    latent_dim: int = 8
+    hidden: tuple[int, ...] = (256, 128)
+    quantile_levels: tuple[float, ...] = DEFAULT_QUANTILES
+    train: TrainConfig = field(default_factory=TrainConfig)
+    iwae_samples: int = evaluate.IWAE_SAMPLES
+    baseline: bool = True  # train a Gaussian-head baseline beside a quantile model
+    calibration: str = "auto"  # quantile bands recalibrated on the validation split: auto | on | off
+
+
+def train_and_export(opts: TrainOptions, log=print) -> Path:
+    """Train, evaluate and export one model; returns its version directory."""
+    ds = data.load(opts.data, opts.label_column)
+    if opts.conditional and ds.labels is None:
+        raise DataError(f"{ds.source}: --conditional needs labels (a --label-column for CSV, 'y' in NPZ)")
+    data.check_head(ds, opts.head)
+    _check_levels(opts.quantile_levels)
+    splits = data.split(ds, opts.train.seed)
+    shift, scale = data.fit_normalization(splits.train.x, opts.head)
+
+    def prepared(part: Dataset) -> tuple[np.ndarray, np.ndarray | None]:
+        return ((part.x - shift) / scale).astype(np.float32), part.y if opts.conditional else None
+
+    train, val, test = prepared(splits.train), prepared(splits.val), prepared(splits.test)
+    model_cfg = ModelConfig(
+        input_dim=ds.x.shape[1],
+        latent_dim=opts.latent_dim,
+        hidden=opts.hidden,
+        head=opts.head,
+        n_labels=len(ds.labels) if opts.conditional else 0,
+        quantile_levels=opts.quantile_levels,
+    )
+    log(
+        f"{opts.name}: {len(ds)} rows x {ds.x.shape[1]} features from {ds.source}; "
+        f"split {len(splits.train)}/{len(splits.val)}/{len(splits.test)} (train/val/test)"
+    )
+    result = fit(model_cfg, train, val, opts.train, desc=opts.name)
+    calibration = {}
+    if opts.head == "quantile" and _should_calibrate(opts.calibration, len(splits.val), log):
+        scales = calibrate_quantiles(result.model, *val)
+        calibration = {f"calibration_scale_{tau:g}": s for tau, s in zip(opts.quantile_levels, scales, strict=True)}
+    metrics = {**_evaluate(result, opts, train, test), **calibration}
+    if opts.head == "quantile" and opts.baseline:
+        baseline = fit(
+            replace(model_cfg, head="gaussian"), train, val, opts.train, desc=f"{opts.name} (gaussian baseline)"
+        )
+        metrics.update(evaluate.gaussian_band_coverage(baseline.model, *test, opts.quantile_levels))
+
+    fields = {
+        "head": opts.head,
+        "quantile_levels": list(opts.quantile_levels) if opts.head == "quantile" else None,
+        "labels": ds.labels if opts.conditional else None,
+        "input_dim": ds.x.shape[1],
+        "image_shape": ds.image_shape,
+        "feature_names": ds.feature_names,
+        "latent_dim": opts.latent_dim,
+        "normalization": {"shift": shift.tolist(), "scale": scale.tolist()},
+        "evaluation": {"split": "test", "rows": len(splits.test), "metrics": metrics},
+        "training": {
+            "data": ds.source,
+            "label_column": ds.label_column,
+            "seed": opts.train.seed,
+            "epochs_run": result.epochs_run,
+            "max_epochs": opts.train.max_epochs,
+            "hyperparameters": {**_hyperparameters(opts), "best_epoch": result.best_epoch},
+            "versions": _versions(),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+    }
+    path = export(result.model, fields, test[0], test[1], opts.models_dir, opts.name)
+    log(f"{opts.name}: wrote {path} (best epoch {result.best_epoch} of {result.epochs_run})")
+    log(format_metrics(metrics))
+    return path
+
+
+def _evaluate(result: TrainResult, opts: TrainOptions, train: tuple, test: tuple) -> dict[str, float]:
+    model, seed = result.model, opts.train.seed
+    metrics = evaluate.elbo_metrics(model, *test, seed)
+    if opts.head in ("bernoulli", "gaussian"):
+        metrics["iwae_log_likelihood"] = evaluate.iwae_log_likelihood(model, *test, opts.iwae_samples, seed)
+        metrics["iwae_k"] = float(opts.iwae_samples)
+    else:
+        metrics.update(evaluate.quantile_metrics(model, *test, train[0]))
+    if opts.conditional:
+        metrics["conditional_accuracy"] = evaluate.conditional_accuracy(model, train[0], train[1], seed)
+    return metrics
+
+
+def _should_calibrate(mode: str, val_rows: int, log) -> bool:
+    if mode == "auto" and val_rows < MIN_CALIBRATION_ROWS:
+        log(f"calibration: skipped, the validation split has {val_rows} rows (auto needs {MIN_CALIBRATION_ROWS})")
+        return False
+    return mode != "off"
+
+
+def _check_levels(levels: tuple[float, ...]) -> None:
+    if len(levels) < 2 or any(not 0 < q < 1 for q in levels) or list(levels) != sorted(set(levels)):
+        raise DataError(f"quantile levels {list(levels)} must be at least two, strictly increasing, inside (0, 1)")
+
+
+def _hyperparameters(opts: TrainOptions) -> dict:
+    return {
+        "latent_dim": opts.latent_dim,
+        "hidden": list(opts.hidden),
+        "head": opts.head,
+        **{k: v for k, v in asdict(opts.train).items() if k != "seed"},
+    }
+
+
+def _versions() -> dict[str, str]:
+    packages = ("torch", "onnx", "onnxruntime", "numpy", "scikit-learn")
+    return {"python": platform.python_version(), **{p: version(p) for p in packages}}
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    width = max(map(len, metrics))
+    return "\n".join(f"  {k:<{width}}  {v:.4f}" for k, v in metrics.items())
+
+
+def progress_log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
