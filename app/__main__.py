@@ -1,0 +1,39 @@
+"""`python -m app`: serve the model repository with uvicorn, configured by GENSERVE_* variables."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+
+import uvicorn
+from pydantic import ValidationError
+
+from app.settings import Settings
+
+
+def main() -> int:
+    try:
+        settings = Settings()
+    except ValidationError as e:
+        for error in e.errors():
+            where = "GENSERVE_" + "_".join(str(p) for p in error["loc"]).upper()
+            print(f"error: {where if error['loc'] else 'settings'}: {error['msg']}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Must be set before any worker imports prometheus_client, so that /metrics sums over workers.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="genserve-metrics-")
+    common = {"host": settings.host, "port": settings.port, "log_level": settings.log_level}
+    if settings.workers > 1:
+        uvicorn.run("app.main:app_from_env", factory=True, workers=settings.workers, **common)
+    else:
+        from app.main import create_app
+
+        uvicorn.run(create_app(settings), **common)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Dynamic batching: one batcher per served graph.
+
+Requests put their rows on the batcher's queue and await a future. A single worker task
+takes rows off the queue, runs the graph once on them in an inference thread (off the event
+loop), and hands each request its slice of the outputs.
+
+When to run: if the worker finds a single request waiting, it runs at once (no delay is
+paid at low load). If several are waiting, traffic is concurrent, and it gathers further
+rows for up to `max_delay_s` after the first arrived, or until `max_batch_size` rows.
+A request larger than `max_batch_size` is split into chunks. The queue is bounded in rows:
+beyond `max_queue_rows` a request is refused with 503 instead of growing memory.
+With batching off, each request runs on its own, through the same bounded queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app import metrics
+from app.errors import InferenceFailed, NotReady, Overloaded
+from app.runtimes import LoadedGraph
+
+logger = logging.getLogger("genserve")
+
+
+@dataclass
+class _Chunk:
+    inputs: dict[str, np.ndarray]
+    rows: int
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class Batcher:
+    def __init__(
+        self,
+        graph: LoadedGraph,
+        executor: Executor,
+        *,
+        model: str,
+        graph_name: str,
+        batching: bool,
+        max_batch_size: int,
+        max_delay_s: float,
+        max_queue_rows: int,
+    ) -> None:
+        self.graph = graph
+        self.executor = executor
+        self.batching = batching
+        self.max_batch_size = max_batch_size if batching else 1 << 62
+        self.max_delay_s = max_delay_s
+        self.max_queue_rows = max_queue_rows
+        self._queue: deque[_Chunk] = deque()
+        self._queued_rows = 0
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._closing = False
+        labels = {"model": model, "graph": graph_name}
+        self._batch_size = metrics.BATCH_SIZE.labels(**labels)
+        self._queue_wait = metrics.QUEUE_WAIT.labels(**labels)
+        self._inference_time = metrics.INFERENCE_TIME.labels(**labels)
+        self._queue_depth = metrics.QUEUE_DEPTH.labels(**labels)
+        self.name = f"{model}/{graph_name}"
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._work(), name=f"batcher {self.name}")
+
+    async def stop(self) -> None:
+        """Refuse new rows, finish the queued ones, then stop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+
+    async def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run the graph on `inputs` (arrays with the same number of rows) and return its outputs."""
+        if self._closing or not self.running:
+            raise NotReady(f"{self.name} is not accepting requests (starting or shutting down)")
+        rows = len(next(iter(inputs.values())))
+        if self._queued_rows + rows > self.max_queue_rows:
+            raise Overloaded(
+                f"{self.name}: queue full ({self._queued_rows} rows waiting, limit {self.max_queue_rows}); "
+                "retry shortly"
+            )
+        loop = asyncio.get_running_loop()
+        step = self.max_batch_size
+        chunks = [
+            _Chunk(
+                {k: v[start : start + step] for k, v in inputs.items()}, min(step, rows - start), loop.create_future()
+            )
+            for start in range(0, rows, step)
+        ]
+        self._queue.extend(chunks)
+        self._queued_rows += rows
+        self._queue_depth.set(self._queued_rows)
+        self._wakeup.set()
+        results = [await c.future for c in chunks]
+        if len(results) == 1:
+            return results[0]
+        return [np.concatenate(parts) for parts in zip(*results, strict=True)]
+
+    async def _work(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = self._take([])
+            if self.batching and len(batch) > 1 and self.max_delay_s > 0:
+                await self._gather_more(batch)
+            await self._execute(batch)
+
+    def _take(self, batch: list[_Chunk]) -> list[_Chunk]:
+        """Move queued chunks into `batch` while they fit in one batch (always at least one)."""
+        rows = sum(c.rows for c in batch)
+        while self._queue and (not batch or rows + self._queue[0].rows <= self.max_batch_size):
+            chunk = self._queue.popleft()
+            batch.append(chunk)
+            rows += chunk.rows
+            if not self.batching:
+                break
+        return batch
+
+    async def _gather_more(self, batch: list[_Chunk]) -> None:
+        deadline = batch[0].enqueued + self.max_delay_s
+        while sum(c.rows for c in batch) < self.max_batch_size and not self._closing:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                return
+            before = len(batch)
+            self._take(batch)
+            if len(batch) == before:  # the next chunk does not fit: run what we have
+                return
+
+    async def _execute(self, batch: list[_Chunk]) -> None:
+        rows = sum(c.rows for c in batch)
+        self._queued_rows -= rows
+        self._queue_depth.set(self._queued_rows)
+        started = time.perf_counter()
+        for chunk in batch:
+            self._queue_wait.observe(started - chunk.enqueued)
+        if len(batch) == 1:
+            inputs = batch[0].inputs
+        else:
+            inputs = {k: np.concatenate([c.inputs[k] for c in batch]) for k in batch[0].inputs}
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(self.executor, self.graph.run, inputs)
+        except Exception as exc:  # a failing graph fails its requests, never the worker
+            logger.exception("%s: inference failed on %d rows", self.name, rows)
+            for chunk in batch:
+                if not chunk.future.done():
+                    chunk.future.set_exception(InferenceFailed(f"{self.name}: inference failed ({type(exc).__name__})"))
+            return
+        self._inference_time.observe(time.perf_counter() - started)
+        self._batch_size.observe(rows)
+        offset = 0
+        for chunk in batch:
+            if not chunk.future.done():  # a client that went away leaves a cancelled future
+                chunk.future.set_result([out[offset : offset + chunk.rows] for out in outputs])
+            offset += chunk.rows

@@ -1,0 +1,50 @@
+"""Dependencies that hand routes the app's state and guard them."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.errors import InvalidInput, Unauthorized
+from app.registry import Registry
+from app.served_model import ServedModel
+from app.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_registry(request: Request) -> Registry:
+    return request.app.state.registry
+
+
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+
+
+def require_api_key(request: Request) -> None:
+    """With GENSERVE_API_KEY set, the request must carry it as `X-API-Key` or `Authorization: Bearer`."""
+    expected: str | None = request.app.state.settings.api_key
+    if not expected:
+        return
+    given = request.headers.get("x-api-key")
+    if given is None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        given = token if scheme.lower() == "bearer" else None
+    if given is None or not secrets.compare_digest(given.encode(), expected.encode()):
+        raise Unauthorized(
+            "missing or wrong API key: send it as 'X-API-Key: <key>' or 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def resolve_model(request: Request, ref: str | None) -> ServedModel:
+    """The served model a request names (or the default one); records it for the metrics."""
+    ref = ref or request.app.state.settings.default_model
+    if not ref:
+        raise InvalidInput("no 'model' given and no GENSERVE_DEFAULT_MODEL set; name a model, e.g. \"digits-cvae\"")
+    served = get_registry(request).get(ref)
+    request.state.model = served.manifest.name
+    return served

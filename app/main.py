@@ -1,0 +1,57 @@
+"""create_app(settings): assembles the service. Its lifespan owns the registry and batchers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.errors import install_error_handlers
+from app.middleware import BodyLimit, RequestMetrics
+from app.registry import Registry
+from app.routes import health, inference, models
+from app.settings import Settings
+
+logger = logging.getLogger("genserve")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Each graph's batcher runs one batch at a time; the pool lets different graphs run side by side.
+        executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="inference")
+        registry = Registry(settings, executor)
+        app.state.registry = registry
+        try:
+            registry.load_all()
+            registry.start()
+            yield
+        finally:
+            await registry.stop()
+            executor.shutdown(wait=True)
+
+    app = FastAPI(
+        title="genserve",
+        version="0.1.0",
+        summary="Generate samples, latent codes, reconstructions and quantile bands from VAE/CVAE/QVAE models.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(inference.router)
+    app.include_router(models.router)
+    app.include_router(health.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics)  # outermost: sees the 413s too
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn workers: each reads the settings from the environment."""
+    return create_app(Settings())

@@ -1,0 +1,53 @@
+"""Prometheus metrics, declared once. With several workers, prometheus-client's multiprocess
+mode (PROMETHEUS_MULTIPROC_DIR, set by `python -m app` before any worker starts) aggregates them."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+REQUESTS = Counter("genserve_requests", "HTTP requests by endpoint, model and status", ["endpoint", "model", "status"])
+REQUEST_LATENCY = Histogram(
+    "genserve_request_duration_seconds", "Request latency", ["endpoint"], buckets=_LATENCY_BUCKETS
+)
+BATCH_SIZE = Histogram("genserve_batch_size_rows", "Rows per graph run", ["model", "graph"], buckets=_BATCH_BUCKETS)
+QUEUE_WAIT = Histogram(
+    "genserve_queue_wait_seconds",
+    "Time rows wait before their batch runs",
+    ["model", "graph"],
+    buckets=_LATENCY_BUCKETS,
+)
+INFERENCE_TIME = Histogram(
+    "genserve_inference_duration_seconds", "Time of one graph run", ["model", "graph"], buckets=_LATENCY_BUCKETS
+)
+QUEUE_DEPTH = Gauge(
+    "genserve_queue_depth_rows", "Rows waiting per graph", ["model", "graph"], multiprocess_mode="livesum"
+)
+MODELS_LOADED = Gauge(
+    "genserve_model_loaded",
+    "1 for each served model version",
+    ["model", "version", "device", "backend"],
+    multiprocess_mode="livemax",
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text for GET /metrics, aggregated over workers in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

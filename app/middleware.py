@@ -1,0 +1,90 @@
+"""ASGI middleware: the request body limit (413 before any parsing) and request metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import metrics
+from app.errors import error_body
+
+
+class BodyLimit:
+    """Reads the body up to `max_bytes` before the app sees it; a larger one gets 413 at once."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(send)
+            return
+        parts, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            part = message.get("body", b"")
+            size += len(part)
+            if size > self.max_bytes:
+                await self._too_large(send)
+                return
+            parts.append(part)
+            more = message.get("more_body", False)
+        body, replayed = b"".join(parts), False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Send) -> None:
+        message = f"request body is larger than {self.max_bytes} bytes (GENSERVE_MAX_BODY_BYTES)"
+        payload = json.dumps(error_body("body_too_large", message)).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+
+class RequestMetrics:
+    """Counts every request by endpoint (the route's path template), model and status, and times it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", "unmatched")  # a template, so unknown paths cannot blow up cardinality
+            model = scope.get("state", {}).get("model", "")
+            metrics.REQUESTS.labels(endpoint, model, str(status)).inc()
+            metrics.REQUEST_LATENCY.labels(endpoint).observe(time.perf_counter() - started)

@@ -1,0 +1,57 @@
+"""GET /models and /models/{name}."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from app.deps import RegistryDep, require_api_key
+from app.errors import ModelNotFound
+from app.registry import ModelRecord
+from app.schemas import ErrorResponse, ModelDetail, ModelList, ModelSummary
+
+router = APIRouter(
+    tags=["models"],
+    dependencies=[Depends(require_api_key)],
+    responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
+)
+
+
+def summary(record: ModelRecord) -> ModelSummary:
+    m, served = record.manifest, record.served
+    fields = {}
+    if m is not None:
+        fields = {
+            "head": m.head,
+            "conditional": m.conditional,
+            "labels": m.labels,
+            "input_dim": m.input_dim,
+            "quantile_levels": m.quantile_levels,
+            "latent_dim": m.latent_dim,
+            "image_shape": m.image_shape,
+        }
+    if served is not None:
+        fields |= {"device": served.device, "backend": served.backend}
+    return ModelSummary(name=record.name, version=record.version, state=record.state, reason=record.reason, **fields)
+
+
+@router.get("/models", response_model=ModelList, summary="Every model version found, with its state")
+async def list_models(registry: RegistryDep) -> ModelList:
+    return ModelList(models=[summary(r) for r in registry.all_records()])
+
+
+@router.get("/models/{name}", response_model=ModelDetail, summary="One model: versions, metrics, training")
+async def model_detail(name: str, registry: RegistryDep) -> ModelDetail:
+    versions = registry.records.get(name)
+    if not versions:
+        raise ModelNotFound(f"no model named {name!r}; models: {sorted(registry.records)}")
+    ready = [v for v, r in versions.items() if r.served is not None]
+    latest = versions[max(ready)] if ready else None
+    manifest = latest.manifest if latest else None
+    return ModelDetail(
+        name=name,
+        latest=latest.version if latest else None,
+        versions=[summary(r) for r in versions.values()],
+        feature_names=manifest.feature_names if manifest else None,
+        metrics=manifest.evaluation.metrics if manifest else None,
+        training=manifest.training.model_dump() if manifest else None,
+    )

@@ -1,0 +1,101 @@
+"""Request and response bodies of every endpoint, with examples for the OpenAPI page."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Rows = list[list[float]]
+
+
+class _Request(BaseModel):
+    # strict: "1.5" or true is not a number; NaN and infinities are refused with their position
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
+
+    model: str | None = Field(
+        None, description="`name` (latest version) or `name@version`; GENSERVE_DEFAULT_MODEL when omitted"
+    )
+
+
+class GenerateRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"model": "digits-cvae", "n": 2, "label": "7", "seed": 42}]}
+    )
+
+    n: int = Field(1, ge=1, description="number of samples (at most GENSERVE_MAX_SAMPLES)")
+    label: str | None = Field(None, description="condition label, by name; required by a conditional model")
+    seed: int | None = Field(None, ge=0, lt=2**64, description="the same seed gives the same samples")
+    temperature: float = Field(1.0, gt=0, le=10, description="scales the latent prior's standard deviation")
+
+
+class RowsRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"model": "cancer-qvae", "inputs": [[14.0] * 30], "labels": ["benign"]}]}
+    )
+
+    inputs: Rows = Field(min_length=1, description="rows in the data's original units, input_dim values each")
+    labels: list[str] | None = Field(None, description="one label per row, for a conditional model")
+
+
+class ModelAnswer(BaseModel):
+    model: str
+    version: int
+
+
+class GenerateResponse(ModelAnswer):
+    label: str | None
+    seed: int | None
+    samples: Rows = Field(description="n rows in the data's original units")
+
+
+class EncodeResponse(ModelAnswer):
+    mean: Rows = Field(description="posterior mean of z per row")
+    log_var: Rows = Field(description="posterior log-variance of z per row")
+
+
+class ReconstructResponse(ModelAnswer):
+    reconstructions: Rows = Field(description="decoded at the latent mean, original units")
+    errors: list[float] = Field(description="per-row mean squared error of the reconstruction, original units")
+
+
+class QuantilesResponse(ModelAnswer):
+    levels: list[float]
+    quantiles: list[list[list[float]]] = Field(description="[row][level][feature], original units")
+
+
+class ModelSummary(BaseModel):
+    name: str
+    version: int
+    state: str = Field(description="ready | failed")
+    reason: str | None = None
+    head: str | None = None
+    conditional: bool | None = None
+    labels: list[str] | None = None
+    quantile_levels: list[float] | None = None
+    input_dim: int | None = None
+    latent_dim: int | None = None
+    image_shape: list[int] | None = None
+    device: str | None = None
+    backend: str | None = None
+
+
+class ModelDetail(BaseModel):
+    name: str
+    latest: int | None = Field(description="the version `name` resolves to (latest loaded)")
+    versions: list[ModelSummary]
+    feature_names: list[str] | None = None
+    metrics: dict[str, float] | None = Field(None, description="test-split metrics of the latest version")
+    training: dict | None = None
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    details: object | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorInfo

@@ -1,0 +1,42 @@
+"""All service settings, read once from `GENSERVE_*` environment variables and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GENSERVE_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, description="uvicorn worker processes")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    model_dir: Path = Field(Path("models"), description="the model repository")
+    default_model: str | None = Field(None, description="model used when a request names none")
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    backend: Literal["onnx", "torchscript"] = Field("onnx", description="preferred format when a model has both")
+    inference_threads: int = Field(1, ge=1, description="intra-op threads of each graph (ONNX Runtime / torch)")
+
+    batching: bool = True
+    max_batch_size: int = Field(64, ge=1, description="rows run together in one batch")
+    max_batch_delay_ms: float = Field(2.0, ge=0, description="longest wait for more rows once others are waiting")
+    max_queue: int = Field(4096, ge=1, description="rows waiting per graph before 503")
+    max_samples: int = Field(1024, ge=1, description="largest n / number of rows in one request")
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body")
+
+    api_key: str | None = Field(None, description="when set, inference and model endpoints require it")
+
+    @model_validator(mode="after")
+    def _queue_holds_a_request(self) -> Settings:
+        if self.max_queue < self.max_samples:
+            raise ValueError(
+                f"GENSERVE_MAX_QUEUE ({self.max_queue}) must be at least GENSERVE_MAX_SAMPLES "
+                f"({self.max_samples}), or the largest allowed request could never be queued"
+            )
+        return self

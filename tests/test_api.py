@@ -1,0 +1,279 @@
+"""The four endpoints, the model endpoints and every documented error, against the real app
+and the real default models (in-process ASGI, lifespan included)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import real_rows
+
+DIGIT_LABELS = [str(d) for d in range(10)]
+
+
+def assert_error(response, status: int, code: str, *fragments: str) -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    for fragment in fragments:
+        assert fragment in error["message"], error["message"]
+    return error
+
+
+# ---- /generate -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "label", "dim"),
+    [("digits-vae", None, 64), ("digits-cvae", "7", 64), ("digits-qvae", None, 64), ("cancer-qvae", "malignant", 30)],
+)
+def test_generate_returns_n_rows_in_original_units(client, model: str, label: str | None, dim: int) -> None:
+    response = client.post("/generate", json={"model": model, "n": 3, "label": label, "seed": 1})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == model and body["version"] == 1 and body["seed"] == 1
+    samples = np.array(body["samples"])
+    assert samples.shape == (3, dim) and np.isfinite(samples).all()
+    if model.startswith("digits-") and model != "digits-qvae":
+        assert samples.min() >= 0 and samples.max() <= 1  # Bernoulli means are intensities
+    if model == "cancer-qvae":
+        assert samples[:, 3].mean() > 100  # "mean area" is in the hundreds in original units, not z-scores
+
+
+def test_generate_is_reproducible_with_a_seed(client) -> None:
+    def samples(**extra):
+        body = {"model": "digits-cvae", "n": 4, "label": "3", **extra}
+        return np.array(client.post("/generate", json=body).json()["samples"])
+
+    np.testing.assert_array_equal(samples(seed=5), samples(seed=5))
+    assert not np.allclose(samples(seed=5), samples(seed=6))
+    assert not np.allclose(samples(), samples())  # no seed: fresh draws
+
+
+def test_generate_label_changes_what_is_generated(client) -> None:
+    ones = np.array(
+        client.post("/generate", json={"model": "digits-cvae", "n": 4, "label": "1", "seed": 0}).json()["samples"]
+    )
+    zeros = np.array(
+        client.post("/generate", json={"model": "digits-cvae", "n": 4, "label": "0", "seed": 0}).json()["samples"]
+    )
+    # a "0" is a ring: its image centre (rows 3-4, columns 3-4) is darker than a "1"'s stroke
+    centre = [27, 28, 35, 36]
+    assert zeros[:, centre].mean() < ones[:, centre].mean()
+
+
+def test_temperature_scales_the_spread(client) -> None:
+    def spread(t: float) -> float:
+        body = {"model": "cancer-qvae", "n": 200, "label": "benign", "seed": 0, "temperature": t}
+        return float(np.array(client.post("/generate", json=body).json()["samples"]).std(axis=0).mean())
+
+    assert spread(0.1) < spread(1.0)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "fragment"),
+    [
+        ({"model": "digits-cvae", "n": 1}, 422, "invalid_input", "is conditional: give a label, one of ['0'"),
+        ({"model": "digits-cvae", "label": "11"}, 422, "invalid_input", "unknown label '11'"),
+        ({"model": "digits-cvae", "label": 7}, 422, "invalid_request", "label"),
+        ({"model": "digits-vae", "label": "7"}, 422, "invalid_input", "is unconditional"),
+        ({"model": "digits-vae", "n": 1025}, 422, "invalid_input", "above the limit of 1024"),
+        ({"model": "digits-vae", "n": 0}, 422, "invalid_request", "n: Input should be greater than or equal to 1"),
+        ({"model": "digits-vae", "n": "3"}, 422, "invalid_request", "n: Input should be a valid integer"),
+        ({"model": "digits-vae", "temperature": 0}, 422, "invalid_request", "temperature"),
+        ({"model": "digits-vae", "seed": -1}, 422, "invalid_request", "seed"),
+        ({"model": "digits-vae", "count": 3}, 422, "invalid_request", "count: Extra inputs are not permitted"),
+        ({"model": "nope"}, 404, "model_not_found", "no model named 'nope'; models: ['cancer-qvae'"),
+        ({"model": "digits-vae@7"}, 404, "model_not_found", "has no version 7; versions: [1]"),
+        ({"model": "../../etc/passwd"}, 404, "model_not_found", "invalid model name"),
+        ({}, 422, "invalid_input", "no 'model' given"),
+    ],
+)
+def test_generate_errors(client, body: dict, status: int, code: str, fragment: str) -> None:
+    assert_error(client.post("/generate", json=body), status, code, fragment)
+
+
+def test_unknown_label_error_lists_the_valid_labels(client) -> None:
+    error = assert_error(
+        client.post("/generate", json={"model": "cancer-qvae", "label": "healthy"}), 422, "invalid_input"
+    )
+    assert error["details"]["valid_labels"] == ["malignant", "benign"]
+
+
+# ---- /encode, /reconstruct ------------------------------------------------------------------
+
+
+def test_encode_gives_the_posterior_of_each_row(client) -> None:
+    rows, labels = real_rows("digits-cvae", 5)
+    body = client.post("/encode", json={"model": "digits-cvae", "inputs": rows, "labels": labels}).json()
+    assert np.array(body["mean"]).shape == (5, 8) and np.array(body["log_var"]).shape == (5, 8)
+
+
+def test_model_at_a_version(client) -> None:
+    rows, _ = real_rows("digits-vae", 2)
+    latest = client.post("/encode", json={"model": "digits-vae", "inputs": rows}).json()
+    pinned = client.post("/encode", json={"model": "digits-vae@1", "inputs": rows}).json()
+    assert pinned["version"] == 1 and pinned["mean"] == latest["mean"]
+
+
+def test_reconstruct_real_rows_better_than_scrambled_ones(client) -> None:
+    rows, _ = real_rows("digits-vae", 32)
+    scrambled = np.random.default_rng(0).permuted(np.array(rows), axis=1).tolist()
+    real = client.post("/reconstruct", json={"model": "digits-vae", "inputs": rows}).json()
+    noise = client.post("/reconstruct", json={"model": "digits-vae", "inputs": scrambled}).json()
+    assert np.array(real["reconstructions"]).shape == (32, 64) and len(real["errors"]) == 32
+    assert np.mean(real["errors"]) < 0.5 * np.mean(noise["errors"])
+    recomputed = ((np.array(real["reconstructions"]) - np.array(rows)) ** 2).mean(axis=1)
+    np.testing.assert_allclose(real["errors"], recomputed, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"inputs": [[0.0] * 63]}, "row 0 has 63 values; model digits-vae@1 takes rows of 64 features"),
+        ({"inputs": [[0.0] * 64, [0.0] * 65]}, "row 1 has 65 values"),
+        ({"inputs": [[0.0] * 64], "labels": ["3"]}, "is unconditional"),
+        ({"inputs": [[1e39] + [0.0] * 63]}, "row 0, feature 0 is not a finite float32 number"),
+    ],
+)
+def test_row_errors(client, body: dict, fragment: str) -> None:
+    assert_error(client.post("/reconstruct", json={"model": "digits-vae", **body}), 422, "invalid_input", fragment)
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ('{"model": "digits-vae", "inputs": [[NaN]]}', "inputs.0.0"),
+        ('{"model": "digits-vae", "inputs": [[Infinity]]}', "inputs.0.0"),
+        ('{"model": "digits-vae", "inputs": [["0.5"]]}', "inputs.0.0: Input should be a valid number"),
+        ('{"model": "digits-vae", "inputs": []}', "inputs: List should have at least 1 item"),
+        ('{"model": "digits-vae", "inputs": [0.5]}', "inputs.0: Input should be a valid list"),
+        ('{"model": "digits-vae", "inputs": ', "JSON decode error"),
+    ],
+)
+def test_malformed_bodies(client, raw: str, fragment: str) -> None:
+    response = client.post("/encode", content=raw, headers={"content-type": "application/json"})
+    assert_error(response, 422, "invalid_request", fragment)
+
+
+def test_labels_must_match_rows(client) -> None:
+    rows, labels = real_rows("digits-cvae", 3)
+    response = client.post("/encode", json={"model": "digits-cvae", "inputs": rows, "labels": labels[:2]})
+    assert_error(response, 422, "invalid_input", "2 labels for 3 rows")
+    response = client.post("/encode", json={"model": "digits-cvae", "inputs": rows})
+    assert_error(response, 422, "invalid_input", "is conditional")
+
+
+def test_too_many_rows(make_client) -> None:
+    small = make_client(max_samples=4, max_queue=4)
+    response = small.post("/encode", json={"model": "digits-vae", "inputs": [[0.0] * 64] * 5})
+    assert_error(response, 422, "invalid_input", "5 rows in one request; the limit is 4")
+
+
+# ---- /quantiles -----------------------------------------------------------------------------
+
+
+def test_quantiles_of_a_quantile_model(client) -> None:
+    rows, labels = real_rows("cancer-qvae", 40)
+    body = client.post("/quantiles", json={"model": "cancer-qvae", "inputs": rows, "labels": labels}).json()
+    q = np.array(body["quantiles"])
+    assert body["levels"] == [0.05, 0.25, 0.5, 0.75, 0.95]
+    assert q.shape == (40, 5, 30)
+    assert (np.diff(q, axis=1) >= 0).all()  # bands never cross
+    x = np.array(rows)[:, None, :]
+    inside_90 = ((x[:, 0] >= q[:, 0]) & (x[:, 0] <= q[:, 4])).mean()
+    assert inside_90 > 0.75  # real rows mostly fall inside their own 90% band (original units)
+
+
+def test_quantiles_of_a_bernoulli_model_is_refused_with_the_reason(client) -> None:
+    response = client.post("/quantiles", json={"model": "digits-vae", "inputs": [[0.0] * 64]})
+    assert_error(response, 422, "invalid_input", "Bernoulli head", "no quantiles")
+
+
+def test_quantiles_of_a_gaussian_model(make_client, tiny_gaussian) -> None:
+    client = make_client(model_dir=tiny_gaussian)
+    rows = np.random.default_rng(0).normal(size=(3, 5)).tolist()
+    body = client.post("/quantiles", json={"model": "tiny-gauss", "inputs": rows, "labels": ["a", "b", "c"]}).json()
+    q = np.array(body["quantiles"])
+    assert body["levels"] == [0.05, 0.25, 0.5, 0.75, 0.95] and q.shape == (3, 5, 5)
+    # Gaussian quantiles are symmetric about the mean
+    np.testing.assert_allclose(q[:, 2] - q[:, 0], q[:, 4] - q[:, 2], rtol=1e-4)
+
+
+# ---- models, health, metrics, docs ----------------------------------------------------------
+
+
+def test_models_lists_every_default_model(client) -> None:
+    models = {m["name"]: m for m in client.get("/models").json()["models"]}
+    assert set(models) == {"digits-vae", "digits-cvae", "digits-qvae", "cancer-qvae"}
+    cvae = models["digits-cvae"]
+    assert cvae["state"] == "ready" and cvae["device"] == "cpu" and cvae["backend"] == "onnx"
+    assert cvae["labels"] == DIGIT_LABELS and cvae["image_shape"] == [8, 8]
+
+
+def test_model_detail(client) -> None:
+    detail = client.get("/models/cancer-qvae").json()
+    assert detail["latest"] == 1 and detail["versions"][0]["state"] == "ready"
+    assert "coverage_90" in detail["metrics"] and detail["training"]["data"] == "breast-cancer"
+    assert_error(client.get("/models/nope"), 404, "model_not_found", "no model named 'nope'")
+
+
+def test_health_ready_metrics_and_docs(client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["status"] == "ready"
+    client.post("/generate", json={"model": "digits-vae", "seed": 0})
+    text = client.get("/metrics").text
+    assert 'genserve_requests_total{endpoint="/generate",model="digits-vae",status="200"}' in text
+    assert 'genserve_model_loaded{backend="onnx",device="cpu",model="digits-cvae",version="1"} 1.0' in text
+    for name in (
+        "genserve_request_duration_seconds",
+        "genserve_batch_size_rows",
+        "genserve_queue_wait_seconds",
+        "genserve_inference_duration_seconds",
+        "genserve_queue_depth_rows",
+    ):
+        assert name in text
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/generate", "/encode", "/reconstruct", "/quantiles", "/models", "/models/{name}"} <= set(paths)
+    assert client.get("/docs").status_code == 200
+
+
+def test_unknown_route_is_a_json_404(client) -> None:
+    assert_error(client.get("/nope"), 404, "not_found")
+    assert_error(client.get("/generate"), 405, "method_not_allowed")
+
+
+def test_default_model_setting(make_client) -> None:
+    client = make_client(default_model="digits-vae")
+    assert client.post("/generate", json={"seed": 0}).json()["model"] == "digits-vae"
+
+
+def test_body_too_large_is_413_before_parsing(make_client) -> None:
+    client = make_client(max_body_bytes=2048)
+    big = json.dumps({"model": "digits-vae", "inputs": [[0.5] * 64] * 20})
+    assert_error(
+        client.post("/encode", content=big, headers={"content-type": "application/json"}),
+        413,
+        "body_too_large",
+        "larger than 2048 bytes",
+    )
+
+    def chunks():  # no content-length: counted while streaming
+        yield big[:1500].encode()
+        yield big[1500:].encode()
+
+    response = client.post("/encode", content=chunks(), headers={"content-type": "application/json"})
+    assert_error(response, 413, "body_too_large")
+    assert client.post("/generate", json={"model": "digits-vae"}).status_code == 200
+
+
+def test_api_key(make_client) -> None:
+    client = make_client(api_key="s3cret")
+    body = {"model": "digits-vae", "seed": 0}
+    assert_error(client.post("/generate", json=body), 401, "unauthorized", "X-API-Key")
+    assert_error(client.post("/generate", json=body, headers={"X-API-Key": "wrong"}), 401, "unauthorized")
+    assert_error(client.get("/models"), 401, "unauthorized")
+    assert client.post("/generate", json=body, headers={"X-API-Key": "s3cret"}).status_code == 200
+    assert client.post("/generate", json=body, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    for open_path in ("/healthz", "/readyz", "/metrics"):
+        assert client.get(open_path).status_code == 200

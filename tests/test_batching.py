@@ -1,0 +1,200 @@
+"""Dynamic batching on a real ONNX Runtime graph, and through a live server over real HTTP."""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+
+from app.batching import Batcher
+from app.errors import InferenceFailed, NotReady, Overloaded
+from app.manifest import read_manifest
+from app.runtimes import load_graph
+from tests.conftest import DEFAULT_MODELS_DIR, metric_value
+
+
+class CountingGraph:
+    """The digits-cvae decoder on ONNX Runtime, recording the rows of every run."""
+
+    def __init__(self) -> None:
+        path = DEFAULT_MODELS_DIR / "digits-cvae" / "1"
+        artifact = read_manifest(path).decoder.artifact("onnx")
+        self.inner = load_graph(artifact, path, "cpu", 1)
+        self.input_names, self.output_names, self.device = self.inner.input_names, self.inner.output_names, "cpu"
+        self.batches: list[int] = []
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        self.batches.append(len(inputs["z"]))
+        return self.inner.run(inputs)
+
+
+def rows(n: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"z": rng.standard_normal((n, 8), dtype=np.float32), "y": rng.integers(0, 10, n).astype(np.int64)}
+
+
+async def with_batcher(graph, test, **options) -> None:
+    settings = {"batching": True, "max_batch_size": 64, "max_delay_s": 0.005, "max_queue_rows": 4096, **options}
+    with ThreadPoolExecutor(1) as executor:
+        batcher = Batcher(graph, executor, model="test", graph_name="decoder", **settings)
+        batcher.start()
+        try:
+            await test(batcher)
+        finally:
+            await batcher.stop()
+
+
+def test_concurrent_requests_are_batched_and_get_their_own_rows() -> None:
+    graph = CountingGraph()
+    requests = [rows(1 + i % 3, seed=i) for i in range(60)]
+    expected = [graph.inner.run(r) for r in requests]
+
+    async def test(batcher: Batcher) -> None:
+        results = await asyncio.gather(*(batcher.run(r) for r in requests))
+        for got, want in zip(results, expected, strict=True):
+            np.testing.assert_allclose(got[0], want[0], atol=1e-5)
+
+    asyncio.run(with_batcher(graph, test))
+    assert sum(graph.batches) == sum(len(r["z"]) for r in requests)
+    assert max(graph.batches) > 1 and len(graph.batches) < 60
+    assert max(graph.batches) <= 64
+
+
+def test_a_request_larger_than_the_batch_is_split_and_reassembled() -> None:
+    graph = CountingGraph()
+    request = rows(150, seed=1)
+
+    async def test(batcher: Batcher) -> None:
+        (probs,) = await batcher.run(request)
+        np.testing.assert_allclose(probs, graph.inner.run(request)[0], atol=1e-5)
+
+    asyncio.run(with_batcher(graph, test))
+    assert graph.batches == [64, 64, 22]
+
+
+def test_a_single_request_runs_without_waiting_for_the_delay() -> None:
+    graph = CountingGraph()
+
+    async def test(batcher: Batcher) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await batcher.run(rows(1, seed=0))
+        assert loop.time() - started < 0.5  # the 0.5 s batching delay was not paid
+        assert graph.batches == [1]
+
+    asyncio.run(with_batcher(graph, test, max_delay_s=0.5))
+
+
+def test_batching_off_runs_each_request_on_its_own() -> None:
+    graph = CountingGraph()
+    requests = [rows(2, seed=i) for i in range(20)]
+
+    async def test(batcher: Batcher) -> None:
+        await asyncio.gather(*(batcher.run(r) for r in requests))
+
+    asyncio.run(with_batcher(graph, test, batching=False))
+    assert graph.batches == [2] * 20
+
+
+def test_a_full_queue_answers_overloaded_and_accepted_rows_complete() -> None:
+    graph = CountingGraph()
+
+    async def test(batcher: Batcher) -> None:
+        outcomes = await asyncio.gather(*(batcher.run(rows(10, seed=i)) for i in range(30)), return_exceptions=True)
+        accepted = [o for o in outcomes if not isinstance(o, BaseException)]
+        shed = [o for o in outcomes if isinstance(o, Overloaded)]
+        assert len(accepted) + len(shed) == 30 and shed and accepted
+        assert all(o[0].shape == (10, 64) for o in accepted)
+        assert shed[0].headers == {"Retry-After": "1"} and "queue full" in shed[0].message
+        (after,) = await batcher.run(rows(10, seed=99))  # back to normal once drained
+        assert after.shape == (10, 64)
+
+    asyncio.run(with_batcher(graph, test, max_queue_rows=100))
+
+
+def test_a_failing_run_fails_its_requests_and_the_worker_goes_on() -> None:
+    graph = CountingGraph()
+
+    async def test(batcher: Batcher) -> None:
+        bad = {"z": np.zeros((2, 7), np.float32), "y": np.zeros(2, np.int64)}  # wrong latent size
+        with pytest.raises(InferenceFailed, match="inference failed"):
+            await batcher.run(bad)
+        (probs,) = await batcher.run(rows(3, seed=0))
+        assert probs.shape == (3, 64)
+
+    asyncio.run(with_batcher(graph, test, batching=False))
+
+
+def test_stop_finishes_queued_rows_then_refuses_new_ones() -> None:
+    graph = CountingGraph()
+
+    async def main() -> None:
+        with ThreadPoolExecutor(1) as executor:
+            batcher = Batcher(
+                graph,
+                executor,
+                model="t",
+                graph_name="decoder",
+                batching=True,
+                max_batch_size=4,
+                max_delay_s=0,
+                max_queue_rows=1000,
+            )
+            batcher.start()
+            pending = [asyncio.ensure_future(batcher.run(rows(4, seed=i))) for i in range(10)]
+            await asyncio.sleep(0)
+            await batcher.stop()
+            assert all(p.done() and p.result()[0].shape == (4, 64) for p in pending)
+            with pytest.raises(NotReady):
+                await batcher.run(rows(1, seed=0))
+
+    asyncio.run(main())
+
+
+# ---- over real HTTP -------------------------------------------------------------------------
+
+
+async def concurrent_generate(url: str, count: int, concurrency: int = 64) -> list[dict]:
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> dict:
+            async with semaphore:
+                body = {"model": "digits-cvae", "n": 1, "label": str(i % 10), "seed": i}
+                response = await client.post("/generate", json=body)
+                assert response.status_code == 200, response.text
+                return response.json()
+
+        return await asyncio.gather(*(one(i) for i in range(count)))
+
+
+def test_live_server_batches_concurrent_requests_and_matches_unbatched(live_server) -> None:
+    batched = live_server(batching="on", max_batch_delay_ms=20)
+    unbatched = live_server(batching="off")
+    results_on = asyncio.run(concurrent_generate(batched.url, 256))
+    results_off = asyncio.run(concurrent_generate(unbatched.url, 256))
+    for a, b in zip(results_on, results_off, strict=True):
+        np.testing.assert_allclose(a["samples"], b["samples"], atol=1e-5)
+
+    def batches(server) -> tuple[float, float]:
+        """(all runs, runs of a single row) of the digits-cvae decoder, from the batch-size histogram."""
+        text = httpx.get(server.url + "/metrics").text
+        labels = {"model": "digits-cvae", "graph": "decoder"}
+        total = metric_value(text, "genserve_batch_size_rows_count", **labels)
+        return total, metric_value(text, "genserve_batch_size_rows_bucket", le="1.0", **labels)
+
+    total, single = batches(batched)
+    assert single < total < 256  # some runs carried rows of several requests
+    assert batches(unbatched) == (256, 256)
+
+
+def test_metrics_add_up_over_two_workers(live_server) -> None:
+    server = live_server(workers=2)
+    asyncio.run(concurrent_generate(server.url, 40, concurrency=8))
+    for _ in range(4):  # successive scrapes may land on either worker: each must see the total
+        text = httpx.get(server.url + "/metrics").text
+        served = metric_value(text, "genserve_requests_total", endpoint="/generate", status="200")
+        assert served == 40
+        assert metric_value(text, "genserve_model_loaded", model="digits-cvae") == 1
