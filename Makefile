@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: serve test lint format models clean
+.PHONY: serve test lint format models docker-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ format: $(VENV)/.dev-installed
 # Re-create the four default models (fixed seeds) into models/.
 models: $(VENV)/.dev-installed
 	$(BIN)/python -m training.defaults
+
+# Build the image and run it and the compose file for real (starts a Docker engine if needed).
+docker-test: $(VENV)/.dev-installed
+	bash scripts/docker-test.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
