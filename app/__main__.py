@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import logging
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
 import uvicorn
 from pydantic import ValidationError
 
+from app.main import configure_logging
 from app.settings import Settings
 
 
@@ -21,10 +23,13 @@ def main() -> int:
             where = "GENSERVE_" + "_".join(str(p) for p in error["loc"]).upper()
             print(f"error: {where if error['loc'] else 'settings'}: {error['msg']}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Must be set before any worker imports prometheus_client, so that /metrics sums over workers.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="genserve-metrics-")
+        # Must be set before any worker imports prometheus_client, so that /metrics sums over workers;
+        # a fresh directory per start, removed at exit, so no stale series survive a restart.
+        metrics_dir = tempfile.mkdtemp(prefix="genserve-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
     common = {"host": settings.host, "port": settings.port, "log_level": settings.log_level}
     if settings.workers > 1:
         uvicorn.run("app.main:app_from_env", factory=True, workers=settings.workers, **common)

@@ -45,6 +45,7 @@ class Batcher:
         executor: Executor,
         *,
         model: str,
+        version: int,
         graph_name: str,
         batching: bool,
         max_batch_size: int,
@@ -62,12 +63,12 @@ class Batcher:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._closing = False
-        labels = {"model": model, "graph": graph_name}
+        labels = {"model": model, "version": str(version), "graph": graph_name}
         self._batch_size = metrics.BATCH_SIZE.labels(**labels)
         self._queue_wait = metrics.QUEUE_WAIT.labels(**labels)
         self._inference_time = metrics.INFERENCE_TIME.labels(**labels)
         self._queue_depth = metrics.QUEUE_DEPTH.labels(**labels)
-        self.name = f"{model}/{graph_name}"
+        self.name = f"{model}@{version}/{graph_name}"
 
     @property
     def running(self) -> bool:
@@ -75,6 +76,18 @@ class Batcher:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._work(), name=f"batcher {self.name}")
+        self._task.add_done_callback(self._fail_pending)
+
+    def _fail_pending(self, task: asyncio.Task) -> None:
+        """Should the worker ever end with rows still queued, their requests fail instead of hanging."""
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("%s: batch worker died", self.name, exc_info=task.exception())
+        while self._queue:
+            chunk = self._queue.popleft()
+            if not chunk.future.done():
+                chunk.future.set_exception(NotReady(f"{self.name} stopped"))
+        self._queued_rows = 0
+        self._queue_depth.set(0)
 
     async def stop(self) -> None:
         """Refuse new rows, finish the queued ones, then stop."""
@@ -105,9 +118,14 @@ class Batcher:
         self._queued_rows += rows
         self._queue_depth.set(self._queued_rows)
         self._wakeup.set()
-        results = [await c.future for c in chunks]
-        if len(results) == 1:
-            return results[0]
+        if len(chunks) == 1:
+            return await chunks[0].future
+        try:
+            results = await asyncio.gather(*(c.future for c in chunks))
+        except BaseException:
+            for c in chunks:  # the failed request's other chunks: not run if still queued, not reported
+                c.future.cancel()
+            raise
         return [np.concatenate(parts) for parts in zip(*results, strict=True)]
 
     async def _work(self) -> None:
@@ -119,6 +137,9 @@ class Batcher:
                 await self._wakeup.wait()
                 continue
             batch = self._take([])
+            if not batch:  # only abandoned chunks were queued
+                self._queue_depth.set(self._queued_rows)
+                continue
             if self.batching and len(batch) > 1 and self.max_delay_s > 0:
                 await self._gather_more(batch)
             await self._execute(batch)
@@ -128,6 +149,9 @@ class Batcher:
         rows = sum(c.rows for c in batch)
         while self._queue and (not batch or rows + self._queue[0].rows <= self.max_batch_size):
             chunk = self._queue.popleft()
+            if chunk.future.done():  # abandoned (its request was cancelled): drop, do not run
+                self._queued_rows -= chunk.rows
+                continue
             batch.append(chunk)
             rows += chunk.rows
             if not self.batching:
@@ -136,7 +160,7 @@ class Batcher:
 
     async def _gather_more(self, batch: list[_Chunk]) -> None:
         deadline = batch[0].enqueued + self.max_delay_s
-        while sum(c.rows for c in batch) < self.max_batch_size and not self._closing:
+        while sum(c.rows for c in batch) < self.max_batch_size and not self._closing and not self._queue:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 return
@@ -145,10 +169,7 @@ class Batcher:
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
             except TimeoutError:
                 return
-            before = len(batch)
-            self._take(batch)
-            if len(batch) == before:  # the next chunk does not fit: run what we have
-                return
+            self._take(batch)  # whatever is left queued did not fit: the loop condition ends the wait
 
     async def _execute(self, batch: list[_Chunk]) -> None:
         rows = sum(c.rows for c in batch)
@@ -173,6 +194,6 @@ class Batcher:
         self._batch_size.observe(rows)
         offset = 0
         for chunk in batch:
-            if not chunk.future.done():  # a client that went away leaves a cancelled future
+            if not chunk.future.done():  # cancelled while its batch ran
                 chunk.future.set_result([out[offset : offset + chunk.rows] for out in outputs])
             offset += chunk.rows

@@ -29,11 +29,12 @@ def require_api_key(request: Request) -> None:
     expected: str | None = request.app.state.settings.api_key
     if not expected:
         return
-    given = request.headers.get("x-api-key")
+    given = request.headers.get("x-api-key") or None
     if given is None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        given = token if scheme.lower() == "bearer" else None
-    if given is None or not secrets.compare_digest(given.encode(), expected.encode()):
+        given = token if scheme.lower() == "bearer" and token else None
+    # headers arrive decoded as latin-1; the key is ASCII (checked in Settings): compare bytes
+    if given is None or not secrets.compare_digest(given.encode("latin-1"), expected.encode("ascii")):
         raise Unauthorized(
             "missing or wrong API key: send it as 'X-API-Key: <key>' or 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},

@@ -35,6 +35,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await registry.stop()
             executor.shutdown(wait=True)
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # this worker's live gauges go with it
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(os.getpid())
 
     app = FastAPI(
         title="genserve",
@@ -52,6 +56,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def app_from_env() -> FastAPI:
     """Factory for uvicorn workers: each reads the settings from the environment."""
-    return create_app(Settings())
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -162,7 +162,7 @@ def parse_model_ref(ref: str) -> tuple[str, int | None]:
         )
     if not sep:
         return name, None
-    if not version_text.isdigit() or int(version_text) < 1:
+    if not re.fullmatch(r"[0-9]+", version_text) or int(version_text) < 1:
         raise ValueError(f"invalid version {version_text!r} in {ref!r}: a version is a positive integer")
     return name, int(version_text)
 
@@ -180,7 +180,12 @@ def model_versions(models_dir: Path, name: str) -> list[int]:
     model_dir = models_dir / name
     if not model_dir.is_dir():
         return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and is_version_name(p.name))
+
+
+def is_version_name(text: str) -> bool:
+    """A version directory: ASCII digits only (str.isdigit() would take '²' or a full-width '１')."""
+    return re.fullmatch(r"[0-9]+", text) is not None and int(text) >= 1
 
 
 def read_manifest(version_dir: Path) -> Manifest:

@@ -26,18 +26,23 @@ REQUESTS = Counter("genserve_requests", "HTTP requests by endpoint, model and st
 REQUEST_LATENCY = Histogram(
     "genserve_request_duration_seconds", "Request latency", ["endpoint"], buckets=_LATENCY_BUCKETS
 )
-BATCH_SIZE = Histogram("genserve_batch_size_rows", "Rows per graph run", ["model", "graph"], buckets=_BATCH_BUCKETS)
+BATCH_SIZE = Histogram(
+    "genserve_batch_size_rows", "Rows per graph run", ["model", "version", "graph"], buckets=_BATCH_BUCKETS
+)
 QUEUE_WAIT = Histogram(
     "genserve_queue_wait_seconds",
     "Time rows wait before their batch runs",
-    ["model", "graph"],
+    ["model", "version", "graph"],
     buckets=_LATENCY_BUCKETS,
 )
 INFERENCE_TIME = Histogram(
-    "genserve_inference_duration_seconds", "Time of one graph run", ["model", "graph"], buckets=_LATENCY_BUCKETS
+    "genserve_inference_duration_seconds",
+    "Time of one graph run",
+    ["model", "version", "graph"],
+    buckets=_LATENCY_BUCKETS,
 )
 QUEUE_DEPTH = Gauge(
-    "genserve_queue_depth_rows", "Rows waiting per graph", ["model", "graph"], multiprocess_mode="livesum"
+    "genserve_queue_depth_rows", "Rows waiting per graph", ["model", "version", "graph"], multiprocess_mode="livesum"
 )
 MODELS_LOADED = Gauge(
     "genserve_model_loaded",

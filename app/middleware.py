@@ -51,7 +51,7 @@ class BodyLimit:
 
     async def _too_large(self, send: Send) -> None:
         message = f"request body is larger than {self.max_bytes} bytes (GENSERVE_MAX_BODY_BYTES)"
-        payload = json.dumps(error_body("body_too_large", message)).encode()
+        payload = json.dumps(error_body("body_too_large", message), ensure_ascii=True).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(payload)).encode()),
@@ -72,7 +72,7 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
+        status = 499  # nginx's "client closed request": no response was started
 
         async def record_status(message: Message) -> None:
             nonlocal status

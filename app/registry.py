@@ -20,7 +20,15 @@ from pydantic import ValidationError
 from app import metrics
 from app.batching import Batcher
 from app.errors import ModelNotFound, StartupError
-from app.manifest import MANIFEST_FILE, Artifact, Manifest, parse_model_ref, read_manifest, sha256_file
+from app.manifest import (
+    MANIFEST_FILE,
+    Artifact,
+    Manifest,
+    is_version_name,
+    parse_model_ref,
+    read_manifest,
+    sha256_file,
+)
 from app.runtimes import LoadedGraph, load_graph
 from app.served_model import ServedModel
 from app.settings import Settings
@@ -55,7 +63,7 @@ class Registry:
             return
         for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
             for version_dir in sorted(
-                (p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)
+                (p for p in model_dir.iterdir() if p.is_dir() and is_version_name(p.name)), key=lambda p: int(p.name)
             ):
                 record = self._load_version(model_dir.name, int(version_dir.name), version_dir)
                 self.records.setdefault(record.name, {})[record.version] = record
@@ -109,6 +117,7 @@ class Registry:
                 graph,
                 self.executor,
                 model=manifest.name,
+                version=manifest.version,
                 graph_name=graph_name,
                 batching=s.batching,
                 max_batch_size=s.max_batch_size,

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
 
 Rows = list[list[float]]
+# Request rows stop validating at their first bad value: a body of millions of bad numbers
+# gets one error, not millions (which would block the event loop while they are built).
+_RequestRow = Annotated[list[float], Field(fail_fast=True)]
 
 
 class _Request(BaseModel):
@@ -32,8 +37,10 @@ class RowsRequest(_Request):
         json_schema_extra={"examples": [{"model": "cancer-qvae", "inputs": [[14.0] * 30], "labels": ["benign"]}]}
     )
 
-    inputs: Rows = Field(min_length=1, description="rows in the data's original units, input_dim values each")
-    labels: list[str] | None = Field(None, description="one label per row, for a conditional model")
+    inputs: list[_RequestRow] = Field(
+        min_length=1, fail_fast=True, description="rows in the data's original units, input_dim values each"
+    )
+    labels: list[str] | None = Field(None, fail_fast=True, description="one label per row, for a conditional model")
 
 
 class ModelAnswer(BaseModel):

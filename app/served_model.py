@@ -94,11 +94,18 @@ class ServedModel:
         return {names[0]: first} if y is None else {names[0]: first, names[1]: y}
 
     async def _encode(self, x: np.ndarray, y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        mean, log_var = await self.encoder.run(self._feed((x - self.shift) / self.scale, y, self.encoder))
+        with np.errstate(over="ignore"):
+            x_norm = (x - self.shift) / self.scale
+        _require_finite(x_norm, "the normalised input")
+        mean, log_var = await self.encoder.run(self._feed(x_norm, y, self.encoder))
+        _require_finite(mean, "the encoder's output")
         return mean, log_var
 
     async def _decode(self, z: np.ndarray, y: np.ndarray | None) -> list[np.ndarray]:
-        return await self.decoder.run(self._feed(z, y, self.decoder))
+        outputs = await self.decoder.run(self._feed(z, y, self.decoder))
+        for output in outputs:
+            _require_finite(output, "the decoder's output")
+        return outputs
 
     def _central(self, outputs: list[np.ndarray]) -> np.ndarray:
         """The decoder's central value in normalised units: Bernoulli mean, Gaussian mean, median quantile."""
@@ -107,7 +114,10 @@ class ServedModel:
         return outputs[0]
 
     def _original_units(self, x_norm: np.ndarray) -> np.ndarray:
-        return x_norm * self.scale + self.shift
+        with np.errstate(over="ignore"):
+            x = x_norm * self.scale + self.shift
+        _require_finite(x, "the result in original units")
+        return x
 
     # ---- endpoints ----------------------------------------------------------------------
 
@@ -128,7 +138,9 @@ class ServedModel:
         y = self.check_labels(labels, len(x))
         mean, _ = await self._encode(x, y)
         reconstruction = self._original_units(self._central(await self._decode(mean, y)))
-        return reconstruction, ((reconstruction - x) ** 2).mean(axis=1)
+        errors = ((reconstruction.astype(np.float64) - x) ** 2).mean(axis=1)  # float64: inputs may be ~1e30
+        _require_finite(errors, "the reconstruction error")
+        return reconstruction, errors
 
     async def quantiles(self, inputs: list[list[float]], labels: list[str] | None) -> tuple[list[float], np.ndarray]:
         """Per-feature quantile bands at each row's latent mean: (levels, [rows, levels, features])."""
@@ -148,4 +160,16 @@ class ServedModel:
             levels = list(GAUSSIAN_LEVELS)
             z = np.asarray([NormalDist().inv_cdf(t) for t in levels], dtype=np.float32)
             q = outputs[0][:, None, :] + z[None, :, None] * np.exp(0.5 * outputs[1])[:, None, :]
-        return levels, q * self.scale + self.shift  # scale > 0 keeps the order of the levels
+        return levels, self._original_units(q)  # scale > 0 keeps the order of the levels
+
+
+def _require_finite(values: np.ndarray, what: str) -> None:
+    """Finite inputs can still overflow float32 on the way (values far outside the training
+    data): answer 422 rather than a response JSON cannot carry."""
+    if not np.isfinite(values).all():
+        row = int(np.argwhere(~np.isfinite(values))[0][0])
+        raise InvalidInput(
+            f"row {row}: {what} is not finite in float32; the input lies too far outside the range of the "
+            "data the model was trained on",
+            details={"row": row},
+        )

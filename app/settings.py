@@ -34,6 +34,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _queue_holds_a_request(self) -> Settings:
+        if self.api_key is not None and not (self.api_key.isascii() and self.api_key.isprintable()):
+            raise ValueError("GENSERVE_API_KEY must be printable ASCII (it travels in an HTTP header)")
         if self.max_queue < self.max_samples:
             raise ValueError(
                 f"GENSERVE_MAX_QUEUE ({self.max_queue}) must be at least GENSERVE_MAX_SAMPLES "

@@ -148,7 +148,7 @@ def test_row_errors(client, body: dict, fragment: str) -> None:
         ('{"model": "digits-vae", "inputs": [["0.5"]]}', "inputs.0.0: Input should be a valid number"),
         ('{"model": "digits-vae", "inputs": []}', "inputs: List should have at least 1 item"),
         ('{"model": "digits-vae", "inputs": [0.5]}', "inputs.0: Input should be a valid list"),
-        ('{"model": "digits-vae", "inputs": ', "JSON decode error"),
+        ('{"model": "digits-vae", "inputs": ', "invalid JSON at character 34: Expecting value"),
     ],
 )
 def test_malformed_bodies(client, raw: str, fragment: str) -> None:
@@ -224,6 +224,7 @@ def test_health_ready_metrics_and_docs(client) -> None:
     client.post("/generate", json={"model": "digits-vae", "seed": 0})
     text = client.get("/metrics").text
     assert 'genserve_requests_total{endpoint="/generate",model="digits-vae",status="200"}' in text
+    assert 'genserve_batch_size_rows_count{graph="decoder",model="digits-vae",version="1"}' in text
     assert 'genserve_model_loaded{backend="onnx",device="cpu",model="digits-cvae",version="1"} 1.0' in text
     for name in (
         "genserve_request_duration_seconds",
@@ -277,3 +278,86 @@ def test_api_key(make_client) -> None:
     assert client.post("/generate", json=body, headers={"Authorization": "Bearer s3cret"}).status_code == 200
     for open_path in ("/healthz", "/readyz", "/metrics"):
         assert client.get(open_path).status_code == 200
+
+
+# ---- hostile input: never a 500 ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "model", "value", "labels"),
+    [
+        ("/encode", "digits-vae", 1e38, None),
+        ("/encode", "cancer-qvae", 1e36, ["benign"]),
+        ("/reconstruct", "digits-vae", 1e20, None),
+        ("/reconstruct", "cancer-qvae", 1e16, ["benign"]),
+        ("/quantiles", "cancer-qvae", 1e35, ["benign"]),
+    ],
+)
+def test_finite_inputs_far_outside_the_data_never_fail_the_server(client, path, model, value, labels) -> None:
+    dim = 64 if model.startswith("digits") else 30
+    response = client.post(path, json={"model": model, "inputs": [[value] * dim], "labels": labels})
+    if response.status_code == 200:  # a representable answer: every number in it is finite
+        assert np.isfinite(np.concatenate([np.ravel(v) for v in response.json().values() if isinstance(v, list)])).all()
+    else:
+        assert_error(response, 422, "invalid_input", "too far outside the range")
+    assert client.post("/generate", json={"model": "digits-vae"}).status_code == 200  # the connection goes on
+
+
+def test_a_body_of_millions_of_bad_values_gets_one_quick_error(client) -> None:
+    raw = '{"model": "digits-vae", "inputs": [[' + ",".join(['""'] * 1_000_000) + "]]}"
+    error = assert_error(
+        client.post("/encode", content=raw, headers={"content-type": "application/json"}),
+        422,
+        "invalid_request",
+        "inputs.0.0",
+    )
+    assert len(error["details"]) == 1
+
+
+@pytest.mark.parametrize(
+    "raw", ['{"model": "digits-vae", "n": "\\ud800"}', '{"\\ud800": 1}', '"\\ud800"', '{"model": "\\ud800"}']
+)
+def test_lone_surrogates_are_a_422_not_a_500(client, raw: str) -> None:
+    response = client.post("/generate", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code in (404, 422), response.text
+    assert response.json()["error"]["code"] in ("invalid_request", "invalid_input", "model_not_found")
+
+
+def test_invalid_json_and_invalid_utf8(client) -> None:
+    error = assert_error(
+        client.post("/generate", content=b'{"model": ', headers={"content-type": "application/json"}),
+        422,
+        "invalid_request",
+        "invalid JSON at character",
+    )
+    assert error["details"][0]["loc"] == "body"
+    response = client.post("/generate", content=b'{"model": "\xff"}', headers={"content-type": "application/json"})
+    assert response.status_code in (400, 422) and response.json()["error"]["code"] == "invalid_request"
+
+
+def test_versions_are_ascii_digits(client) -> None:
+    assert_error(
+        client.post("/generate", json={"model": "digits-vae@\uff11"}), 404, "model_not_found", "invalid version"
+    )
+
+
+def test_probes_answer_head(client) -> None:
+    assert client.head("/healthz").status_code == 200 and client.head("/readyz").status_code == 200
+
+
+def test_api_key_edge_cases(make_client) -> None:
+    client = make_client(api_key="s3cret")
+    body = {"model": "digits-vae", "seed": 0}
+    ok = client.post("/generate", json=body, headers={"X-API-Key": "", "Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200  # an empty X-API-Key does not shadow a good bearer token
+    assert_error(client.post("/generate", json=body, headers={"X-API-Key": "s\xe9cret".encode()}), 401, "unauthorized")
+    assert_error(client.post("/generate", json=body, headers={"Authorization": "Bearer "}), 401, "unauthorized")
+
+
+def test_non_ascii_api_key_is_refused_at_start() -> None:
+    from pydantic import ValidationError
+
+    from app.settings import Settings
+
+    with pytest.raises(ValidationError, match="printable ASCII"):
+        Settings(api_key="s\xe9cret")

@@ -37,7 +37,7 @@ def rows(n: int, seed: int) -> dict[str, np.ndarray]:
 async def with_batcher(graph, test, **options) -> None:
     settings = {"batching": True, "max_batch_size": 64, "max_delay_s": 0.005, "max_queue_rows": 4096, **options}
     with ThreadPoolExecutor(1) as executor:
-        batcher = Batcher(graph, executor, model="test", graph_name="decoder", **settings)
+        batcher = Batcher(graph, executor, model="test", version=1, graph_name="decoder", **settings)
         batcher.start()
         try:
             await test(batcher)
@@ -135,6 +135,7 @@ def test_stop_finishes_queued_rows_then_refuses_new_ones() -> None:
                 graph,
                 executor,
                 model="t",
+                version=1,
                 graph_name="decoder",
                 batching=True,
                 max_batch_size=4,
@@ -150,6 +151,56 @@ def test_stop_finishes_queued_rows_then_refuses_new_ones() -> None:
                 await batcher.run(rows(1, seed=0))
 
     asyncio.run(main())
+
+
+class FailingGraph(CountingGraph):
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        self.batches.append(len(inputs["z"]))
+        raise RuntimeError("graph broke")
+
+
+def test_a_failed_split_request_reports_once_and_skips_its_queued_chunks(caplog: pytest.LogCaptureFixture) -> None:
+    graph = FailingGraph()
+
+    async def test(batcher: Batcher) -> None:
+        with pytest.raises(InferenceFailed):
+            await batcher.run(rows(40, seed=0))  # 10 chunks of 4
+        await asyncio.sleep(0.05)
+        assert batcher._queued_rows == 0
+
+    asyncio.run(with_batcher(graph, test, max_batch_size=4))
+    import gc
+
+    gc.collect()
+    assert len(graph.batches) <= 2  # the chunk that failed (and at most the one already running)
+    assert "exception was never retrieved" not in caplog.text
+
+
+def test_rows_of_a_cancelled_request_are_not_run() -> None:
+    graph = CountingGraph()
+
+    async def test(batcher: Batcher) -> None:
+        task = asyncio.ensure_future(batcher.run(rows(40, seed=0)))
+        await asyncio.sleep(0)  # queued
+        task.cancel()
+        (probs,) = await batcher.run(rows(3, seed=1))  # the worker goes on past the abandoned rows
+        assert probs.shape == (3, 64) and batcher._queued_rows == 0
+
+    asyncio.run(with_batcher(graph, test, max_batch_size=4))
+    assert sum(graph.batches) < 40 + 3
+
+
+def test_no_wait_when_the_next_request_does_not_fit() -> None:
+    graph = CountingGraph()
+
+    async def test(batcher: Batcher) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.gather(*(batcher.run(rows(n, seed=n)) for n in (2, 5, 5)))
+        assert loop.time() - started < 0.4  # not the 0.5 s delay: the batch was as full as it could get
+
+    asyncio.run(with_batcher(graph, test, max_batch_size=8, max_delay_s=0.5))
+    assert graph.batches[0] == 7
 
 
 # ---- over real HTTP -------------------------------------------------------------------------
@@ -181,7 +232,7 @@ def test_live_server_batches_concurrent_requests_and_matches_unbatched(live_serv
     def batches(server) -> tuple[float, float]:
         """(all runs, runs of a single row) of the digits-cvae decoder, from the batch-size histogram."""
         text = httpx.get(server.url + "/metrics").text
-        labels = {"model": "digits-cvae", "graph": "decoder"}
+        labels = {"model": "digits-cvae", "version": "1", "graph": "decoder"}
         total = metric_value(text, "genserve_batch_size_rows_count", **labels)
         return total, metric_value(text, "genserve_batch_size_rows_bucket", le="1.0", **labels)
 

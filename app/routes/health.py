@@ -13,11 +13,13 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", summary="The process is alive")
+@router.head("/healthz", include_in_schema=False)
 async def healthz() -> dict:
     return {"status": "ok"}
 
 
 @router.get("/readyz", summary="Ready: at least one model loaded and every batcher running")
+@router.head("/readyz", include_in_schema=False)
 async def readyz(registry: RegistryDep) -> JSONResponse:
     models = [s.ref for s in registry.served()]
     if registry.ready:
