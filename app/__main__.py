@@ -30,7 +30,12 @@ def main() -> int:
         metrics_dir = tempfile.mkdtemp(prefix="genserve-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
-    common = {"host": settings.host, "port": settings.port, "log_level": settings.log_level}
+    common = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "access_log": settings.access_log,
+    }
     if settings.workers > 1:
         uvicorn.run("app.main:app_from_env", factory=True, workers=settings.workers, **common)
     else:

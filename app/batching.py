@@ -10,6 +10,12 @@ rows for up to `max_delay_s` after the first arrived, or until `max_batch_size` 
 A request larger than `max_batch_size` is split into chunks. The queue is bounded in rows:
 beyond `max_queue_rows` a request is refused with 503 instead of growing memory.
 With batching off, each request runs on its own, through the same bounded queue.
+
+Where a graph runs: in the inference thread pool, off the event loop, unless its recent
+runs took less than `inline_max_s` (a moving average). Handing work to a thread and back
+costs tens of microseconds, more than a small MLP's whole run: such a graph runs on the
+event loop directly, which stalls it for no longer than the hand-off would have cost. A
+heavier graph, or a run that turns out slow (a large batch), moves back to the thread.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ class Batcher:
         max_batch_size: int,
         max_delay_s: float,
         max_queue_rows: int,
+        inline_max_s: float = 0.0,
     ) -> None:
         self.graph = graph
         self.executor = executor
@@ -58,6 +65,8 @@ class Batcher:
         self.max_batch_size = max_batch_size if batching else 1 << 62
         self.max_delay_s = max_delay_s
         self.max_queue_rows = max_queue_rows
+        self.inline_max_s = inline_max_s
+        self._run_s: float | None = None  # moving average of a run's duration; None until measured
         self._queue: deque[_Chunk] = deque()
         self._queued_rows = 0
         self._wakeup = asyncio.Event()
@@ -183,14 +192,19 @@ class Batcher:
         else:
             inputs = {k: np.concatenate([c.inputs[k] for c in batch]) for k in batch[0].inputs}
         try:
-            outputs = await asyncio.get_running_loop().run_in_executor(self.executor, self.graph.run, inputs)
+            if self._run_s is not None and self._run_s < self.inline_max_s:
+                outputs = self.graph.run(inputs)
+            else:
+                outputs = await asyncio.get_running_loop().run_in_executor(self.executor, self.graph.run, inputs)
         except Exception as exc:  # a failing graph fails its requests, never the worker
             logger.exception("%s: inference failed on %d rows", self.name, rows)
             for chunk in batch:
                 if not chunk.future.done():
                     chunk.future.set_exception(InferenceFailed(f"{self.name}: inference failed ({type(exc).__name__})"))
             return
-        self._inference_time.observe(time.perf_counter() - started)
+        took = time.perf_counter() - started
+        self._run_s = took if self._run_s is None else 0.8 * self._run_s + 0.2 * took
+        self._inference_time.observe(took)
         self._batch_size.observe(rows)
         offset = 0
         for chunk in batch:

@@ -13,19 +13,20 @@ from app.served_model import ServedModel
 from app.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_registry(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
     return request.app.state.registry
 
 
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 
 
-def require_api_key(request: Request) -> None:
-    """With GENSERVE_API_KEY set, the request must carry it as `X-API-Key` or `Authorization: Bearer`."""
+async def require_api_key(request: Request) -> None:
+    """With GENSERVE_API_KEY set, the request must carry it as `X-API-Key` or `Authorization: Bearer`.
+    (async: FastAPI would run a plain function in a thread pool, a thread hop on every request)"""
     expected: str | None = request.app.state.settings.api_key
     if not expected:
         return
@@ -46,6 +47,6 @@ def resolve_model(request: Request, ref: str | None) -> ServedModel:
     ref = ref or request.app.state.settings.default_model
     if not ref:
         raise InvalidInput("no 'model' given and no GENSERVE_DEFAULT_MODEL set; name a model, e.g. \"digits-cvae\"")
-    served = get_registry(request).get(ref)
+    served = request.app.state.registry.get(ref)
     request.state.model = served.manifest.name
     return served

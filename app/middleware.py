@@ -12,7 +12,8 @@ from app.errors import error_body
 
 
 class BodyLimit:
-    """Reads the body up to `max_bytes` before the app sees it; a larger one gets 413 at once."""
+    """Refuses a body over `max_bytes` with 413 before the app parses it: at once when the
+    declared Content-Length is too large; a body without one (chunked) is read and counted first."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -23,8 +24,12 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(send)
+        if declared is not None and declared.isdigit():
+            if int(declared) > self.max_bytes:
+                await self._too_large(send)
+                return
+            # the server reads exactly the declared length: nothing more can arrive
+            await self.app(scope, receive, send)
             return
         parts, size, more = [], 0, True
         while more:
@@ -66,6 +71,7 @@ class RequestMetrics:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._children: dict[tuple[str, str, str], tuple] = {}  # label lookups cost more than the increments
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -86,5 +92,10 @@ class RequestMetrics:
             route = scope.get("route")
             endpoint = getattr(route, "path", "unmatched")  # a template, so unknown paths cannot blow up cardinality
             model = scope.get("state", {}).get("model", "")
-            metrics.REQUESTS.labels(endpoint, model, str(status)).inc()
-            metrics.REQUEST_LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+            key = (endpoint, model, str(status))
+            children = self._children.get(key)
+            if children is None:
+                children = (metrics.REQUESTS.labels(*key), metrics.REQUEST_LATENCY.labels(endpoint))
+                self._children[key] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)

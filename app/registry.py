@@ -123,6 +123,7 @@ class Registry:
                 max_batch_size=s.max_batch_size,
                 max_delay_s=s.max_batch_delay_ms / 1000,
                 max_queue_rows=s.max_queue,
+                inline_max_s=s.inline_max_ms / 1000,
             )
             for graph_name, graph in graphs.items()
         }

@@ -16,6 +16,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, description="uvicorn worker processes")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    access_log: bool = Field(False, description="log every request (uvicorn's access log); metrics count them anyway")
 
     model_dir: Path = Field(Path("models"), description="the model repository")
     default_model: str | None = Field(None, description="model used when a request names none")
@@ -27,6 +28,9 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(64, ge=1, description="rows run together in one batch")
     max_batch_delay_ms: float = Field(2.0, ge=0, description="longest wait for more rows once others are waiting")
     max_queue: int = Field(4096, ge=1, description="rows waiting per graph before 503")
+    inline_max_ms: float = Field(
+        0.2, ge=0, description="a graph whose runs take less runs on the event loop, not a thread (0: never)"
+    )
     max_samples: int = Field(1024, ge=1, description="largest n / number of rows in one request")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body")
 

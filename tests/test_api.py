@@ -50,6 +50,19 @@ def test_generate_is_reproducible_with_a_seed(client) -> None:
     assert not np.allclose(samples(), samples())  # no seed: fresh draws
 
 
+def test_generate_as_npy(client) -> None:
+    import io
+
+    body = {"model": "digits-cvae", "n": 5, "label": "2", "seed": 11}
+    response = client.post("/generate", json=body, headers={"Accept": "application/x-npy"})
+    assert response.status_code == 200 and response.headers["content-type"] == "application/x-npy"
+    assert response.headers["x-model"] == "digits-cvae" and response.headers["x-model-version"] == "1"
+    samples = np.load(io.BytesIO(response.content), allow_pickle=False)
+    assert samples.dtype == np.float32 and samples.shape == (5, 64)
+    as_json = client.post("/generate", json=body).json()["samples"]
+    np.testing.assert_allclose(samples, as_json, rtol=1e-6)  # the same numbers, JSON in float32's shortest form
+
+
 def test_generate_label_changes_what_is_generated(client) -> None:
     ones = np.array(
         client.post("/generate", json={"model": "digits-cvae", "n": 4, "label": "1", "seed": 0}).json()["samples"]

@@ -203,6 +203,35 @@ def test_no_wait_when_the_next_request_does_not_fit() -> None:
     assert graph.batches[0] == 7
 
 
+class ThreadRecordingGraph(CountingGraph):
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[str] = []
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        import threading
+
+        self.threads.append(threading.current_thread().name)
+        return super().run(inputs)
+
+
+@pytest.mark.parametrize(("inline_max_s", "inline_expected"), [(1.0, True), (0.0, False)])
+def test_cheap_graphs_run_on_the_event_loop_and_others_on_the_inference_thread(inline_max_s, inline_expected) -> None:
+    import threading
+
+    graph = ThreadRecordingGraph()
+
+    async def test(batcher: Batcher) -> None:
+        for i in range(4):
+            (probs,) = await batcher.run(rows(2, seed=i))
+            assert probs.shape == (2, 64)
+
+    asyncio.run(with_batcher(graph, test, inline_max_s=inline_max_s))
+    loop_thread = threading.main_thread().name
+    assert graph.threads[0] != loop_thread  # the first run is measured on the thread
+    assert all((t == loop_thread) == inline_expected for t in graph.threads[1:])
+
+
 # ---- over real HTTP -------------------------------------------------------------------------
 
 

@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--lr", type=float, default=1e-3)
     train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument("--formats", default="onnx,torchscript", help="artifact formats: onnx, torchscript or both")
     train.add_argument("--iwae-samples", type=int, default=100, help="k of the importance-weighted likelihood")
     train.add_argument("--no-baseline", action="store_true", help="skip the Gaussian baseline of a quantile model")
     train.add_argument(
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     from training.pipeline import TrainOptions, progress_log, train_and_export
     from training.train import TrainConfig
 
+    if not set(args.formats.split(",")) <= {"onnx", "torchscript"} or not args.formats:
+        print(f"error: --formats takes onnx, torchscript or both, got {args.formats!r}", file=sys.stderr)
+        return 2
     for flag in ("epochs", "latent_dim", "batch_size", "iwae_samples"):
         if getattr(args, flag) < 1:
             print(f"error: --{flag.replace('_', '-')} must be at least 1", file=sys.stderr)
@@ -89,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         iwae_samples=args.iwae_samples,
         baseline=not args.no_baseline,
         calibration=args.calibration,
+        formats=tuple(args.formats.split(",")),
         train=TrainConfig(
             max_epochs=args.epochs,
             batch_size=args.batch_size,

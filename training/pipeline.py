@@ -34,6 +34,7 @@ class TrainOptions:
     iwae_samples: int = evaluate.IWAE_SAMPLES
     baseline: bool = True  # train a Gaussian-head baseline beside a quantile model
     calibration: str = "auto"  # quantile bands recalibrated on the validation split: auto | on | off
+    formats: tuple[str, ...] = ("onnx", "torchscript")
 
 
 def train_and_export(opts: TrainOptions, log=print) -> Path:
@@ -95,7 +96,7 @@ def train_and_export(opts: TrainOptions, log=print) -> Path:
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     }
-    path = export(result.model, fields, test[0], test[1], opts.models_dir, opts.name)
+    path = export(result.model, fields, test[0], test[1], opts.models_dir, opts.name, opts.formats)
     log(f"{opts.name}: wrote {path} (best epoch {result.best_epoch} of {result.epochs_run})")
     log(format_metrics(metrics))
     return path

@@ -1,0 +1,46 @@
+"""Response encoding: JSON straight from numpy arrays, and raw .npy for large samples."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi.responses import Response
+
+NPY_MEDIA_TYPE = "application/x-npy"
+
+
+def encode_json(content: Any) -> bytes:
+    """orjson writes numpy arrays without a detour through Python lists, and float32 values in
+    their shortest form ("0.25", not "0.25000000372529"); other arrays fall back to lists."""
+    return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY, default=_fallback)
+
+
+def _fallback(value: Any) -> Any:
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+class ArrayJSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return encode_json(content)
+
+
+class NpyResponse(Response):
+    """A float32 array in NumPy's .npy format: `np.load(io.BytesIO(response.content))`."""
+
+    media_type = NPY_MEDIA_TYPE
+
+    def render(self, content: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(content, dtype=np.float32), allow_pickle=False)
+        return buffer.getvalue()
+
+
+def wants_npy(accept: str | None) -> bool:
+    return accept is not None and NPY_MEDIA_TYPE in accept
