@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: serve test lint format models docker-test clean
+.PHONY: serve test lint format models bench docker-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ format: $(VENV)/.dev-installed
 # Re-create the four default models (fixed seeds) into models/.
 models: $(VENV)/.dev-installed
 	$(BIN)/python -m training.defaults
+
+# Load benchmarks on 127.0.0.1 (wrk from Debian's packages); writes bench/results/<date>.md.
+bench: $(VENV)/.dev-installed
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
+	$(BIN)/python bench/run.py
 
 # Build the image and run it and the compose file for real (starts a Docker engine if needed).
 docker-test: $(VENV)/.dev-installed
