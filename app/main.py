@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from app.errors import install_error_handlers
 from app.middleware import BodyLimit, RequestMetrics
 from app.registry import Registry
-from app.routes import health, inference, models
+from app.routes import health, inference, models, v2
 from app.settings import Settings
 
 logger = logging.getLogger("genserve")
@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(inference.router)
     app.include_router(models.router)
     app.include_router(health.router)
+    app.include_router(v2.server_router)
+    app.include_router(v2.model_router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics)  # outermost: sees the 413s too
     return app

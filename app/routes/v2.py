@@ -1,0 +1,126 @@
+"""The Open Inference Protocol (KServe V2) REST endpoints, on the same registry and batchers.
+
+Server metadata and health stay open like /healthz; the model endpoints need the API key
+like the rest. Every error on these routes is the protocol's `{"error": "<message>"}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.routing import APIRoute
+
+from app import v2
+from app.deps import RegistryDep, get_registry, require_api_key
+from app.errors import ErrorResponse, GenserveError, InvalidInput, NotReady
+
+logger = logging.getLogger("genserve")
+
+
+class V2Route(APIRoute):
+    """Renders errors as the protocol's `{"error": "<message>"}`. A client's mistake
+    (InvalidInput, a 422 on genserve's own endpoints) is a 400 here, as the protocol has it."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+
+        async def v2_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except GenserveError as exc:
+                status = 400 if isinstance(exc, InvalidInput) else exc.status
+                return ErrorResponse({"error": exc.message}, status, headers=exc.headers)
+            except Exception:
+                logger.exception("unhandled error")
+                return ErrorResponse({"error": "internal server error; see the server log"}, 500)
+
+        return v2_handler
+
+
+server_router = APIRouter(prefix="/v2", tags=["v2"], route_class=V2Route)
+model_router = APIRouter(prefix="/v2/models", tags=["v2"], route_class=V2Route, dependencies=[Depends(require_api_key)])
+_INFER_DOCS = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object"}, "example": v2.INFER_EXAMPLE}},
+        "description": "An inference request. With the binary tensor extension the body is this JSON, "
+        "`Inference-Header-Content-Length` bytes long, followed by the inputs' binary data.",
+    }
+}
+
+
+def _model(request: Request, name: str, version: str | None) -> v2.V2Model:
+    found = v2.find_model(get_registry(request), name, version)
+    request.state.model = found.served.manifest.name  # for the request metrics
+    return found
+
+
+async def _infer(request: Request, model: v2.V2Model) -> Response:
+    content, headers = await model.infer(await request.body(), request.headers)
+    return Response(content, headers=headers)
+
+
+# ---- server ---------------------------------------------------------------------------------
+
+
+@server_router.get("", response_model=v2.ServerMetadata, summary="Server metadata")
+async def server_metadata(request: Request) -> v2.ServerMetadata:
+    return v2.ServerMetadata(name=request.app.title, version=request.app.version, extensions=list(v2.EXTENSIONS))
+
+
+@server_router.get("/health/live", summary="Live: 200 with an empty body")
+@server_router.head("/health/live", include_in_schema=False)
+async def server_live() -> Response:
+    return Response()
+
+
+@server_router.get("/health/ready", summary="Ready: 200 once a model is served and every batcher runs; else 503")
+@server_router.head("/health/ready", include_in_schema=False)
+async def server_ready(registry: RegistryDep) -> Response:
+    if not registry.ready:
+        raise NotReady("no model is being served" if not registry.served() else "batchers are not running")
+    return Response()
+
+
+# ---- models ---------------------------------------------------------------------------------
+
+
+@model_router.get("/{name}", response_model=v2.ModelMetadata, summary="Model metadata (latest version)")
+async def model_metadata(name: str, request: Request) -> v2.ModelMetadata:
+    return _model(request, name, None).metadata()
+
+
+@model_router.get("/{name}/versions/{version}", response_model=v2.ModelMetadata, summary="Model metadata")
+async def model_version_metadata(name: str, version: str, request: Request) -> v2.ModelMetadata:
+    return _model(request, name, version).metadata()
+
+
+@model_router.get("/{name}/ready", summary="Model ready: 200 with an empty body, or 404 / 503")
+async def model_ready(name: str, request: Request) -> Response:
+    _model(request, name, None).check_ready()
+    return Response()
+
+
+@model_router.get("/{name}/versions/{version}/ready", summary="Model version ready")
+async def model_version_ready(name: str, version: str, request: Request) -> Response:
+    _model(request, name, version).check_ready()
+    return Response()
+
+
+@model_router.post(
+    "/{name}/infer", response_model=v2.InferenceResponse, openapi_extra=_INFER_DOCS, summary="Inference (latest)"
+)
+async def infer(name: str, request: Request) -> Response:
+    return await _infer(request, _model(request, name, None))
+
+
+@model_router.post(
+    "/{name}/versions/{version}/infer",
+    response_model=v2.InferenceResponse,
+    openapi_extra=_INFER_DOCS,
+    summary="Inference",
+)
+async def infer_version(name: str, version: str, request: Request) -> Response:
+    return await _infer(request, _model(request, name, version))
