@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
+from app.deps import require_api_key
 from app.errors import install_error_handlers
 from app.middleware import BodyLimit, RequestMetrics
 from app.registry import Registry
@@ -53,11 +54,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.include_router(inference.router)
-    app.include_router(models.router)
+    # The API key guards inference and model routes when one is set; without one, no
+    # dependency is attached at all (solving even a no-op dependency costs every request).
+    guarded = [Depends(require_api_key)] if settings.api_key else []
+    app.include_router(inference.router, dependencies=guarded)
+    app.include_router(models.router, dependencies=guarded)
+    app.include_router(v2.model_router, dependencies=guarded)
     app.include_router(health.router)
     app.include_router(v2.server_router)
-    app.include_router(v2.model_router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics)  # outermost: sees the 413s too
     return app

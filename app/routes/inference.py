@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
-from app.deps import require_api_key, resolve_model
+from app.deps import resolve_model
 from app.responses import NPY_MEDIA_TYPE, ArrayJSONResponse, NpyResponse, wants_npy
 from app.schemas import (
     EncodeResponse,
@@ -20,7 +20,7 @@ from app.schemas import (
 from app.served_model import ServedModel
 
 ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 413, 422, 503)}
-router = APIRouter(tags=["inference"], dependencies=[Depends(require_api_key)], responses=ERRORS)
+router = APIRouter(tags=["inference"], responses=ERRORS)  # the API key is attached in create_app
 
 
 def _answer(served: ServedModel, **fields: Any) -> Response:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from app.deps import RegistryDep, require_api_key
+from app.deps import RegistryDep
 from app.errors import ModelNotFound
 from app.registry import ModelRecord
 from app.schemas import ErrorResponse, ModelDetail, ModelList, ModelSummary
 
 router = APIRouter(
     tags=["models"],
-    dependencies=[Depends(require_api_key)],
     responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
 )
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
 from app import v2
-from app.deps import RegistryDep, get_registry, require_api_key
+from app.deps import RegistryDep
 from app.errors import ErrorResponse, GenserveError, InvalidInput, NotReady
 
 logger = logging.getLogger("genserve")
@@ -40,7 +40,7 @@ class V2Route(APIRoute):
 
 
 server_router = APIRouter(prefix="/v2", tags=["v2"], route_class=V2Route)
-model_router = APIRouter(prefix="/v2/models", tags=["v2"], route_class=V2Route, dependencies=[Depends(require_api_key)])
+model_router = APIRouter(prefix="/v2/models", tags=["v2"], route_class=V2Route)  # API key: see create_app
 _INFER_DOCS = {
     "requestBody": {
         "required": True,
@@ -52,7 +52,7 @@ _INFER_DOCS = {
 
 
 def _model(request: Request, name: str, version: str | None) -> v2.V2Model:
-    found = v2.find_model(get_registry(request), name, version)
+    found = v2.find_model(request.app.state.registry, name, version)
     request.state.model = found.served.manifest.name  # for the request metrics
     return found
 
