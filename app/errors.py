@@ -103,9 +103,10 @@ def install_error_handlers(app: FastAPI) -> None:
 def _describe(error: dict) -> dict:
     loc = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
     described = {"loc": loc, "msg": error.get("msg", "invalid")}
-    if error.get("type") == "json_invalid":  # loc is the character position
+    if error.get("type") == "json_invalid":  # loc is the character position, when known
         reason = (error.get("ctx") or {}).get("error", "")
-        described = {"loc": "body", "msg": f"invalid JSON at character {loc}" + (f": {reason}" if reason else "")}
+        where = f" at character {loc}" if loc != "body" else ""
+        described = {"loc": "body", "msg": f"invalid JSON{where}" + (f": {reason}" if reason else "")}
     value = error.get("input")
     # echo scalar inputs back, except NaN/inf, which JSON cannot carry
     if isinstance(value, str | int | bool) or (isinstance(value, float) and math.isfinite(value)):

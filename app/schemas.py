@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 Rows = list[list[float]]
 # Request rows stop validating at their first bad value: a body of millions of bad numbers
@@ -41,6 +42,24 @@ class RowsRequest(_Request):
         min_length=1, fail_fast=True, description="rows in the data's original units, input_dim values each"
     )
     labels: list[str] | None = Field(None, fail_fast=True, description="one label per row, for a conditional model")
+
+
+RequestT = TypeVar("RequestT", bound=_Request)
+
+
+def parse_body(model: type[RequestT], raw: bytes) -> RequestT:
+    """Validate a JSON body straight from its bytes with pydantic-core's parser: no Python
+    dict in between, which is most of a small request's validation cost. Errors are the
+    same 422 `invalid_request` as FastAPI's own body validation."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as e:
+        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from None
+
+
+def json_body(model: type[_Request]) -> dict[str, Any]:
+    """OpenAPI for a body that `parse_body` reads: the route documents it as FastAPI would."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
 class ModelAnswer(BaseModel):

@@ -26,7 +26,9 @@ class Settings(BaseSettings):
 
     batching: bool = True
     max_batch_size: int = Field(64, ge=1, description="rows run together in one batch")
-    max_batch_delay_ms: float = Field(2.0, ge=0, description="longest wait for more rows once others are waiting")
+    max_batch_delay_ms: float = Field(
+        0.0, ge=0, description="longest wait for more rows once others are waiting (0: run what has queued)"
+    )
     max_queue: int = Field(4096, ge=1, description="rows waiting per graph before 503")
     inline_max_ms: float = Field(
         0.2, ge=0, description="a graph whose runs take less runs on the event loop, not a thread (0: never)"

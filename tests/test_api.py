@@ -160,8 +160,8 @@ def test_row_errors(client, body: dict, fragment: str) -> None:
         ('{"model": "digits-vae", "inputs": [[Infinity]]}', "inputs.0.0"),
         ('{"model": "digits-vae", "inputs": [["0.5"]]}', "inputs.0.0: Input should be a valid number"),
         ('{"model": "digits-vae", "inputs": []}', "inputs: List should have at least 1 item"),
-        ('{"model": "digits-vae", "inputs": [0.5]}', "inputs.0: Input should be a valid list"),
-        ('{"model": "digits-vae", "inputs": ', "invalid JSON at character 34: Expecting value"),
+        ('{"model": "digits-vae", "inputs": [0.5]}', "inputs.0: Input should be a valid array"),
+        ('{"model": "digits-vae", "inputs": ', "invalid JSON: EOF while parsing a value at line 1 column 34"),
     ],
 )
 def test_malformed_bodies(client, raw: str, fragment: str) -> None:
@@ -341,7 +341,7 @@ def test_invalid_json_and_invalid_utf8(client) -> None:
         client.post("/generate", content=b'{"model": ', headers={"content-type": "application/json"}),
         422,
         "invalid_request",
-        "invalid JSON at character",
+        "invalid JSON: EOF while parsing a value at line 1 column 10",
     )
     assert error["details"][0]["loc"] == "body"
     response = client.post("/generate", content=b'{"model": "\xff"}', headers={"content-type": "application/json"})

@@ -16,6 +16,8 @@ from app.schemas import (
     QuantilesResponse,
     ReconstructResponse,
     RowsRequest,
+    json_body,
+    parse_body,
 )
 from app.served_model import ServedModel
 
@@ -33,14 +35,16 @@ def _answer(served: ServedModel, **fields: Any) -> Response:
     response_model=GenerateResponse,
     summary="Generate samples, optionally for a label",
     responses={200: {"content": {NPY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}},
+    openapi_extra=json_body(GenerateRequest),
 )
-async def generate(body: GenerateRequest, request: Request) -> Response:
+async def generate(request: Request) -> Response:
     """Decode `n` latent codes drawn from N(0, temperature^2 I). A sample is the decoder's
     central value: the Bernoulli mean (pixel intensities), the Gaussian mean, or the median
     of a quantile head; all variation comes from z. The same `seed` gives the same samples.
 
     With `Accept: application/x-npy` the answer is the samples alone, a float32 [n, features]
     array in NumPy's .npy format (headers `X-Model` and `X-Model-Version` name the model)."""
+    body = parse_body(GenerateRequest, await request.body())
     served = resolve_model(request, body.model)
     samples = await served.generate(body.n, body.label, body.seed, body.temperature)
     if wants_npy(request.headers.get("accept")):
@@ -49,25 +53,43 @@ async def generate(body: GenerateRequest, request: Request) -> Response:
     return _answer(served, label=body.label, seed=body.seed, samples=samples)
 
 
-@router.post("/encode", response_model=EncodeResponse, summary="Posterior q(z | x) of each row")
-async def encode(body: RowsRequest, request: Request) -> Response:
+@router.post(
+    "/encode",
+    response_model=EncodeResponse,
+    summary="Posterior q(z | x) of each row",
+    openapi_extra=json_body(RowsRequest),
+)
+async def encode(request: Request) -> Response:
+    body = parse_body(RowsRequest, await request.body())
     served = resolve_model(request, body.model)
     mean, log_var = await served.encode(body.inputs, body.labels)
     return _answer(served, mean=mean, log_var=log_var)
 
 
-@router.post("/reconstruct", response_model=ReconstructResponse, summary="Reconstruct rows through the latent mean")
-async def reconstruct(body: RowsRequest, request: Request) -> Response:
+@router.post(
+    "/reconstruct",
+    response_model=ReconstructResponse,
+    summary="Reconstruct rows through the latent mean",
+    openapi_extra=json_body(RowsRequest),
+)
+async def reconstruct(request: Request) -> Response:
+    body = parse_body(RowsRequest, await request.body())
     served = resolve_model(request, body.model)
     reconstructions, errors = await served.reconstruct(body.inputs, body.labels)
     return _answer(served, reconstructions=reconstructions, errors=errors)
 
 
-@router.post("/quantiles", response_model=QuantilesResponse, summary="Per-feature quantile bands of each row")
-async def quantiles(body: RowsRequest, request: Request) -> Response:
+@router.post(
+    "/quantiles",
+    response_model=QuantilesResponse,
+    summary="Per-feature quantile bands of each row",
+    openapi_extra=json_body(RowsRequest),
+)
+async def quantiles(request: Request) -> Response:
     """Quantile head: its learned (calibrated) quantiles at the row's latent mean. Gaussian
     head: the exact quantiles of N(mean, sigma^2) at the latent mean, levels 0.05 to 0.95.
     Bernoulli head: 422, it has no spread to give quantiles of."""
+    body = parse_body(RowsRequest, await request.body())
     served = resolve_model(request, body.model)
     levels, bands = await served.quantiles(body.inputs, body.labels)
     return _answer(served, levels=levels, quantiles=bands)
