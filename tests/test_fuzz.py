@@ -40,3 +40,13 @@ def test_405_names_the_documented_method(client) -> None:
         assert response.status_code == 405
         assert response.headers["allow"] == "GET", path
     assert client.delete("/generate").headers["allow"] == "POST"
+
+
+def test_request_schemas_resolve_inside_the_openapi_document(client) -> None:
+    # found by the fuzzer: V2's body was documented as any object, and a model's own
+    # `#/$defs/...` references do not resolve once its schema sits in the document
+    document = client.get("/openapi.json").json()
+    assert "#/$defs/" not in str(document)
+    infer = document["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"]["content"]["application/json"]
+    assert infer["schema"]["required"] == ["inputs"]
+    assert infer["schema"]["properties"]["inputs"]["items"]["required"] == ["name", "shape", "datatype"]

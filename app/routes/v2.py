@@ -16,6 +16,7 @@ from app import v2
 from app.deps import RegistryDep
 from app.errors import ErrorResponse, GenserveError, InvalidInput, NotReady
 from app.schemas import ErrorResponse as ErrorModel
+from app.schemas import inline_schema
 
 logger = logging.getLogger("genserve")
 
@@ -53,7 +54,7 @@ model_router = APIRouter(  # API key: see create_app
 _INFER_DOCS = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"type": "object"}, "example": v2.INFER_EXAMPLE}},
+        "content": {"application/json": {"schema": inline_schema(v2.InferenceRequest), "example": v2.INFER_EXAMPLE}},
         "description": "An inference request. With the binary tensor extension the body is this JSON, "
         "`Inference-Header-Content-Length` bytes long, followed by the inputs' binary data.",
     },
