@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: serve test lint format models bench docker-test clean
+.PHONY: serve test lint format models bench docker-test fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ models: $(VENV)/.dev-installed
 bench: $(VENV)/.dev-installed
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
 	$(BIN)/python bench/run.py
+
+# Fuzz the whole API from its OpenAPI schema against a live server on 127.0.0.1 (thousands of
+# cases; prints the number of cases run and failures). FUZZ_EXAMPLES: cases per operation and phase.
+FUZZ_EXAMPLES ?= 300
+fuzz: $(VENV)/.dev-installed
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz.py -k conforms -s -q
 
 # Build the image and run it and the compose file for real (starts a Docker engine if needed).
 docker-test: $(VENV)/.dev-installed

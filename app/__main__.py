@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import sys
 import tempfile
 
@@ -36,6 +37,9 @@ def main() -> int:
         "log_level": settings.log_level,
         "access_log": settings.access_log,
     }
+    # uvicorn handles SIGTERM with a graceful shutdown, then raises the signal again once it is
+    # done: a clean stop would end as "killed by SIGTERM" (143). This handler turns that into exit 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     if settings.workers > 1:
         uvicorn.run("app.main:app_from_env", factory=True, workers=settings.workers, **common)
     else:
@@ -43,6 +47,10 @@ def main() -> int:
 
         uvicorn.run(create_app(settings), **common)
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    sys.exit(0)
 
 
 if __name__ == "__main__":

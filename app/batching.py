@@ -8,7 +8,9 @@ When to run: if the worker finds a single request waiting, it runs at once (no d
 paid at low load). If several are waiting, traffic is concurrent, and it gathers further
 rows for up to `max_delay_s` after the first arrived, or until `max_batch_size` rows.
 A request larger than `max_batch_size` is split into chunks. The queue is bounded in rows:
-beyond `max_queue_rows` a request is refused with 503 instead of growing memory.
+beyond `max_queue_rows` a request is refused with 503 instead of growing memory. A request
+whose rows are not all run within `timeout_s` is answered 504, and its chunks still queued
+are dropped unrun.
 With batching off, each request runs on its own, through the same bounded queue.
 
 Where a graph runs: in the inference thread pool, off the event loop, unless its recent
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app import metrics
-from app.errors import InferenceFailed, NotReady, Overloaded
+from app.errors import InferenceFailed, NotReady, Overloaded, RequestTimeout
 from app.runtimes import LoadedGraph
 
 logger = logging.getLogger("genserve")
@@ -58,6 +60,7 @@ class Batcher:
         max_delay_s: float,
         max_queue_rows: int,
         inline_max_s: float = 0.0,
+        timeout_s: float | None = None,
     ) -> None:
         self.graph = graph
         self.executor = executor
@@ -66,6 +69,7 @@ class Batcher:
         self.max_delay_s = max_delay_s
         self.max_queue_rows = max_queue_rows
         self.inline_max_s = inline_max_s
+        self.timeout_s = timeout_s
         self._run_s: float | None = None  # moving average of a run's duration; None until measured
         self._queue: deque[_Chunk] = deque()
         self._queued_rows = 0
@@ -127,14 +131,18 @@ class Batcher:
         self._queued_rows += rows
         self._queue_depth.set(self._queued_rows)
         self._wakeup.set()
-        if len(chunks) == 1:
-            return await chunks[0].future
         try:
-            results = await asyncio.gather(*(c.future for c in chunks))
-        except BaseException:
-            for c in chunks:  # the failed request's other chunks: not run if still queued, not reported
+            if len(chunks) == 1:
+                return await asyncio.wait_for(chunks[0].future, self.timeout_s)
+            results = await asyncio.wait_for(asyncio.gather(*(c.future for c in chunks)), self.timeout_s)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"{self.name}: the request's {rows} rows were not run within {self.timeout_s:g} s "
+                "(GENSERVE_REQUEST_TIMEOUT_S); the service is too busy or the request too large"
+            ) from None
+        finally:
+            for c in chunks:  # a failed or timed-out request's other chunks: not run if still queued, not reported
                 c.future.cancel()
-            raise
         return [np.concatenate(parts) for parts in zip(*results, strict=True)]
 
     async def _work(self) -> None:

@@ -57,6 +57,10 @@ class NotReady(GenserveError):
         super().__init__(message, headers={"Retry-After": "1"})
 
 
+class RequestTimeout(GenserveError):
+    status, code = 504, "timeout"
+
+
 class InferenceFailed(GenserveError):
     status, code = 500, "inference_failed"
 

@@ -124,6 +124,7 @@ class Registry:
                 max_delay_s=s.max_batch_delay_ms / 1000,
                 max_queue_rows=s.max_queue,
                 inline_max_s=s.inline_max_ms / 1000,
+                timeout_s=s.request_timeout_s or None,
             )
             for graph_name, graph in graphs.items()
         }

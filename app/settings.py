@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     inline_max_ms: float = Field(
         0.2, ge=0, description="a graph whose runs take less runs on the event loop, not a thread (0: never)"
     )
+    request_timeout_s: float = Field(
+        30.0, ge=0, description="longest wait for a request's rows to be run before 504 (0: no limit)"
+    )
     max_samples: int = Field(1024, ge=1, description="largest n / number of rows in one request")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body")
 

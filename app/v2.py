@@ -73,6 +73,12 @@ class MetadataTensor(BaseModel):
     shape: list[int] = Field(description="-1 is the batch axis")
 
 
+class V2Error(BaseModel):
+    """Every error on the V2 routes (a body over GENSERVE_MAX_BODY_BYTES is refused before them: 413)."""
+
+    error: str
+
+
 class ModelMetadata(BaseModel):
     name: str
     versions: list[str]

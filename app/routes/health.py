@@ -8,18 +8,23 @@ from fastapi.responses import JSONResponse
 from app import metrics
 from app.deps import RegistryDep
 from app.errors import error_body
+from app.schemas import ErrorResponse
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="The process is alive")
 @router.head("/healthz", include_in_schema=False)
+@router.get("/healthz", summary="The process is alive")
 async def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Ready: at least one model loaded and every batcher running")
 @router.head("/readyz", include_in_schema=False)
+@router.get(
+    "/readyz",
+    summary="Ready: at least one model loaded and every batcher running",
+    responses={503: {"model": ErrorResponse}},
+)
 async def readyz(registry: RegistryDep) -> JSONResponse:
     models = [s.ref for s in registry.served()]
     if registry.ready:

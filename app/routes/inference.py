@@ -21,7 +21,7 @@ from app.schemas import (
 )
 from app.served_model import ServedModel
 
-ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 413, 422, 503)}
+ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 413, 422, 500, 503, 504)}
 router = APIRouter(tags=["inference"], responses=ERRORS)  # the API key is attached in create_app
 
 

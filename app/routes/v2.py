@@ -15,6 +15,8 @@ from fastapi.routing import APIRoute
 from app import v2
 from app.deps import RegistryDep
 from app.errors import ErrorResponse, GenserveError, InvalidInput, NotReady
+from app.schemas import ErrorResponse as ErrorModel
+from app.schemas import inline_schema
 
 logger = logging.getLogger("genserve")
 
@@ -39,16 +41,25 @@ class V2Route(APIRoute):
         return v2_handler
 
 
-server_router = APIRouter(prefix="/v2", tags=["v2"], route_class=V2Route)
-model_router = APIRouter(prefix="/v2/models", tags=["v2"], route_class=V2Route)  # API key: see create_app
+_EMPTY = {"description": "An empty body", "content": {}}
+server_router = APIRouter(
+    prefix="/v2", tags=["v2"], route_class=V2Route, responses={500: {"model": v2.V2Error}, 503: {"model": v2.V2Error}}
+)
+model_router = APIRouter(  # API key: see create_app
+    prefix="/v2/models",
+    tags=["v2"],
+    route_class=V2Route,
+    responses={code: {"model": v2.V2Error} for code in (400, 401, 404, 500, 503, 504)},
+)
 _INFER_DOCS = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"type": "object"}, "example": v2.INFER_EXAMPLE}},
+        "content": {"application/json": {"schema": inline_schema(v2.InferenceRequest), "example": v2.INFER_EXAMPLE}},
         "description": "An inference request. With the binary tensor extension the body is this JSON, "
         "`Inference-Header-Content-Length` bytes long, followed by the inputs' binary data.",
-    }
+    },
 }
+_INFER_ERRORS = {413: {"model": ErrorModel, "description": "Body too large (genserve's error shape)"}}
 
 
 def _model(request: Request, name: str, version: str | None) -> v2.V2Model:
@@ -70,14 +81,21 @@ async def server_metadata(request: Request) -> v2.ServerMetadata:
     return v2.ServerMetadata(name=request.app.title, version=request.app.version, extensions=list(v2.EXTENSIONS))
 
 
-@server_router.get("/health/live", summary="Live: 200 with an empty body")
 @server_router.head("/health/live", include_in_schema=False)
+@server_router.get(
+    "/health/live", summary="Live: 200 with an empty body", response_class=Response, responses={200: _EMPTY}
+)
 async def server_live() -> Response:
     return Response()
 
 
-@server_router.get("/health/ready", summary="Ready: 200 once a model is served and every batcher runs; else 503")
 @server_router.head("/health/ready", include_in_schema=False)
+@server_router.get(
+    "/health/ready",
+    summary="Ready: 200 once a model is served and every batcher runs; else 503",
+    response_class=Response,
+    responses={200: _EMPTY},
+)
 async def server_ready(registry: RegistryDep) -> Response:
     if not registry.ready:
         raise NotReady("no model is being served" if not registry.served() else "batchers are not running")
@@ -97,20 +115,31 @@ async def model_version_metadata(name: str, version: str, request: Request) -> v
     return _model(request, name, version).metadata()
 
 
-@model_router.get("/{name}/ready", summary="Model ready: 200 with an empty body, or 404 / 503")
+@model_router.get(
+    "/{name}/ready",
+    summary="Model ready: 200 with an empty body, or 404 / 503",
+    response_class=Response,
+    responses={200: _EMPTY},
+)
 async def model_ready(name: str, request: Request) -> Response:
     _model(request, name, None).check_ready()
     return Response()
 
 
-@model_router.get("/{name}/versions/{version}/ready", summary="Model version ready")
+@model_router.get(
+    "/{name}/versions/{version}/ready", summary="Model version ready", response_class=Response, responses={200: _EMPTY}
+)
 async def model_version_ready(name: str, version: str, request: Request) -> Response:
     _model(request, name, version).check_ready()
     return Response()
 
 
 @model_router.post(
-    "/{name}/infer", response_model=v2.InferenceResponse, openapi_extra=_INFER_DOCS, summary="Inference (latest)"
+    "/{name}/infer",
+    response_model=v2.InferenceResponse,
+    responses=_INFER_ERRORS,
+    openapi_extra=_INFER_DOCS,
+    summary="Inference (latest)",
 )
 async def infer(name: str, request: Request) -> Response:
     return await _infer(request, _model(request, name, None))
@@ -119,6 +148,7 @@ async def infer(name: str, request: Request) -> Response:
 @model_router.post(
     "/{name}/versions/{version}/infer",
     response_model=v2.InferenceResponse,
+    responses=_INFER_ERRORS,
     openapi_extra=_INFER_DOCS,
     summary="Inference",
 )
