@@ -10,11 +10,6 @@ from fastapi import Depends, Request
 from app.errors import InvalidInput, Unauthorized
 from app.registry import Registry
 from app.served_model import ServedModel
-from app.settings import Settings
-
-
-async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
 
 
 async def get_registry(request: Request) -> Registry:

@@ -8,7 +8,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
-from app.errors import error_body
+from app.errors import BodyTooLarge, error_body
 
 
 class BodyLimit:
@@ -55,14 +55,14 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, send: Send) -> None:
-        message = f"request body is larger than {self.max_bytes} bytes (GENSERVE_MAX_BODY_BYTES)"
-        payload = json.dumps(error_body("body_too_large", message), ensure_ascii=True).encode()
+        error = BodyTooLarge(f"request body is larger than {self.max_bytes} bytes (GENSERVE_MAX_BODY_BYTES)")
+        payload = json.dumps(error_body(error.code, error.message), ensure_ascii=True).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(payload)).encode()),
             (b"connection", b"close"),
         ]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.start", "status": error.status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
 

@@ -44,7 +44,6 @@ class OnnxGraph:
                 f"{path.name}: graph tensors {self.input_names} -> {self.output_names} differ from the manifest's "
                 f"{artifact.inputs} -> {artifact.outputs}"
             )
-        self.input_shapes = {i.name: i.shape for i in self.session.get_inputs()}
 
     def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(None, inputs)
