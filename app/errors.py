@@ -43,6 +43,10 @@ class BodyTooLarge(GenserveError):
     status, code = 413, "body_too_large"
 
 
+class UnsupportedMediaType(GenserveError):
+    status, code = 415, "unsupported_media_type"
+
+
 class Overloaded(GenserveError):
     status, code = 503, "overloaded"
 

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import os
+import signal
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from app.deps import require_api_key
 from app.errors import install_error_handlers
 from app.middleware import BodyLimit, RequestMetrics
 from app.registry import Registry
-from app.routes import health, inference, models, v2
+from app.routes import admin, health, inference, models, v2
 from app.settings import Settings
 
 logger = logging.getLogger("genserve")
@@ -37,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # collector's full passes, which would otherwise walk it again and again under load.
             gc.collect()
             gc.freeze()
+            _reload_on_sighup(registry)
             yield
         finally:
             await registry.stop()
@@ -60,11 +65,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(inference.router, dependencies=guarded)
     app.include_router(models.router, dependencies=guarded)
     app.include_router(v2.model_router, dependencies=guarded)
+    app.include_router(admin.router, dependencies=guarded)
     app.include_router(health.router)
     app.include_router(v2.server_router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestMetrics)  # outermost: sees the 413s too
+    if settings.cors_origin_list:  # off by default: browsers then refuse cross-origin calls
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "HEAD"],
+            allow_headers=["Content-Type", "Accept", "Authorization", "X-API-Key", "Inference-Header-Content-Length"],
+            expose_headers=["Retry-After", "X-Model", "X-Model-Version", "Inference-Header-Content-Length"],
+            max_age=600,
+        )
+    app.add_middleware(RequestMetrics)  # outermost: sees the 413s and CORS preflights too
     return app
+
+
+def _reload_on_sighup(registry: Registry) -> None:
+    """SIGHUP reloads the model repository, as POST /admin/reload does. (With several workers,
+    SIGHUP to the server process makes uvicorn replace its workers instead.) Only a process's
+    main thread can install a handler: under a test client there is none."""
+    tasks: set[asyncio.Task] = set()
+
+    def on_sighup() -> None:
+        logger.info("SIGHUP: reloading the model repository")
+        task = asyncio.get_running_loop().create_task(registry.reload())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
 
 
 def configure_logging(level: str) -> None:

@@ -1,6 +1,12 @@
 """The model registry: scans the model repository, checks and loads every model version,
 and serves `name` (latest loaded version) and `name@version`.
 
+`reload()` scans the repository again while the service keeps serving: new versions load
+(in a thread, off the event loop), versions whose directory is gone are retired, a version
+whose manifest changed is loaded anew and swapped in only if the new copy loads, and failed
+versions are tried again. A broken version never replaces a working one. A retired version
+stops only once the requests holding it have finished.
+
 A model that fails (bad manifest, missing file, checksum mismatch, a graph that does not
 load or does not match its manifest) is recorded with the reason and not served; the
 others load regardless. A device that cannot be had (GENSERVE_DEVICE=cuda without a GPU)
@@ -9,9 +15,11 @@ stops the start-up instead: that is a configuration error, not a model's.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +27,7 @@ from pydantic import ValidationError
 
 from app import metrics
 from app.batching import Batcher
-from app.errors import ModelNotFound, StartupError
+from app.errors import ModelNotFound, NotReady, StartupError
 from app.manifest import (
     MANIFEST_FILE,
     Artifact,
@@ -45,6 +53,21 @@ class ModelRecord:
     reason: str | None = None
     manifest: Manifest | None = None
     served: ServedModel | None = None
+    fingerprint: str | None = None  # of the manifest file as loaded: a change on disk shows on reload
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass
+class ReloadReport:
+    loaded: list[str] = field(default_factory=list)  # new versions now served
+    replaced: list[str] = field(default_factory=list)  # changed on disk, the new copy now served
+    removed: list[str] = field(default_factory=list)  # gone from disk, retired
+    failed: dict[str, str] = field(default_factory=dict)  # not served, with the reason
+    kept: dict[str, str] = field(default_factory=dict)  # changed on disk but the new copy failed: old one serves
+    unchanged: list[str] = field(default_factory=list)
 
 
 class Registry:
@@ -53,27 +76,38 @@ class Registry:
         self.executor = executor
         self.records: dict[str, dict[int, ModelRecord]] = {}
         self._said_cpu = False
+        self._reload_lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task] = set()
+        self._stopped = False
 
     # ---- loading ------------------------------------------------------------------------
 
     def load_all(self) -> None:
+        for name, version, path in self._scan():
+            record = self._load_version(name, version, path)
+            self.records.setdefault(name, {})[version] = record
+        ready = [r for r in self.all_records() if r.state == "ready"]
+        logger.info(
+            "serving %d model version(s) from %s; %d failed",
+            len(ready),
+            self.settings.model_dir,
+            len(self.all_records()) - len(ready),
+        )
+
+    def _scan(self) -> list[tuple[str, int, Path]]:
+        """Every `<name>/<version>/` directory of the model repository, in order."""
         root = self.settings.model_dir
         if not root.is_dir():
             logger.error("model directory %s does not exist: no models to serve", root)
-            return
+            return []
+        found = []
         for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for version_dir in sorted(
-                (p for p in model_dir.iterdir() if p.is_dir() and is_version_name(p.name)), key=lambda p: int(p.name)
-            ):
-                record = self._load_version(model_dir.name, int(version_dir.name), version_dir)
-                self.records.setdefault(record.name, {})[record.version] = record
-        ready = [r for r in self.all_records() if r.state == "ready"]
-        logger.info(
-            "serving %d model version(s) from %s; %d failed", len(ready), root, len(self.all_records()) - len(ready)
-        )
+            versions = (p for p in model_dir.iterdir() if p.is_dir() and is_version_name(p.name))
+            found += [(model_dir.name, int(p.name), p) for p in sorted(versions, key=lambda p: int(p.name))]
+        return found
 
     def _load_version(self, name: str, version: int, path: Path) -> ModelRecord:
-        record = ModelRecord(name=name, version=version, path=path, state="failed")
+        record = ModelRecord(name=name, version=version, path=path, state="failed", fingerprint=_fingerprint(path))
         try:
             parse_model_ref(name)
             manifest = read_manifest(path)
@@ -149,6 +183,86 @@ class Registry:
             self._said_cpu = True
         return "cpu"
 
+    # ---- reloading ----------------------------------------------------------------------
+
+    async def reload(self) -> ReloadReport:
+        """Scan the repository again and bring the served set in line with it (one reload at a time)."""
+        async with self._reload_lock:
+            if self._stopped:
+                raise NotReady("the service is shutting down: no reload")
+            # loading builds sessions and runs warm-ups: in a thread, so that serving goes on meanwhile
+            candidates, found = await asyncio.get_running_loop().run_in_executor(None, self._load_changed)
+            report = ReloadReport()
+            for name, versions in list(self.records.items()):
+                for version, record in list(versions.items()):
+                    if (name, version) not in found:
+                        del versions[version]
+                        self._retire(record)
+                        report.removed.append(record.ref)
+                if not versions:
+                    del self.records[name]
+            for name, version in found:
+                old = self.records.get(name, {}).get(version)
+                new = candidates.get((name, version))
+                if new is None:
+                    old.reason = None  # whatever a failed reload said of it no longer holds
+                    report.unchanged.append(old.ref)
+                    continue
+                if new.served is None and old is not None and old.served is not None:
+                    old.reason = (
+                        f"a changed copy on disk failed to load, still serving the one loaded before: {new.reason}"
+                    )
+                    report.kept[old.ref] = new.reason or ""
+                    continue
+                self.records.setdefault(name, {})[version] = new
+                if new.served is None:
+                    report.failed[new.ref] = new.reason or ""
+                    continue
+                new.served.encoder.start()
+                new.served.decoder.start()
+                if old is not None and old.served is not None:
+                    self._retire(old)
+                    report.replaced.append(new.ref)
+                else:
+                    report.loaded.append(new.ref)
+            self.records = {name: dict(sorted(v.items())) for name, v in sorted(self.records.items())}
+            logger.info(
+                "reload: %d loaded, %d replaced, %d removed, %d failed, %d kept (changed copy failed), %d unchanged",
+                *(len(getattr(report, f)) for f in ("loaded", "replaced", "removed", "failed", "kept", "unchanged")),
+            )
+            return report
+
+    def _load_changed(self) -> tuple[dict[tuple[str, int], ModelRecord], dict[tuple[str, int], Path]]:
+        """(In a thread.) Load every version that is new, changed on disk, or failed before."""
+        found = {(name, version): path for name, version, path in self._scan()}
+        candidates = {}
+        for (name, version), path in found.items():
+            old = self.records.get(name, {}).get(version)
+            if old is not None and old.served is not None and old.fingerprint == _fingerprint(path):
+                continue
+            candidates[(name, version)] = self._load_version(name, version, path)
+        return candidates, found
+
+    def _retire(self, record: ModelRecord) -> None:
+        """Stop serving a version: its batchers stop once the requests holding it have finished."""
+        served = record.served
+        if served is None:
+            return
+        current = self.records.get(record.name, {}).get(record.version)
+        if current is None or current.served is None:  # gone, not replaced (a replacement shares the labels)
+            metrics.MODELS_LOADED.labels(record.name, str(record.version), served.device, served.backend).set(0)
+
+        async def retire() -> None:
+            while served.in_flight:
+                await asyncio.sleep(0.01)
+            await served.encoder.stop()
+            await served.decoder.stop()
+            logger.info("retired %s", record.ref)
+
+        task = asyncio.get_running_loop().create_task(retire(), name=f"retire {record.ref}")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
     # ---- serving ------------------------------------------------------------------------
 
     def all_records(self) -> list[ModelRecord]:
@@ -186,14 +300,32 @@ class Registry:
             served.decoder.start()
 
     async def stop(self) -> None:
+        async with self._reload_lock:
+            self._stopped = True
+            await asyncio.gather(*self._retiring)
         for served in self.served():
             await served.encoder.stop()
             await served.decoder.stop()
 
-    @property
-    def ready(self) -> bool:
+    def not_ready_reason(self) -> str | None:
+        """Why /readyz says 503, or None when ready. Ready: at least one model version serves and
+        every served version's batchers run; with GENSERVE_READY_POLICY=all, also no version failed."""
         models = self.served()
-        return bool(models) and all(m.encoder.running and m.decoder.running for m in models)
+        if not models:
+            return "no model is being served"
+        if not all(m.encoder.running and m.decoder.running for m in models):
+            return "batchers are not running (starting or shutting down)"
+        failed = [r.ref for r in self.all_records() if r.served is None]
+        if failed and self.settings.ready_policy == "all":
+            return f"GENSERVE_READY_POLICY=all and {len(failed)} model version(s) failed to load: {failed}"
+        return None
+
+
+def _fingerprint(path: Path) -> str | None:
+    try:
+        return hashlib.sha256((path / MANIFEST_FILE).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _warm_up(manifest: Manifest, graphs: dict[str, LoadedGraph]) -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.errors import UnsupportedMediaType
 
 Rows = list[list[float]]
 # Request rows stop validating at their first bad value: a body of millions of bad numbers
@@ -45,6 +48,19 @@ class RowsRequest(_Request):
 
 
 RequestT = TypeVar("RequestT", bound=_Request)
+
+
+async def read_body(request: Request, model: type[RequestT]) -> RequestT:
+    """The request's JSON body as `model`. A body declared as something else (a form, text) is
+    refused with 415; one that declares no content type at all is read as JSON."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None:
+        media_type = content_type.partition(";")[0].strip().lower()
+        if media_type != "application/json" and not media_type.endswith("+json"):
+            raise UnsupportedMediaType(
+                f"the body is declared as {media_type or 'nothing'!r}; send JSON with 'Content-Type: application/json'"
+            )
+    return parse_body(model, await request.body())
 
 
 def parse_body(model: type[RequestT], raw: bytes) -> RequestT:
@@ -134,6 +150,16 @@ class ModelDetail(BaseModel):
 
 class ModelList(BaseModel):
     models: list[ModelSummary]
+
+
+class ReloadResponse(BaseModel):
+    status: str = Field(description="reloaded")
+    loaded: list[str] = Field(description="new versions now served")
+    replaced: list[str] = Field(description="versions changed on disk whose new copy now serves")
+    removed: list[str] = Field(description="versions gone from disk, retired once their requests finished")
+    failed: dict[str, str] = Field(description="versions not served, with the reason")
+    kept: dict[str, str] = Field(description="changed on disk, but the new copy failed: the loaded one still serves")
+    unchanged: list[str]
 
 
 class ErrorInfo(BaseModel):

@@ -7,8 +7,12 @@ outputs. Routes only call these methods.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 
@@ -18,6 +22,20 @@ from app.manifest import Manifest
 
 # Levels returned by /quantiles for a Gaussian head (a quantile head returns its own).
 GAUSSIAN_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _holding(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """An endpoint method holds its model while it runs: a reload retires a version only once nothing holds it."""
+
+    @functools.wraps(method)
+    async def held(self: ServedModel, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self.hold():
+            return await method(self, *args, **kwargs)
+
+    return held  # type: ignore[return-value]
 
 
 @dataclass
@@ -38,10 +56,20 @@ class ServedModel:
         # Unseeded requests draw from one long-lived generator: seeding a fresh one from the
         # OS's entropy on every request costs more than the draw itself.
         self._rng = np.random.default_rng()
+        self.in_flight = 0  # requests running on this version (see hold)
 
     @property
     def ref(self) -> str:
         return f"{self.manifest.name}@{self.manifest.version}"
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep this version's batchers running while a request uses them, even if a reload retires it."""
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
 
     # ---- checks -------------------------------------------------------------------------
 
@@ -124,6 +152,7 @@ class ServedModel:
 
     # ---- endpoints ----------------------------------------------------------------------
 
+    @_holding
     async def generate(self, n: int, label: str | None, seed: int | None, temperature: float) -> np.ndarray:
         if n > self.max_rows:
             raise InvalidInput(f"n={n} is above the limit of {self.max_rows} samples (GENSERVE_MAX_SAMPLES)")
@@ -132,10 +161,12 @@ class ServedModel:
         z = rng.standard_normal((n, self.manifest.latent_dim), dtype=np.float32)
         return self._original_units(self._central(await self._decode(z * np.float32(temperature), y)))
 
+    @_holding
     async def encode(self, inputs: list[list[float]], labels: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
         x = self.check_rows(inputs)
         return await self._encode(x, self.check_labels(labels, len(x)))
 
+    @_holding
     async def reconstruct(self, inputs: list[list[float]], labels: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
         """Reconstructions at the latent mean, and each row's mean squared error (original units)."""
         x = self.check_rows(inputs)
@@ -146,6 +177,7 @@ class ServedModel:
         _require_finite(errors, "the reconstruction error")
         return reconstruction, errors
 
+    @_holding
     async def quantiles(self, inputs: list[list[float]], labels: list[str] | None) -> tuple[list[float], np.ndarray]:
         """Per-feature quantile bands at each row's latent mean: (levels, [rows, levels, features])."""
         head = self.manifest.head

@@ -39,7 +39,20 @@ class Settings(BaseSettings):
     max_samples: int = Field(1024, ge=1, description="largest n / number of rows in one request")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body")
 
-    api_key: str | None = Field(None, description="when set, inference and model endpoints require it")
+    api_key: str | None = Field(None, description="when set, inference, model and admin endpoints require it")
+    cors_origins: str = Field(
+        "", description="comma-separated origins browsers may call from ('*' for any); empty: CORS off"
+    )
+    ready_policy: Literal["any", "all"] = Field(
+        "any", description="/readyz: 200 once any model version serves, or only when every version found loaded"
+    )
+    shutdown_timeout_s: float = Field(
+        30.0, gt=0, description="on SIGTERM, longest wait for requests in flight before closing connections"
+    )
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @model_validator(mode="after")
     def _queue_holds_a_request(self) -> Settings:

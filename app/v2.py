@@ -194,7 +194,8 @@ class V2Model:
             raise InvalidInput(f"invalid inference request: {_describe(e)}") from None
         selected = self._select_outputs(request)  # before running: a bad output name costs no inference
         feed = self._read_inputs(request.inputs, binary)
-        results = await self.batcher.run(feed)
+        with self.served.hold():
+            results = await self.batcher.run(feed)
         by_name = dict(zip(self.batcher.graph.output_names, results, strict=True))
         for spec, _ in selected:
             _require_finite_output(spec.name, by_name[spec.name])

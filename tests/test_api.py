@@ -162,11 +162,45 @@ def test_row_errors(client, body: dict, fragment: str) -> None:
         ('{"model": "digits-vae", "inputs": []}', "inputs: List should have at least 1 item"),
         ('{"model": "digits-vae", "inputs": [0.5]}', "inputs.0: Input should be a valid array"),
         ('{"model": "digits-vae", "inputs": ', "invalid JSON: EOF while parsing a value at line 1 column 34"),
+        ('{"model": "digits-vae", "inputs": ' + "[" * 100_000 + "]" * 100_000 + "}", "recursion limit exceeded"),
     ],
 )
 def test_malformed_bodies(client, raw: str, fragment: str) -> None:
     response = client.post("/encode", content=raw, headers={"content-type": "application/json"})
     assert_error(response, 422, "invalid_request", fragment)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+def test_a_body_declared_as_something_other_than_json_is_415(client, content_type: str) -> None:
+    body = json.dumps({"model": "digits-vae", "seed": 0})
+    response = client.post("/generate", content=body, headers={"content-type": content_type})
+    assert_error(response, 415, "unsupported_media_type", repr(content_type), "Content-Type: application/json")
+    for accepted in ("application/json; charset=utf-8", "application/vnd.genserve+json", None):
+        headers = {"content-type": accepted} if accepted else {}
+        assert client.post("/generate", content=body, headers=headers).status_code == 200, accepted
+
+
+def test_cors_is_off_by_default(client) -> None:
+    response = client.post("/generate", json={"model": "digits-vae"}, headers={"Origin": "https://app.example"})
+    assert response.status_code == 200 and "access-control-allow-origin" not in response.headers
+    preflight = client.options(
+        "/generate", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert preflight.status_code == 405 and "access-control-allow-origin" not in preflight.headers
+
+
+def test_cors_origins_setting(make_client) -> None:
+    client = make_client(cors_origins="https://app.example, https://other.example", api_key="k")
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    response = client.options("/generate", headers={**preflight, "Access-Control-Request-Headers": "x-api-key"})
+    assert response.status_code == 200  # a preflight carries no key; it is answered before the key is checked
+    assert response.headers["access-control-allow-origin"] == "https://app.example"
+    headers = {"Origin": "https://app.example", "X-API-Key": "k"}
+    response = client.post("/generate", json={"model": "digits-vae"}, headers=headers)
+    assert response.headers["access-control-allow-origin"] == "https://app.example"
+    assert "x-model" in response.headers["access-control-expose-headers"].lower()
+    elsewhere = client.options("/generate", headers={**preflight, "Origin": "https://evil.example"})
+    assert elsewhere.status_code == 400 and "access-control-allow-origin" not in elsewhere.headers
 
 
 def test_labels_must_match_rows(client) -> None:

@@ -95,6 +95,19 @@ def test_broken_models_are_listed_with_reasons_and_the_good_ones_serve(make_clie
     assert response.status_code == 404 and "checksum mismatch" in response.json()["error"]["message"]
 
 
+def test_ready_policy_all_waits_for_every_version(make_client, mixed_repository: Path) -> None:
+    """The default policy (any) is ready above, broken versions and all; `all` is not, and says which failed."""
+    client = make_client(model_dir=mixed_repository, ready_policy="all")
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    error = response.json()["error"]
+    assert "GENSERVE_READY_POLICY=all and 8 model version(s) failed" in error["message"]
+    assert "missing file: encoder.onnx" in error["details"]["digits-cvae@2"]
+    assert client.get("/v2/health/ready").status_code == 503
+    # not ready is a signal to load balancers, not a refusal: the good models still answer
+    assert client.post("/generate", json={"model": "digits-vae", "seed": 0}).status_code == 200
+
+
 def test_not_ready_without_models(make_client, tmp_path: Path) -> None:
     client = make_client(model_dir=tmp_path)
     response = client.get("/readyz")

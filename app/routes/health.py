@@ -22,16 +22,18 @@ async def healthz() -> dict:
 @router.head("/readyz", include_in_schema=False)
 @router.get(
     "/readyz",
-    summary="Ready: at least one model loaded and every batcher running",
+    summary="Ready: a model serves and every batcher runs (GENSERVE_READY_POLICY=all: and none failed)",
     responses={503: {"model": ErrorResponse}},
 )
 async def readyz(registry: RegistryDep) -> JSONResponse:
-    models = [s.ref for s in registry.served()]
-    if registry.ready:
-        return JSONResponse({"status": "ready", "models": models})
-    failed = {f"{r.name}@{r.version}": r.reason for r in registry.all_records() if r.served is None}
-    body = error_body("not_ready", "no model is being served" if not models else "batchers are not running", failed)
-    return JSONResponse(body, 503, headers={"Retry-After": "1"})
+    """200 once at least one model version serves and every batcher runs (failed versions are
+    listed in /models and do not hold readiness back), or, with GENSERVE_READY_POLICY=all, only
+    when every version found loaded. 503 before that, while shutting down, or with no model."""
+    reason = registry.not_ready_reason()
+    if reason is None:
+        return JSONResponse({"status": "ready", "models": [s.ref for s in registry.served()]})
+    failed = {r.ref: r.reason for r in registry.all_records() if r.served is None}
+    return JSONResponse(error_body("not_ready", reason, failed), 503, headers={"Retry-After": "1"})
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -17,11 +17,11 @@ from app.schemas import (
     ReconstructResponse,
     RowsRequest,
     json_body,
-    parse_body,
+    read_body,
 )
 from app.served_model import ServedModel
 
-ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 413, 422, 500, 503, 504)}
+ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 413, 415, 422, 500, 503, 504)}
 router = APIRouter(tags=["inference"], responses=ERRORS)  # the API key is attached in create_app
 
 
@@ -44,7 +44,7 @@ async def generate(request: Request) -> Response:
 
     With `Accept: application/x-npy` the answer is the samples alone, a float32 [n, features]
     array in NumPy's .npy format (headers `X-Model` and `X-Model-Version` name the model)."""
-    body = parse_body(GenerateRequest, await request.body())
+    body = await read_body(request, GenerateRequest)
     served = resolve_model(request, body.model)
     samples = await served.generate(body.n, body.label, body.seed, body.temperature)
     if wants_npy(request.headers.get("accept")):
@@ -60,7 +60,7 @@ async def generate(request: Request) -> Response:
     openapi_extra=json_body(RowsRequest),
 )
 async def encode(request: Request) -> Response:
-    body = parse_body(RowsRequest, await request.body())
+    body = await read_body(request, RowsRequest)
     served = resolve_model(request, body.model)
     mean, log_var = await served.encode(body.inputs, body.labels)
     return _answer(served, mean=mean, log_var=log_var)
@@ -73,7 +73,7 @@ async def encode(request: Request) -> Response:
     openapi_extra=json_body(RowsRequest),
 )
 async def reconstruct(request: Request) -> Response:
-    body = parse_body(RowsRequest, await request.body())
+    body = await read_body(request, RowsRequest)
     served = resolve_model(request, body.model)
     reconstructions, errors = await served.reconstruct(body.inputs, body.labels)
     return _answer(served, reconstructions=reconstructions, errors=errors)
@@ -89,7 +89,7 @@ async def quantiles(request: Request) -> Response:
     """Quantile head: its learned (calibrated) quantiles at the row's latent mean. Gaussian
     head: the exact quantiles of N(mean, sigma^2) at the latent mean, levels 0.05 to 0.95.
     Bernoulli head: 422, it has no spread to give quantiles of."""
-    body = parse_body(RowsRequest, await request.body())
+    body = await read_body(request, RowsRequest)
     served = resolve_model(request, body.model)
     levels, bands = await served.quantiles(body.inputs, body.labels)
     return _answer(served, levels=levels, quantiles=bands)

@@ -68,8 +68,9 @@ def _model(request: Request, name: str, version: str | None) -> v2.V2Model:
     return found
 
 
-async def _infer(request: Request, model: v2.V2Model) -> Response:
-    content, headers = await model.infer(await request.body(), request.headers)
+async def _infer(request: Request, name: str, version: str | None) -> Response:
+    body = await request.body()  # first: from resolving the model to holding it, nothing may wait (reloads)
+    content, headers = await _model(request, name, version).infer(body, request.headers)
     return Response(content, headers=headers)
 
 
@@ -97,8 +98,9 @@ async def server_live() -> Response:
     responses={200: _EMPTY},
 )
 async def server_ready(registry: RegistryDep) -> Response:
-    if not registry.ready:
-        raise NotReady("no model is being served" if not registry.served() else "batchers are not running")
+    reason = registry.not_ready_reason()
+    if reason is not None:
+        raise NotReady(reason)
     return Response()
 
 
@@ -142,7 +144,7 @@ async def model_version_ready(name: str, version: str, request: Request) -> Resp
     summary="Inference (latest)",
 )
 async def infer(name: str, request: Request) -> Response:
-    return await _infer(request, _model(request, name, None))
+    return await _infer(request, name, None)
 
 
 @model_router.post(
@@ -153,4 +155,4 @@ async def infer(name: str, request: Request) -> Response:
     summary="Inference",
 )
 async def infer_version(name: str, version: str, request: Request) -> Response:
-    return await _infer(request, _model(request, name, version))
+    return await _infer(request, name, version)

@@ -1,0 +1,40 @@
+"""POST /admin/reload: scan the model repository again without a restart (also on SIGHUP)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from app.deps import RegistryDep
+from app.schemas import ErrorResponse, ReloadResponse
+
+logger = logging.getLogger("genserve")
+
+router = APIRouter(prefix="/admin", tags=["admin"], responses={401: {"model": ErrorResponse}})
+
+
+@router.post(
+    "/reload",
+    response_model=ReloadResponse,
+    summary="Reload the model repository: new versions load, removed ones go, broken ones never replace good ones",
+    responses={202: {"description": "Several workers: the server replaces them one by one, each loading afresh"}},
+)
+async def reload(request: Request, registry: RegistryDep) -> JSONResponse:
+    """With one worker, the reload happens in this process and the answer says what changed.
+    With several (GENSERVE_WORKERS > 1) a reload in one worker would leave the others behind:
+    the request asks the server process to replace its workers one by one instead (as SIGHUP
+    to it does); each new worker loads the repository as it is, and is in service before the
+    old one it replaces stops. That answer is 202, with nothing to report yet."""
+    if request.app.state.settings.workers > 1:
+        os.kill(os.getppid(), signal.SIGHUP)
+        return JSONResponse(
+            {"status": "restarting workers", "message": "each worker is replaced by one that loads the repository"},
+            202,
+        )
+    report = await registry.reload()
+    return JSONResponse({"status": "reloaded", **dataclasses.asdict(report)})
