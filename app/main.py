@@ -8,21 +8,39 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp
 
 from app.deps import require_api_key
 from app.errors import install_error_handlers
-from app.middleware import BodyLimit, RequestMetrics
+from app.middleware import BodyLimit, DirectRoutes, RequestMetrics
 from app.registry import Registry
 from app.routes import admin, health, inference, models, v2
 from app.settings import Settings
 
 logger = logging.getLogger("genserve")
+
+
+class GenserveAPI(FastAPI):
+    """FastAPI with genserve's own middleware (`outer_middleware`, outermost first) placed
+    outside Starlette's and FastAPI's standard layers (server errors, telemetry, exception
+    handlers), not inside them: the hot inference routes, answered by `DirectRoutes`, then
+    pass through none of those layers, which cost more than a small model's inference. Every
+    other request goes on through the standard stack as usual."""
+
+    outer_middleware: Sequence[Middleware] = ()
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app = super().build_middleware_stack()
+        for cls, args, kwargs in reversed(self.outer_middleware):
+            app = cls(app, *args, **kwargs)
+        return app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -51,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
                 multiprocess.mark_process_dead(os.getpid())
 
-    app = FastAPI(
+    app = GenserveAPI(
         title="genserve",
         version="0.1.0",
         summary="Generate samples, latent codes, reconstructions and quantile bands from VAE/CVAE/QVAE models.",
@@ -61,24 +79,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     # The API key guards inference and model routes when one is set; without one, no
     # dependency is attached at all (solving even a no-op dependency costs every request).
-    guarded = [Depends(require_api_key)] if settings.api_key else []
+    guarded_by = [require_api_key] if settings.api_key else []
+    guarded = [Depends(guard) for guard in guarded_by]
     app.include_router(inference.router, dependencies=guarded)
     app.include_router(models.router, dependencies=guarded)
     app.include_router(v2.model_router, dependencies=guarded)
     app.include_router(admin.router, dependencies=guarded)
     app.include_router(health.router)
     app.include_router(v2.server_router)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    cors = []
     if settings.cors_origin_list:  # off by default: browsers then refuse cross-origin calls
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origin_list,
-            allow_methods=["GET", "POST", "HEAD"],
-            allow_headers=["Content-Type", "Accept", "Authorization", "X-API-Key", "Inference-Header-Content-Length"],
-            expose_headers=["Retry-After", "X-Model", "X-Model-Version", "Inference-Header-Content-Length"],
-            max_age=600,
-        )
-    app.add_middleware(RequestMetrics)  # outermost: sees the 413s and CORS preflights too
+        cors = [
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origin_list,
+                allow_methods=["GET", "POST", "HEAD"],
+                allow_headers=[
+                    "Content-Type",
+                    "Accept",
+                    "Authorization",
+                    "X-API-Key",
+                    "Inference-Header-Content-Length",
+                ],
+                expose_headers=["Retry-After", "X-Model", "X-Model-Version", "Inference-Header-Content-Length"],
+                max_age=600,
+            )
+        ]
+    app.outer_middleware = [
+        Middleware(RequestMetrics),  # outermost: sees the 413s and CORS preflights too
+        *cors,
+        Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+        Middleware(DirectRoutes, owner=app, routes=inference.router.routes, guards=guarded_by),
+    ]
     return app
 
 

@@ -232,6 +232,23 @@ def test_cheap_graphs_run_on_the_event_loop_and_others_on_the_inference_thread(i
     assert all((t == loop_thread) == inline_expected for t in graph.threads[1:])
 
 
+def test_a_cheap_graph_runs_a_request_at_once_when_nothing_is_queued() -> None:
+    """Past its first (measured) run, a cheap graph runs a request on the spot: no queue, no
+    hand-off to the worker; each request still gets its own, correct rows."""
+    graph = CountingGraph()
+    requests = [rows(1 + i % 3, seed=i) for i in range(20)]
+
+    async def test(batcher: Batcher) -> None:
+        await batcher.run(rows(1, seed=99))  # measured on the thread
+        results = await asyncio.gather(*(batcher.run(r) for r in requests))
+        for got, request in zip(results, requests, strict=True):
+            np.testing.assert_allclose(got[0], graph.inner.run(request)[0], atol=1e-5)
+        assert batcher._queued_rows == 0
+
+    asyncio.run(with_batcher(graph, test, inline_max_s=1.0))
+    assert graph.batches == [1] + [len(r["z"]) for r in requests]  # one run per request, in order
+
+
 # ---- over real HTTP -------------------------------------------------------------------------
 
 
@@ -251,7 +268,8 @@ async def concurrent_generate(url: str, count: int, concurrency: int = 64) -> li
 
 
 def test_live_server_batches_concurrent_requests_and_matches_unbatched(live_server) -> None:
-    batched = live_server(batching="on", max_batch_delay_ms=20)
+    # the digits decoder is cheap enough to run at once whenever nothing is queued: make it use the queue
+    batched = live_server(batching="on", max_batch_delay_ms=20, inline_max_ms=0)
     unbatched = live_server(batching="off")
     results_on = asyncio.run(concurrent_generate(batched.url, 256))
     results_off = asyncio.run(concurrent_generate(unbatched.url, 256))
