@@ -5,14 +5,17 @@ table: requests/s, p50/p90/p99 latency, errors, mean batch size (from /metrics),
 reference points are measured in the same run: (a) the HTTP stack's limit, a bare FastAPI
 endpoint on the same uvicorn settings returning a body of the same size; (b) the model's
 limit, onnxruntime in-process on the same graph, plus the cost of encoding its result.
-Writes bench/results/<date>.md.
+Then overload: the heavy model's capacity C measured closed-loop, an open-loop load at 4 x C
+for 30 s against a small GENSERVE_MAX_QUEUE, and what was accepted, shed and lost, memory,
+and how soon the service answers normally again. Writes bench/results/<date>.md.
 
-    python bench/run.py [--seconds 8] [--quick]
+    python bench/run.py [--seconds 8] [--quick] [--only throughput|overload]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import json
 import os
@@ -25,11 +28,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import numpy as np
+from open_loop import OpenLoop, Probe, post
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -119,19 +124,22 @@ def genserve(**settings: object) -> Server:
     return Server([PYTHON, "-m", "app"], env)
 
 
-def batch_totals(server: Server, model: str) -> tuple[float, float]:
-    """(rows, runs) of a model's decoder so far, from the batch-size histogram."""
+def metric_total(server: Server, name: str, **labels: str) -> float:
+    """Sum of a metric's samples over the series whose labels include `labels`."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    rows = runs = 0.0
+    total = 0.0
     for family in text_string_to_metric_families(server.metrics()):
-        for s in family.samples:
-            if s.labels.get("model") == model and s.labels.get("graph") == "decoder":
-                if s.name == "genserve_batch_size_rows_sum":
-                    rows += s.value
-                elif s.name == "genserve_batch_size_rows_count":
-                    runs += s.value
-    return rows, runs
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def batch_totals(server: Server, model: str) -> tuple[float, float]:
+    """(rows, runs) of a model's decoder so far, from the batch-size histogram."""
+    rows = metric_total(server, "genserve_batch_size_rows_sum", model=model, graph="decoder")
+    return rows, metric_total(server, "genserve_batch_size_rows_count", model=model, graph="decoder")
 
 
 # ---- load -----------------------------------------------------------------------------------
@@ -314,6 +322,91 @@ def ensure_heavy_model() -> Path:
     return path
 
 
+# ---- overload -------------------------------------------------------------------------------
+
+OVERLOAD_BODY = {"model": HEAVY, "n": 64, "label": "7"}  # ~9 ms of the heavy decoder per request
+OVERLOAD_QUEUE = 256  # GENSERVE_MAX_QUEUE, rows: four such requests
+
+
+@dataclass
+class Overload:
+    capacity: Result  # closed loop, before the load
+    load: OpenLoop
+    unloaded_s: float  # a probe's median answer time, idle server
+    recovery_s: float  # from the last send to a probe's 200 within 2 x unloaded_s
+    probes: int  # probes sent until then
+    queue_after: float  # queue depth in rows once every answer was in
+    rss_mb: tuple[float, float, float]  # before, max sampled during, after
+    capacity_after: Result  # closed loop, right after
+    client_cpu: float  # the open-loop client's CPU time over the load's wall time (1.0: one core)
+
+
+def overload(seconds: float, load_seconds: float) -> Overload:
+    """Capacity C of /generate n=64 on the heavy model, closed-loop with as many connections as
+    the queue holds requests (so none is shed); then open-loop at 4 x C for `load_seconds`;
+    then C again."""
+    connections = OVERLOAD_QUEUE // OVERLOAD_BODY["n"]
+    settings = {"model_dir": HEAVY_DIR, "max_queue": OVERLOAD_QUEUE, "max_samples": OVERLOAD_BODY["n"]}
+    with genserve(**settings) as server:
+        capacity = measure(server, "capacity", connections, seconds, OVERLOAD_BODY, HEAVY)
+        request = post("/generate", json.dumps(OVERLOAD_BODY).encode())
+        under_load = asyncio.run(_open_loop(server, request, 4 * capacity.rps, load_seconds))
+        after = measure(server, "capacity after", connections, seconds, OVERLOAD_BODY, HEAVY, warmup=0)
+    result = Overload(capacity=capacity, capacity_after=after, **under_load)
+    counts = Counter(e.status for e in result.load.exchanges)
+    print(
+        f"  overload at {result.load.rate:,.0f} req/s (C = {capacity.rps:,.0f}): {counts[200]} accepted, "
+        f"{counts[503]} shed, {len(result.load.exchanges) - counts[200] - counts[503]} lost; "
+        f"recovered in {result.recovery_s * 1000:.0f} ms",
+        file=sys.stderr,
+        flush=True,
+    )
+    return result
+
+
+async def _open_loop(server: Server, request: bytes, rate: float, seconds: float) -> dict:
+    """The fields of `Overload` measured under the open-loop load and after it."""
+    loop = asyncio.get_running_loop()
+    async with Probe(server.port, request) as probe:
+        unloaded_s = float(np.median([(await probe.ask())[1] for _ in range(20)]))
+    rss_before = server.rss_mb()
+    rss_during: list[float] = []
+
+    async def sample_rss() -> None:
+        while True:
+            rss_during.append(server.rss_mb())
+            await asyncio.sleep(0.1)
+
+    sampler = loop.create_task(sample_rss())
+    load = OpenLoop(server.port, request, rate)
+    cpu_started, started = time.process_time(), loop.time()
+    await load.send(seconds)
+    stopped = loop.time()
+    sampler.cancel()
+    client_cpu = (time.process_time() - cpu_started) / (stopped - started)
+    # the load's last answers still arrive meanwhile: the probes run beside the drain
+    async with Probe(server.port, request) as probe:
+        probes = 0
+        while True:
+            probes += 1
+            status, took = await probe.ask()
+            if status == 200 and took <= 2 * unloaded_s:
+                break
+            if loop.time() - stopped > 60:
+                raise RuntimeError(f"not recovered 60 s after the load: last probe {status} in {took:.3f} s")
+    recovery_s = loop.time() - stopped
+    await load.drain()
+    return {
+        "load": load,
+        "unloaded_s": unloaded_s,
+        "recovery_s": recovery_s,
+        "probes": probes,
+        "queue_after": metric_total(server, "genserve_queue_depth_rows", model=HEAVY, graph="decoder"),
+        "rss_mb": (rss_before, max(rss_during), server.rss_mb()),
+        "client_cpu": client_cpu,
+    }
+
+
 # ---- the run --------------------------------------------------------------------------------
 
 
@@ -336,17 +429,16 @@ def machine() -> str:
     )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=8, help="length of each measured wrk run")
-    parser.add_argument("--quick", action="store_true", help="2-second runs, for a smoke test")
-    args = parser.parse_args()
-    seconds = 2 if args.quick else args.seconds
-    if shutil.which("wrk") is None:
-        print("wrk not found: apt-get install wrk", file=sys.stderr)
-        return 1
-    started = time.perf_counter()
-    heavy_dir = ensure_heavy_model()
+@dataclass
+class Throughput:
+    rows: list[Result]
+    facts: dict[str, float]
+    reference: dict[str, float]  # (b), digits-cvae in-process
+    heavy_reference: dict[str, float]
+
+
+def throughput(seconds: float, heavy_dir: Path) -> Throughput:
+    """The wrk scenarios beside the two limits (a) and (b)."""
     rows: list[Result] = []
     facts: dict[str, float] = {}
 
@@ -418,10 +510,32 @@ def main() -> int:
         log(measure(server, "generate n=1, 64 conn, 2 workers", 64, seconds, one, "digits-cvae"))
 
     reference = in_process(ROOT / "models" / "digits-cvae" / "1", (1, 64, 1024))
-    heavy_reference = in_process(heavy_dir, (1, 64))
-    report = render(rows, facts, reference, heavy_reference, time.perf_counter() - started)
+    return Throughput(rows, facts, reference, in_process(heavy_dir, (1, 64)))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=8, help="length of each measured wrk run")
+    parser.add_argument("--quick", action="store_true", help="2-second runs (5 s of overload), for a smoke test")
+    parser.add_argument("--overload-seconds", type=float, default=30, help="length of the load at 4 x capacity")
+    parser.add_argument(
+        "--only", choices=("throughput", "overload"), help="run one part alone; writes <date>-<part>.md"
+    )
+    args = parser.parse_args()
+    seconds = 2 if args.quick else args.seconds
+    if shutil.which("wrk") is None:
+        print("wrk not found: apt-get install wrk", file=sys.stderr)
+        return 1
+    started = time.perf_counter()
+    heavy_dir = ensure_heavy_model()
+    measured = throughput(seconds, heavy_dir) if args.only != "overload" else None
+    overloaded = None
+    if args.only != "throughput":
+        overloaded = overload(seconds, 5 if args.quick else args.overload_seconds)
+    report = render(measured, overloaded, time.perf_counter() - started)
     print(report)
-    out = BENCH / "results" / f"{datetime.date.today().isoformat()}.md"
+    name = datetime.date.today().isoformat() + (f"-{args.only}" if args.only else "")
+    out = BENCH / "results" / f"{name}.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text(report)
     print(f"wrote {out.relative_to(ROOT)}", file=sys.stderr)
@@ -440,13 +554,24 @@ def _digits_rows(n: int) -> np.ndarray:
     return load_digits().data[:n] / 16.0
 
 
-def render(rows: list[Result], facts: dict, ref: dict, heavy_ref: dict, took_s: float) -> str:
-    by = {r.scenario: r for r in rows}
+def render(measured: Throughput | None, overloaded: Overload | None, took_s: float) -> str:
     lines = [
         f"# genserve benchmark, {datetime.date.today().isoformat()}",
         "",
         f"Machine: {machine()}. One server worker unless stated; wrk on the same machine, 127.0.0.1.",
         f"Each run measured after a 1 s warm-up; the whole run took {took_s / 60:.1f} min.",
+    ]
+    if measured is not None:
+        lines += _throughput_lines(measured)
+    if overloaded is not None:
+        lines += _overload_lines(overloaded)
+    return "\n".join(lines) + "\n"
+
+
+def _throughput_lines(measured: Throughput) -> list[str]:
+    rows, facts, ref, heavy_ref = measured.rows, measured.facts, measured.reference, measured.heavy_reference
+    by = {r.scenario: r for r in rows}
+    lines = [
         "",
         "| scenario | requests/s | p50 ms | p90 ms | p99 ms | errors | mean batch | RSS MB |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -512,7 +637,43 @@ def render(rows: list[Result], facts: dict, ref: dict, heavy_ref: dict, took_s: 
         f"{facts['rss_loaded_mb']:.0f} MB after load | {_yes(facts['rss_loaded_mb'] < 250)} |"
     )
     lines.append("| 6. GPU | no GPU on this machine | – |")
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _overload_lines(o: Overload) -> list[str]:
+    load = o.load
+    accepted, shed = load.with_status(200), load.with_status(503)
+    other = [e for e in load.exchanges if e.status not in (200, 503)]
+    p50, p99 = np.percentile([e.latency_s * 1000 for e in accepted], (50, 99))
+    before, during, after = o.rss_mb
+    conn = OVERLOAD_QUEUE // OVERLOAD_BODY["n"]
+    lines = [
+        "",
+        f"Overload: {HEAVY}, /generate n={OVERLOAD_BODY['n']}, GENSERVE_MAX_QUEUE={OVERLOAD_QUEUE} rows ({conn} "
+        f"such requests). Its capacity C is measured closed-loop (wrk, {conn} connections, so that none is shed); "
+        f"then requests are sent open-loop at 4 × C for {load.seconds:.0f} s (bench/open_loop.py: each leaves on "
+        "schedule, whatever the answers); then C is measured again.",
+        "",
+        "| overload | measured |",
+        "|---|---|",
+        f"| capacity C before / right after | {o.capacity.rps:,.0f} / {o.capacity_after.rps:,.0f} req/s "
+        f"(errors {o.capacity.errors} / {o.capacity_after.errors}) |",
+        f"| offered 4 × C / sent at | {load.rate:,.0f} / {load.achieved_rate():,.0f} req/s "
+        f"(send lag p99 {load.lag_p99_s() * 1000:.1f} ms; {load.connections_opened} connections; "
+        f"client CPU {o.client_cpu:.0%} of a core) |",
+        f"| sent | {len(load.exchanges):,} |",
+        f"| accepted (200) | {len(accepted):,} ({len(accepted) / load.seconds:,.0f} req/s) |",
+        f"| shed (503) | {len(shed):,} ({sum(e.retry_after for e in shed):,} with Retry-After) |",
+        f"| other: lost (errors, timeouts, other statuses) | {len(other)} |",
+        f"| accepted latency p50 / p99 | {p50:.1f} / {p99:.1f} ms (unloaded {o.unloaded_s * 1000:.1f} ms) |",
+        f"| server RSS before / max during (every 0.1 s) / after | {before:.0f} / {during:.0f} / {after:.0f} MB |",
+        f"| recovery: last send to a probe's 200 within 2 × unloaded | {o.recovery_s * 1000:.0f} ms "
+        f"({o.probes} probes); queue depth once all answered: {o.queue_after:.0f} rows |",
+    ]
+    if other:
+        kinds = Counter(e.error or str(e.status) for e in other)
+        lines += ["", "Lost: " + ", ".join(f"{kind} × {count}" for kind, count in kinds.most_common())]
+    return lines
 
 
 def _yes(ok: bool) -> str:
