@@ -7,7 +7,9 @@ loop), and hands each request its slice of the outputs.
 When to run: if the worker finds a single request waiting, it runs at once (no delay is
 paid at low load). If several are waiting, traffic is concurrent, and it gathers further
 rows for up to `max_delay_s` after the first arrived, or until `max_batch_size` rows.
-A request larger than `max_batch_size` is split into chunks. The queue is bounded in rows:
+A request larger than `max_batch_size` is split into chunks, so that it shares the graph
+with others and a timed-out one stops between chunks; on a cheap graph with nothing else
+queued or running, it runs in one piece. The queue is bounded in rows:
 beyond `max_queue_rows` a request is refused with 503 instead of growing memory. A request
 whose rows are not all run within `timeout_s` is answered 504, and its chunks still queued
 are dropped unrun.
@@ -123,7 +125,11 @@ class Batcher:
         if not self._queue and not self._busy and rows <= self.max_batch_size and self._cheap:
             return self._run_now(inputs, rows)
         loop = asyncio.get_running_loop()
-        step = self.max_batch_size
+        # A large request is split into batch-sized chunks: it shares the graph fairly with others,
+        # and a timed-out one stops between chunks. On a cheap graph with no others in sight, one
+        # run of all its rows (in the thread) costs much less than many, and is short anyway.
+        alone = not self._queue and not self._busy and self._cheap
+        step = rows if alone else self.max_batch_size
         chunks = [
             _Chunk(
                 {k: v[start : start + step] for k, v in inputs.items()}, min(step, rows - start), loop.create_future()
@@ -173,7 +179,8 @@ class Batcher:
         return outputs, time.perf_counter() - started
 
     def _ran(self, rows: int, took: float) -> None:
-        self._run_s = took if self._run_s is None else 0.8 * self._run_s + 0.2 * took
+        if rows <= self.max_batch_size:  # the typical run; a lone large request's single run is not
+            self._run_s = took if self._run_s is None else 0.8 * self._run_s + 0.2 * took
         self._inference_time.observe(took)
         self._batch_size.observe(rows)
 
@@ -236,7 +243,7 @@ class Batcher:
         else:
             inputs = {k: np.concatenate([c.inputs[k] for c in batch]) for k in batch[0].inputs}
         try:
-            if self._cheap:
+            if self._cheap and rows <= self.max_batch_size:
                 outputs, took = self._timed_run(inputs)
             else:
                 outputs, took = await asyncio.get_running_loop().run_in_executor(self.executor, self._timed_run, inputs)

@@ -63,14 +63,29 @@ def test_concurrent_requests_are_batched_and_get_their_own_rows() -> None:
 
 def test_a_request_larger_than_the_batch_is_split_and_reassembled() -> None:
     graph = CountingGraph()
-    request = rows(150, seed=1)
+    small, large = rows(3, seed=0), rows(150, seed=1)
 
     async def test(batcher: Batcher) -> None:
-        (probs,) = await batcher.run(request)
-        np.testing.assert_allclose(probs, graph.inner.run(request)[0], atol=1e-5)
+        _, (probs,) = await asyncio.gather(batcher.run(small), batcher.run(large))
+        np.testing.assert_allclose(probs, graph.inner.run(large)[0], atol=1e-5)
 
     asyncio.run(with_batcher(graph, test))
-    assert graph.batches == [64, 64, 22]
+    assert graph.batches == [3, 64, 64, 22]  # the small request is not held up by all 150 rows
+
+
+@pytest.mark.parametrize(("inline_max_s", "expected"), [(1.0, [1, 150]), (0.0, [1, 64, 64, 22])])
+def test_a_lone_large_request_runs_in_one_piece_on_a_cheap_graph(inline_max_s, expected) -> None:
+    """Cheap (recent runs under inline_max_s): one run. Otherwise chunks, which a timeout can stop."""
+    graph = CountingGraph()
+    large = rows(150, seed=1)
+
+    async def test(batcher: Batcher) -> None:
+        await batcher.run(rows(1, seed=0))  # the first run is measured
+        (probs,) = await batcher.run(large)
+        np.testing.assert_allclose(probs, graph.inner.run(large)[0], atol=1e-5)
+
+    asyncio.run(with_batcher(graph, test, inline_max_s=inline_max_s))
+    assert graph.batches == expected
 
 
 def test_a_single_request_runs_without_waiting_for_the_delay() -> None:
