@@ -144,6 +144,11 @@ class ModelDetail(BaseModel):
     latest: int | None = Field(description="the version `name` resolves to (latest loaded)")
     versions: list[ModelSummary]
     feature_names: list[str] | None = None
+    normalization: dict[str, list[float]] | None = Field(
+        None,
+        description="of the latest version: normalised = (x - shift) / scale per feature; V2 tensors are in "
+        "normalised units",
+    )
     metrics: dict[str, float] | None = Field(None, description="test-split metrics of the latest version")
     training: dict | None = None
 

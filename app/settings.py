@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     ready_policy: Literal["any", "all"] = Field(
         "any", description="/readyz: 200 once any model version serves, or only when every version found loaded"
     )
+    keep_alive_s: float = Field(
+        5.0, gt=0, description="idle keep-alive connections are closed after this long; above a proxy's idle timeout"
+    )
     shutdown_timeout_s: float = Field(
         30.0, gt=0, description="on SIGTERM, longest wait for requests in flight before closing connections"
     )

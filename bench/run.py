@@ -462,7 +462,7 @@ def throughput(seconds: float, heavy_dir: Path) -> Throughput:
     body_file = Path(tempfile.mkstemp(suffix=".json")[1])
     body_file.write_bytes(body_n1)
     with Server([PYTHON, str(BENCH / "bare_server.py"), "{port}", str(body_file)]) as bare:
-        for c in (1, 64):
+        for c in (1, 64, 256):
             log(measure(bare, f"(a) bare endpoint, {c} conn", c, seconds, one))
     body_file.unlink()
 

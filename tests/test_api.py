@@ -262,6 +262,16 @@ def test_model_detail(client) -> None:
     detail = client.get("/models/cancer-qvae").json()
     assert detail["latest"] == 1 and detail["versions"][0]["state"] == "ready"
     assert "coverage_90" in detail["metrics"] and detail["training"]["data"] == "breast-cancer"
+    # the normalisation, for V2 clients whose tensors are in normalised units
+    rows, labels = real_rows("cancer-qvae", 1)
+    norm = detail["normalization"]
+    assert len(norm["shift"]) == len(norm["scale"]) == 30 and min(norm["scale"]) > 0
+    encoded = client.post("/encode", json={"model": "cancer-qvae", "inputs": rows, "labels": labels}).json()
+    x_norm = (np.array(rows[0]) - norm["shift"]) / norm["scale"]
+    infer = {"inputs": [{"name": "x", "shape": [1, 30], "datatype": "FP32", "data": x_norm.tolist()},
+                        {"name": "y", "shape": [1], "datatype": "INT64", "data": [0]}]}  # fmt: skip
+    v2 = client.post("/v2/models/cancer-qvae.encoder/infer", json=infer).json()
+    np.testing.assert_allclose(v2["outputs"][0]["data"], encoded["mean"][0], atol=1e-5)
     assert_error(client.get("/models/nope"), 404, "model_not_found", "no model named 'nope'")
 
 

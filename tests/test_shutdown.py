@@ -71,3 +71,21 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_exits_0(live_server)
     assert set(statuses) <= {200, "refused"}, statuses
     assert statuses["refused"] + len(unsent) == CLIENTS, (statuses, unsent)
     assert all("reset" in e or "disconnected" in e for e in unsent), unsent
+
+
+def test_idle_keep_alive_connections_close_after_the_setting(live_server) -> None:
+    """GENSERVE_KEEP_ALIVE_S: set it above a load balancer's idle timeout, so that the balancer,
+    not the server, closes idle connections (else a request can meet a connection being closed)."""
+    import socket
+
+    server = live_server(keep_alive_s="0.5")
+    request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+        conn.sendall(request)
+        assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+        time.sleep(0.1)
+        conn.sendall(request)  # still open well within the timeout: served
+        assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        assert conn.recv(4096) == b""  # then the server closes it, once idle for 0.5 s
+        assert 0.3 < time.monotonic() - started < 5

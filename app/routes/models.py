@@ -51,6 +51,7 @@ async def model_detail(name: str, registry: RegistryDep) -> ModelDetail:
         latest=latest.version if latest else None,
         versions=[summary(r) for r in versions.values()],
         feature_names=manifest.feature_names if manifest else None,
+        normalization=manifest.normalization.model_dump() if manifest else None,
         metrics=manifest.evaluation.metrics if manifest else None,
         training=manifest.training.model_dump() if manifest else None,
     )
