@@ -59,6 +59,10 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_exits_0(live_server)
     for thread in threads:
         thread.join(timeout=30)
 
+    print(
+        f"SIGTERM under load: {statuses[200]} answered 200, {len(spanning)} of them in flight at SIGTERM, "
+        f"{statuses['refused']} refused and {len(unsent)} reset afterwards; exit {returncode} after {took:.2f} s"
+    )
     assert returncode == 0, server.output()[-3000:]
     assert took < 10, f"exited {took:.1f} s after SIGTERM"
     assert statuses[200] > CLIENTS  # it was under load
