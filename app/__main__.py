@@ -12,7 +12,7 @@ import tempfile
 import uvicorn
 from pydantic import ValidationError
 
-from app.main import configure_logging
+from app.main import catch_early_sighup, configure_logging
 from app.settings import Settings
 
 
@@ -25,6 +25,7 @@ def main() -> int:
             print(f"error: {where if error['loc'] else 'settings'}: {error['msg']}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    catch_early_sighup()
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Must be set before any worker imports prometheus_client, so that /metrics sums over workers;
         # a fresh directory per start, removed at exit, so no stale series survive a restart.
@@ -43,7 +44,15 @@ def main() -> int:
     # done: a clean stop would end as "killed by SIGTERM" (143). This handler turns that into exit 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     if settings.workers > 1:
-        uvicorn.run("app.main:app_from_env", factory=True, workers=settings.workers, **common)
+        # a worker that is not up within the health-check timeout is killed, and a reload's rolling
+        # restart abandoned: uvicorn's 5 s default is too short for a repository of large models
+        uvicorn.run(
+            "app.main:app_from_env",
+            factory=True,
+            workers=settings.workers,
+            timeout_worker_healthcheck=settings.worker_start_timeout_s,
+            **common,
+        )
     else:
         from app.main import create_app
 

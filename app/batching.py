@@ -8,8 +8,8 @@ When to run: if the worker finds a single request waiting, it runs at once (no d
 paid at low load). If several are waiting, traffic is concurrent, and it gathers further
 rows for up to `max_delay_s` after the first arrived, or until `max_batch_size` rows.
 A request larger than `max_batch_size` is split into chunks, so that it shares the graph
-with others and a timed-out one stops between chunks; on a cheap graph with nothing else
-queued or running, it runs in one piece. The queue is bounded in rows:
+with others and a timed-out one stops between chunks; on a cheap CPU graph with nothing
+else queued or running, it runs in one piece. The queue is bounded in rows:
 beyond `max_queue_rows` a request is refused with 503 instead of growing memory. A request
 whose rows are not all run within `timeout_s` is answered 504, and its chunks still queued
 are dropped unrun.
@@ -98,6 +98,8 @@ class Batcher:
         """Should the worker ever end with rows still queued, their requests fail instead of hanging."""
         if not task.cancelled() and task.exception() is not None:
             logger.error("%s: batch worker died", self.name, exc_info=task.exception())
+        if not self._queue:  # a clean stop: leave the depth gauge alone (a replacement version shares it)
+            return
         while self._queue:
             chunk = self._queue.popleft()
             if not chunk.future.done():
@@ -128,7 +130,8 @@ class Batcher:
         # A large request is split into batch-sized chunks: it shares the graph fairly with others,
         # and a timed-out one stops between chunks. On a cheap graph with no others in sight, one
         # run of all its rows (in the thread) costs much less than many, and is short anyway.
-        alone = not self._queue and not self._busy and self._cheap
+        # (CPU only: on a GPU, MAX_BATCH_SIZE also bounds the memory one run takes.)
+        alone = not self._queue and not self._busy and self._cheap and self.graph.device == "cpu"
         step = rows if alone else self.max_batch_size
         chunks = [
             _Chunk(

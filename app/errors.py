@@ -61,6 +61,10 @@ class NotReady(GenserveError):
         super().__init__(message, headers={"Retry-After": "1"})
 
 
+class RepositoryUnavailable(GenserveError):
+    status, code = 503, "repository_unavailable"
+
+
 class RequestTimeout(GenserveError):
     status, code = 504, "timeout"
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Sequence
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
@@ -18,7 +18,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
 from app.deps import require_api_key
-from app.errors import install_error_handlers
+from app.errors import NotReady, RepositoryUnavailable, install_error_handlers
 from app.middleware import BodyLimit, DirectRoutes, RequestMetrics
 from app.registry import Registry
 from app.routes import admin, health, inference, models, v2
@@ -59,8 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # collector's full passes, which would otherwise walk it again and again under load.
             gc.collect()
             gc.freeze()
-            _reload_on_sighup(registry)
+            stop_reloading = _reload_on_sighup(registry)
             yield
+            stop_reloading()
         finally:
             await registry.stop()
             executor.shutdown(wait=True)
@@ -114,20 +115,50 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _reload_on_sighup(registry: Registry) -> None:
+_early_sighup = threading.Event()
+
+
+def catch_early_sighup() -> None:
+    """Until the service is up, SIGHUP would end the process (its default action): note it
+    instead, and reload once the start-up is done (`python -m app` calls this first)."""
+    signal.signal(signal.SIGHUP, lambda signum, frame: _early_sighup.set())
+
+
+def _reload_on_sighup(registry: Registry) -> Callable[[], None]:
     """SIGHUP reloads the model repository, as POST /admin/reload does. (With several workers,
     SIGHUP to the server process makes uvicorn replace its workers instead.) Only a process's
-    main thread can install a handler: under a test client there is none."""
+    main thread can install a handler: under a test client there is none. Returns the undo,
+    for the shutdown: from then on SIGHUP is ignored."""
+    loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task] = set()
+
+    def done(task: asyncio.Task) -> None:
+        tasks.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if isinstance(error, NotReady | RepositoryUnavailable):
+            logger.warning("SIGHUP reload refused: %s", error.message)
+        elif error is not None:
+            logger.error("SIGHUP reload failed", exc_info=error)
 
     def on_sighup() -> None:
         logger.info("SIGHUP: reloading the model repository")
-        task = asyncio.get_running_loop().create_task(registry.reload())
+        task = loop.create_task(registry.reload())
         tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        task.add_done_callback(done)
 
-    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
+    try:
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
+        return lambda: None
+    if _early_sighup.is_set():  # one came during the start-up
+        _early_sighup.clear()
+        on_sighup()
+
+    def undo() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    return undo
 
 
 def configure_logging(level: str) -> None:

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from app import metrics
 from app.batching import Batcher
-from app.errors import ModelNotFound, NotReady, StartupError
+from app.errors import ModelNotFound, NotReady, RepositoryUnavailable, StartupError
 from app.manifest import (
     MANIFEST_FILE,
     Artifact,
@@ -86,6 +86,8 @@ class Registry:
         for name, version, path in self._scan():
             record = self._load_version(name, version, path)
             self.records.setdefault(name, {})[version] = record
+            if record.served is not None:
+                _set_loaded(record, 1)
         ready = [r for r in self.all_records() if r.state == "ready"]
         logger.info(
             "serving %d model version(s) from %s; %d failed",
@@ -94,10 +96,16 @@ class Registry:
             len(self.all_records()) - len(ready),
         )
 
-    def _scan(self) -> list[tuple[str, int, Path]]:
-        """Every `<name>/<version>/` directory of the model repository, in order."""
+    def _scan(self, reloading: bool = False) -> list[tuple[str, int, Path]]:
+        """Every `<name>/<version>/` directory of the model repository, in order. A repository
+        that is missing at a reload (an unmounted volume) is refused: it would retire every model."""
         root = self.settings.model_dir
         if not root.is_dir():
+            if reloading:
+                raise RepositoryUnavailable(
+                    f"model directory {root} is missing or not a directory; nothing was changed, "
+                    "the loaded models keep serving"
+                )
             logger.error("model directory %s does not exist: no models to serve", root)
             return []
         found = []
@@ -106,7 +114,7 @@ class Registry:
             found += [(model_dir.name, int(p.name), p) for p in sorted(versions, key=lambda p: int(p.name))]
         return found
 
-    def _load_version(self, name: str, version: int, path: Path) -> ModelRecord:
+    def _load_version(self, name: str, version: int, path: Path, reloading: bool = False) -> ModelRecord:
         record = ModelRecord(name=name, version=version, path=path, state="failed", fingerprint=_fingerprint(path))
         try:
             parse_model_ref(name)
@@ -117,10 +125,11 @@ class Registry:
             record.served = self._serve(manifest, path)
             record.state = "ready"
             served = record.served
-            metrics.MODELS_LOADED.labels(name, str(version), served.device, served.backend).set(1)
             logger.info("loaded %s@%d (%s on %s)", name, version, served.backend, served.device)
-        except StartupError:
-            raise
+        except StartupError as e:
+            if not reloading:  # at start-up: a configuration error, the service does not start
+                raise
+            record.reason = str(e)  # at a reload: this version's fault only, the rest goes on
         except FileNotFoundError as e:
             record.reason = f"missing file: {Path(e.filename or str(e)).name}" if e.filename else str(e)
         except ValidationError as e:
@@ -221,9 +230,11 @@ class Registry:
                 new.served.encoder.start()
                 new.served.decoder.start()
                 if old is not None and old.served is not None:
-                    self._retire(old)
+                    self._retire(old)  # first: it clears the old labels when the new ones differ
+                    _set_loaded(new, 1)
                     report.replaced.append(new.ref)
                 else:
+                    _set_loaded(new, 1)
                     report.loaded.append(new.ref)
             self.records = {name: dict(sorted(v.items())) for name, v in sorted(self.records.items())}
             logger.info(
@@ -234,13 +245,13 @@ class Registry:
 
     def _load_changed(self) -> tuple[dict[tuple[str, int], ModelRecord], dict[tuple[str, int], Path]]:
         """(In a thread.) Load every version that is new, changed on disk, or failed before."""
-        found = {(name, version): path for name, version, path in self._scan()}
+        found = {(name, version): path for name, version, path in self._scan(reloading=True)}
         candidates = {}
         for (name, version), path in found.items():
             old = self.records.get(name, {}).get(version)
             if old is not None and old.served is not None and old.fingerprint == _fingerprint(path):
                 continue
-            candidates[(name, version)] = self._load_version(name, version, path)
+            candidates[(name, version)] = self._load_version(name, version, path, reloading=True)
         return candidates, found
 
     def _retire(self, record: ModelRecord) -> None:
@@ -248,9 +259,7 @@ class Registry:
         served = record.served
         if served is None:
             return
-        current = self.records.get(record.name, {}).get(record.version)
-        if current is None or current.served is None:  # gone, not replaced (a replacement shares the labels)
-            metrics.MODELS_LOADED.labels(record.name, str(record.version), served.device, served.backend).set(0)
+        _set_loaded(record, 0)  # a replacement with the same device and backend sets it to 1 again
 
         async def retire() -> None:
             while served.in_flight:
@@ -319,6 +328,12 @@ class Registry:
         if failed and self.settings.ready_policy == "all":
             return f"GENSERVE_READY_POLICY=all and {len(failed)} model version(s) failed to load: {failed}"
         return None
+
+
+def _set_loaded(record: ModelRecord, value: int) -> None:
+    served = record.served
+    if served is not None:
+        metrics.MODELS_LOADED.labels(record.name, str(record.version), served.device, served.backend).set(value)
 
 
 def _fingerprint(path: Path) -> str | None:

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     ready_policy: Literal["any", "all"] = Field(
         "any", description="/readyz: 200 once any model version serves, or only when every version found loaded"
     )
+    worker_start_timeout_s: int = Field(
+        120, ge=1, description="with several workers: longest a (re)started worker may take to load its models"
+    )
     keep_alive_s: float = Field(
         5.0, gt=0, description="idle keep-alive connections are closed after this long; above a proxy's idle timeout"
     )

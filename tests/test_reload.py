@@ -75,6 +75,58 @@ def test_reload_adds_retries_keeps_replaces_and_removes_versions(make_client, tm
     assert metric_value(text, "genserve_model_loaded", model="m", version="3") == 1
 
 
+def test_a_missing_repository_is_refused_and_the_models_keep_serving(make_client, tmp_path: Path) -> None:
+    repository = tmp_path / "repo"
+    copy_model("digits-cvae", repository, "m")
+    client = make_client(model_dir=repository)
+    repository.rename(tmp_path / "elsewhere")  # an unmounted volume, a moved directory
+    refused = client.post("/admin/reload")
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "repository_unavailable"
+    assert "nothing was changed" in refused.json()["error"]["message"]
+    assert generate(client).status_code == 200 and client.get("/readyz").status_code == 200
+    (tmp_path / "elsewhere").rename(repository)
+    assert client.post("/admin/reload").json()["unchanged"] == ["m@1"]
+
+
+def test_a_replacement_on_another_backend_moves_the_loaded_gauge(make_client, tmp_path: Path) -> None:
+    copy_model("digits-cvae", tmp_path, "m")
+    client = make_client(model_dir=tmp_path)
+    # the same version rewritten to carry TorchScript only: served by the torchscript backend
+    rewrite_manifest(
+        tmp_path / "m" / "1", lambda m: [m[g].update(artifacts=m[g]["artifacts"][1:]) for g in ("encoder", "decoder")]
+    )
+    assert client.post("/admin/reload").json()["replaced"] == ["m@1"]
+    text = client.get("/metrics").text
+    assert metric_value(text, "genserve_model_loaded", model="m", version="1", backend="onnx") == 0
+    assert metric_value(text, "genserve_model_loaded", model="m", version="1", backend="torchscript") == 1
+    assert generate(client).status_code == 200
+
+
+def test_a_version_that_cannot_have_its_device_fails_alone_at_a_reload(make_client, tmp_path, monkeypatch) -> None:
+    """At start-up a device that cannot be had stops the service; at a reload it is that version's
+    failure. No GPU here: the device error is raised for version 2's files only. (Metrics are
+    process-wide: a model name no other test uses.)"""
+    import app.registry
+    from app.errors import StartupError
+
+    copy_model("digits-cvae", tmp_path, "dev")
+    client = make_client(model_dir=tmp_path)
+    real_load_graph = app.registry.load_graph
+
+    def load_graph(artifact, path, device, threads):
+        if path.name == "2":
+            raise StartupError("GENSERVE_DEVICE=cuda, but onnxruntime offers no CUDAExecutionProvider")
+        return real_load_graph(artifact, path, device, threads)
+
+    monkeypatch.setattr(app.registry, "load_graph", load_graph)
+    copy_model("digits-cvae", tmp_path, "dev", version=2)
+    copy_model("digits-vae", tmp_path, "other")
+    report = client.post("/admin/reload").json()
+    assert report["loaded"] == ["other@1"] and "CUDAExecutionProvider" in report["failed"]["dev@2"]
+    assert generate(client, "dev").json()["version"] == 1
+    assert metric_value(client.get("/metrics").text, "genserve_model_loaded", model="dev", version="2") == 0
+
+
 def test_reload_requires_the_api_key_when_one_is_set(make_client) -> None:
     client = make_client(api_key="s3cret")
     refused = client.post("/admin/reload")

@@ -22,7 +22,10 @@ router = APIRouter(prefix="/admin", tags=["admin"], responses={401: {"model": Er
     "/reload",
     response_model=ReloadResponse,
     summary="Reload the model repository: new versions load, removed ones go, broken ones never replace good ones",
-    responses={202: {"description": "Several workers: the server replaces them one by one, each loading afresh"}},
+    responses={
+        202: {"description": "Several workers: the server replaces them one by one, each loading afresh"},
+        503: {"model": ErrorResponse, "description": "The model directory is missing: nothing changed"},
+    },
 )
 async def reload(request: Request, registry: RegistryDep) -> JSONResponse:
     """With one worker, the reload happens in this process and the answer says what changed.
@@ -33,7 +36,11 @@ async def reload(request: Request, registry: RegistryDep) -> JSONResponse:
     if request.app.state.settings.workers > 1:
         os.kill(os.getppid(), signal.SIGHUP)
         return JSONResponse(
-            {"status": "restarting workers", "message": "each worker is replaced by one that loads the repository"},
+            {
+                "status": "restarting workers",
+                "message": "each worker is replaced, one by one, by one that loads the repository as it is now; "
+                "the outcome is in the server log and in GET /models once done",
+            },
             202,
         )
     report = await registry.reload()
