@@ -402,6 +402,27 @@ def test_probes_answer_head(client) -> None:
     assert client.head("/healthz").status_code == 200 and client.head("/readyz").status_code == 200
 
 
+def test_every_operation_but_health_readiness_metrics_and_docs_needs_the_key(make_client) -> None:
+    """Walks the OpenAPI document: every inference, model, V2 model and admin operation is 401
+    without the key; only the documented open ones answer."""
+    client = make_client(api_key="s3cret")
+    paths = client.get("/openapi.json").json()["paths"]
+    open_paths = {"/healthz", "/readyz", "/metrics", "/v2", "/v2/health/live", "/v2/health/ready"}
+    guarded = []
+    for path, operations in paths.items():
+        concrete = path.replace("{name}", "digits-cvae.decoder").replace("{version}", "1")
+        for method in operations:
+            response = client.request(method.upper(), concrete, json={})
+            if path in open_paths:
+                assert response.status_code != 401, (method, path)
+            else:  # V2 routes answer in the protocol's error shape, {"error": "<message>"}
+                assert response.status_code == 401, (method, path, response.text)
+                assert "API key" in response.text and response.headers["www-authenticate"] == "Bearer"
+                guarded.append(f"{method.upper()} {path}")
+    assert {"POST /generate", "POST /encode", "POST /reconstruct", "POST /quantiles", "POST /admin/reload",
+            "GET /models", "POST /v2/models/{name}/infer"} <= set(guarded)  # fmt: skip
+
+
 def test_api_key_edge_cases(make_client) -> None:
     client = make_client(api_key="s3cret")
     body = {"model": "digits-vae", "seed": 0}
