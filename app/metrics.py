@@ -3,6 +3,7 @@ mode (PROMETHEUS_MULTIPROC_DIR, set by `python -m app` before any worker starts)
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from prometheus_client import (
@@ -50,6 +51,19 @@ MODELS_LOADED = Gauge(
     ["model", "version", "device", "backend"],
     multiprocess_mode="livemax",
 )
+
+
+def forget_version(model: str, version: int, device: str, backend: str) -> None:
+    """Drop a removed version's series, so that /metrics does not grow with every version ever
+    served. (Several workers: their files keep the series; the loaded gauge reads 0.)"""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    for metric in (BATCH_SIZE, QUEUE_WAIT, INFERENCE_TIME, QUEUE_DEPTH):
+        for graph in ("encoder", "decoder"):
+            with contextlib.suppress(KeyError):
+                metric.remove(model, str(version), graph)
+    with contextlib.suppress(KeyError):
+        MODELS_LOADED.remove(model, str(version), device, backend)
 
 
 def render() -> tuple[bytes, str]:

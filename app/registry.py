@@ -266,6 +266,8 @@ class Registry:
                 await asyncio.sleep(0.01)
             await served.encoder.stop()
             await served.decoder.stop()
+            if self.records.get(record.name, {}).get(record.version) is None:  # removed, not replaced
+                metrics.forget_version(record.name, record.version, served.device, served.backend)
             logger.info("retired %s", record.ref)
 
         task = asyncio.get_running_loop().create_task(retire(), name=f"retire {record.ref}")

@@ -70,9 +70,12 @@ def test_reload_adds_retries_keeps_replaces_and_removes_versions(make_client, tm
     assert client.get("/models/m").json()["metrics"]["retrained"] == 1.0
     assert generate(client).status_code == 200
     assert served_versions(client) == {2: "ready", 3: "ready"}
-    text = client.get("/metrics").text
-    assert metric_value(text, "genserve_model_loaded", model="m", version="1") == 0
+    deadline = time.monotonic() + 10  # the removed version's series go once it is retired
+    while 'model="m",version="1"' in (text := client.get("/metrics").text):  # batch, queue, loaded series
+        assert time.monotonic() < deadline, "m@1's series stayed"
+        time.sleep(0.05)
     assert metric_value(text, "genserve_model_loaded", model="m", version="3") == 1
+    assert 'genserve_batch_size_rows_count{graph="decoder",model="m",version="3"}' in text
 
 
 def test_a_missing_repository_is_refused_and_the_models_keep_serving(make_client, tmp_path: Path) -> None:
