@@ -84,12 +84,26 @@ def test_idle_keep_alive_connections_close_after_the_setting(live_server) -> Non
 
     server = live_server(keep_alive_s="0.5")
     request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode()
+
+    def read_response(conn: socket.socket) -> bytes:
+        """One whole response: headers and body may arrive in separate reads."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(4096)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(
+            next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+        )
+        while len(body) < length:
+            body += conn.recv(4096)
+        return head
+
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
         conn.sendall(request)
-        assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+        assert read_response(conn).startswith(b"HTTP/1.1 200")
         time.sleep(0.1)
         conn.sendall(request)  # still open well within the timeout: served
-        assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+        assert read_response(conn).startswith(b"HTTP/1.1 200")
         started = time.monotonic()
         assert conn.recv(4096) == b""  # then the server closes it, once idle for 0.5 s
         assert 0.3 < time.monotonic() - started < 5
