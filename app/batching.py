@@ -124,15 +124,15 @@ class Batcher:
                 f"{self.name}: queue full ({self._queued_rows} rows waiting, limit {self.max_queue_rows}); "
                 "retry shortly"
             )
-        if not self._queue and not self._busy and rows <= self.max_batch_size and self._cheap:
+        idle = not self._queue and not self._busy
+        if idle and rows <= self.max_batch_size and self._cheap:
             return self._run_now(inputs, rows)
         loop = asyncio.get_running_loop()
         # A large request is split into batch-sized chunks: it shares the graph fairly with others,
         # and a timed-out one stops between chunks. On a cheap graph with no others in sight, one
         # run of all its rows (in the thread) costs much less than many, and is short anyway.
         # (CPU only: on a GPU, MAX_BATCH_SIZE also bounds the memory one run takes.)
-        alone = not self._queue and not self._busy and self._cheap and self.graph.device == "cpu"
-        step = rows if alone else self.max_batch_size
+        step = rows if idle and self._cheap and self.graph.device == "cpu" else self.max_batch_size
         chunks = [
             _Chunk(
                 {k: v[start : start + step] for k, v in inputs.items()}, min(step, rows - start), loop.create_future()
@@ -167,11 +167,15 @@ class Batcher:
         try:
             outputs, took = self._timed_run(inputs)
         except Exception as exc:
-            logger.exception("%s: inference failed on %d rows", self.name, rows)
-            raise InferenceFailed(f"{self.name}: inference failed ({type(exc).__name__})") from None
+            raise self._failed(exc, rows) from None
         self._ran(rows, took)
         self._queue_wait.observe(0.0)
         return outputs
+
+    def _failed(self, exc: Exception, rows: int) -> InferenceFailed:
+        """Logs a failed run (with its traceback) and returns what its requests are told."""
+        logger.exception("%s: inference failed on %d rows", self.name, rows)
+        return InferenceFailed(f"{self.name}: inference failed ({type(exc).__name__})")
 
     def _timed_run(self, inputs: dict[str, np.ndarray]) -> tuple[list[np.ndarray], float]:
         """The graph's outputs and the run's own duration, timed where it runs: timed from the
@@ -251,10 +255,10 @@ class Batcher:
             else:
                 outputs, took = await asyncio.get_running_loop().run_in_executor(self.executor, self._timed_run, inputs)
         except Exception as exc:  # a failing graph fails its requests, never the worker
-            logger.exception("%s: inference failed on %d rows", self.name, rows)
+            failure = self._failed(exc, rows)
             for chunk in batch:
                 if not chunk.future.done():
-                    chunk.future.set_exception(InferenceFailed(f"{self.name}: inference failed ({type(exc).__name__})"))
+                    chunk.future.set_exception(InferenceFailed(failure.message))  # one each: tracebacks differ
             return
         self._ran(rows, took)
         offset = 0

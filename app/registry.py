@@ -19,11 +19,11 @@ import asyncio
 import hashlib
 import logging
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from app import metrics
 from app.batching import Batcher
@@ -60,14 +60,17 @@ class ModelRecord:
         return f"{self.name}@{self.version}"
 
 
-@dataclass
-class ReloadReport:
-    loaded: list[str] = field(default_factory=list)  # new versions now served
-    replaced: list[str] = field(default_factory=list)  # changed on disk, the new copy now served
-    removed: list[str] = field(default_factory=list)  # gone from disk, retired
-    failed: dict[str, str] = field(default_factory=dict)  # not served, with the reason
-    kept: dict[str, str] = field(default_factory=dict)  # changed on disk but the new copy failed: old one serves
-    unchanged: list[str] = field(default_factory=list)
+class ReloadReport(BaseModel):
+    """What a reload changed, by `name@version`."""
+
+    loaded: list[str] = Field(default_factory=list, description="new versions now served")
+    replaced: list[str] = Field(default_factory=list, description="changed on disk, the new copy now serves")
+    removed: list[str] = Field(default_factory=list, description="gone from disk, retired once their requests finished")
+    failed: dict[str, str] = Field(default_factory=dict, description="not served, with the reason")
+    kept: dict[str, str] = Field(
+        default_factory=dict, description="changed on disk, but the new copy failed: the loaded one still serves"
+    )
+    unchanged: list[str] = Field(default_factory=list)
 
 
 class Registry:
@@ -227,15 +230,13 @@ class Registry:
                 if new.served is None:
                     report.failed[new.ref] = new.reason or ""
                     continue
-                new.served.encoder.start()
-                new.served.decoder.start()
+                new.served.start()
                 if old is not None and old.served is not None:
-                    self._retire(old)  # first: it clears the old labels when the new ones differ
-                    _set_loaded(new, 1)
+                    self._retire(old)  # before setting the new labels: it clears the old ones
                     report.replaced.append(new.ref)
                 else:
-                    _set_loaded(new, 1)
                     report.loaded.append(new.ref)
+                _set_loaded(new, 1)
             self.records = {name: dict(sorted(v.items())) for name, v in sorted(self.records.items())}
             logger.info(
                 "reload: %d loaded, %d replaced, %d removed, %d failed, %d kept (changed copy failed), %d unchanged",
@@ -264,8 +265,7 @@ class Registry:
         async def retire() -> None:
             while served.in_flight:
                 await asyncio.sleep(0.01)
-            await served.encoder.stop()
-            await served.decoder.stop()
+            await served.stop()
             if self.records.get(record.name, {}).get(record.version) is None:  # removed, not replaced
                 metrics.forget_version(record.name, record.version, served.device, served.backend)
             logger.info("retired %s", record.ref)
@@ -307,16 +307,14 @@ class Registry:
 
     def start(self) -> None:
         for served in self.served():
-            served.encoder.start()
-            served.decoder.start()
+            served.start()
 
     async def stop(self) -> None:
         async with self._reload_lock:
             self._stopped = True
             await asyncio.gather(*self._retiring)
         for served in self.served():
-            await served.encoder.stop()
-            await served.decoder.stop()
+            await served.stop()
 
     def not_ready_reason(self) -> str | None:
         """Why /readyz says 503, or None when ready. Ready: at least one model version serves and

@@ -157,16 +157,6 @@ class ModelList(BaseModel):
     models: list[ModelSummary]
 
 
-class ReloadResponse(BaseModel):
-    status: str = Field(description="reloaded")
-    loaded: list[str] = Field(description="new versions now served")
-    replaced: list[str] = Field(description="versions changed on disk whose new copy now serves")
-    removed: list[str] = Field(description="versions gone from disk, retired once their requests finished")
-    failed: dict[str, str] = Field(description="versions not served, with the reason")
-    kept: dict[str, str] = Field(description="changed on disk, but the new copy failed: the loaded one still serves")
-    unchanged: list[str]
-
-
 class ErrorInfo(BaseModel):
     code: str
     message: str

@@ -62,6 +62,15 @@ class ServedModel:
     def ref(self) -> str:
         return f"{self.manifest.name}@{self.manifest.version}"
 
+    def start(self) -> None:
+        self.encoder.start()
+        self.decoder.start()
+
+    async def stop(self) -> None:
+        """Refuse new rows; the queued ones are run first."""
+        await self.encoder.stop()
+        await self.decoder.stop()
+
     @contextmanager
     def hold(self) -> Iterator[None]:
         """Keep this version's batchers running while a request uses them, even if a reload retires it."""

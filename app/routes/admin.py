@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import Field
 
 from app.deps import RegistryDep
-from app.schemas import ErrorResponse, ReloadResponse
+from app.registry import ReloadReport
+from app.schemas import ErrorResponse
 
 logger = logging.getLogger("genserve")
+
+
+class ReloadResponse(ReloadReport):
+    status: str = Field(description="reloaded")
+
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses={401: {"model": ErrorResponse}})
 
@@ -44,4 +50,4 @@ async def reload(request: Request, registry: RegistryDep) -> JSONResponse:
             202,
         )
     report = await registry.reload()
-    return JSONResponse({"status": "reloaded", **dataclasses.asdict(report)})
+    return JSONResponse({"status": "reloaded", **report.model_dump()})
