@@ -32,7 +32,7 @@ format: $(VENV)/.dev-installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Re-create the four default models (fixed seeds) into models/.
+# Re-create the five default models (fixed seeds) into models/.
 models: $(VENV)/.dev-installed
 	$(BIN)/python -m training.defaults
 

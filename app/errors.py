@@ -47,6 +47,10 @@ class UnsupportedMediaType(GenserveError):
     status, code = 415, "unsupported_media_type"
 
 
+class NotAcceptable(GenserveError):
+    status, code = 406, "not_acceptable"
+
+
 class Overloaded(GenserveError):
     status, code = 503, "overloaded"
 

@@ -8,6 +8,7 @@ that is not stated here. This module imports pydantic and the standard library o
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from pathlib import Path
 from typing import Literal
@@ -34,6 +35,13 @@ DECODER_OUTPUTS: dict[str, tuple[str, ...]] = {
     "gaussian": ("mean", "log_var"),
     "quantile": ("quantiles",),
 }
+# A table with categorical columns or gaps: one more decoder output after the head's, the
+# softmax probabilities of each categorical column's categories, then P(missing) per column with gaps.
+DISCRETE_OUTPUT = "discrete_probs"
+
+ColumnKind = Literal["continuous", "integer", "categorical", "boolean", "constant"]
+NumericEncoding = Literal["standard", "quantile"]
+MAX_MISSING_RATE = 0.95  # a column missing more often than this is dropped at training, not modelled
 
 
 class _Strict(BaseModel):
@@ -52,6 +60,102 @@ class Normalization(_Strict):
             raise ValueError("normalization shift and scale differ in length")
         if any(s <= 0 for s in self.scale):
             raise ValueError("normalization scale must be positive")
+        return self
+
+
+class Column(_Strict):
+    """One column of a table, as training saw it and as serving gives it back.
+
+    Its place in the model's encoded rows (what the graphs take and give, see app/columns.py):
+    a numeric column (continuous, integer) is one value on the model's scale, a categorical or
+    boolean one is a one-hot block of its categories, a constant one is not modelled; every
+    modelled column with gaps adds a missing-value indicator at the end.
+    """
+
+    name: str = Field(min_length=1)
+    kind: ColumnKind
+    missing_rate: float = Field(0.0, ge=0, le=MAX_MISSING_RATE, description="share of missing values in training")
+    # numeric columns: bounds seen in training (outputs stay inside), and the map to the model's scale
+    min: float | None = None
+    max: float | None = None
+    nonnegative: bool = False
+    decimals: int | None = Field(None, ge=0, le=12, description="outputs are rounded to the decimals the data had")
+    encoding: NumericEncoding | None = Field(
+        None,
+        description="standard: (x - shift) / scale; quantile: normal scores of the training split's "
+        "quantiles, piecewise linear between `knots` (values) and `scores`",
+    )
+    shift: float | None = None
+    scale: float | None = Field(None, gt=0)
+    knots: list[float] | None = None
+    scores: list[float] | None = None
+    # categorical and boolean columns: the categories in their stable order (the one-hot order)
+    categories: list[bool | int | str] | None = None
+    # constant columns: the one value
+    value: bool | int | float | str | None = None
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in ("continuous", "integer")
+
+    @property
+    def discrete(self) -> bool:
+        return self.kind in ("categorical", "boolean")
+
+    @property
+    def gaps(self) -> bool:
+        """Modelled with a missing-value indicator."""
+        return self.missing_rate > 0 and self.kind != "constant"
+
+    @model_validator(mode="after")
+    def _check(self) -> Column:
+        if self.numeric:
+            if self.min is None or self.max is None or not self.min <= self.max:
+                raise ValueError(f"column {self.name!r}: a numeric column needs min <= max")
+            if self.encoding == "standard" and (self.shift is None or self.scale is None):
+                raise ValueError(f"column {self.name!r}: the standard encoding needs shift and scale")
+            if self.encoding == "quantile":
+                knots, scores = self.knots or [], self.scores or []
+                if len(knots) < 2 or len(knots) != len(scores):
+                    raise ValueError(f"column {self.name!r}: the quantile encoding needs >= 2 knots and one score each")
+                if any(b < a for a, b in itertools.pairwise(knots)) or any(
+                    b <= a for a, b in itertools.pairwise(scores)
+                ):
+                    raise ValueError(f"column {self.name!r}: knots must not decrease and scores must increase")
+            if self.encoding is None:
+                raise ValueError(f"column {self.name!r}: a numeric column needs an encoding")
+        if self.discrete and (not self.categories or len(set(map(repr, self.categories))) != len(self.categories)):
+            raise ValueError(f"column {self.name!r}: a {self.kind} column needs distinct categories")
+        if self.kind == "boolean" and self.categories != [False, True]:
+            raise ValueError(f"column {self.name!r}: a boolean column's categories are [false, true]")
+        if self.kind == "constant" and self.missing_rate > 0:
+            raise ValueError(f"column {self.name!r}: a constant column has no gaps (one with gaps is categorical)")
+        return self
+
+
+def encoded_width(columns: list[Column]) -> tuple[int, int, int]:
+    """(numeric, one-hot, missing-indicator) widths of a table's encoded rows."""
+    numeric = sum(1 for c in columns if c.numeric)
+    onehot = sum(len(c.categories or []) for c in columns if c.discrete)
+    return numeric, onehot, sum(1 for c in columns if c.gaps)
+
+
+class LatentPrior(_Strict):
+    """A Gaussian mixture over z that /generate draws from instead of N(0, I): fitted at training
+    to samples of q(z | x[, y]) over the training rows (of one label), so that generated rows
+    come from where the data's codes are, holes in the prior included."""
+
+    weights: list[float] = Field(min_length=1)
+    means: list[list[float]]
+    cholesky: list[list[list[float]]] = Field(description="lower-triangular factor of each component's covariance")
+
+    @model_validator(mode="after")
+    def _check(self) -> LatentPrior:
+        k = len(self.weights)
+        if len(self.means) != k or len(self.cholesky) != k:
+            raise ValueError("latent prior: one mean and one factor per weight")
+        if any(w < 0 for w in self.weights) or abs(sum(self.weights) - 1) > 1e-6:
+            raise ValueError("latent prior: weights must be non-negative and sum to 1")
         return self
 
 
@@ -107,8 +211,14 @@ class Manifest(_Strict):
     labels: list[str] | None = Field(default=None, description="Condition vocabulary; None for an unconditional model.")
     input_dim: int = Field(ge=1)
     image_shape: list[int] | None = None
-    feature_names: list[str]
+    feature_names: list[str] = Field(description="names of the encoded features the graphs take, in order")
+    columns: list[Column] | None = Field(
+        None, description="the table's column schema; None for an all-numeric model (images, arrays)"
+    )
     latent_dim: int = Field(ge=1)
+    latent_prior: list[LatentPrior] | None = Field(
+        None, description="per label (in `labels` order; one for an unconditional model); None: z ~ N(0, I)"
+    )
     normalization: Normalization
     encoder: Graph
     decoder: Graph
@@ -119,8 +229,48 @@ class Manifest(_Strict):
     def conditional(self) -> bool:
         return self.labels is not None
 
+    @property
+    def numeric_dim(self) -> int:
+        """Features the decoder's head describes: all of them, or a table's numeric columns."""
+        return self.input_dim if self.columns is None else encoded_width(self.columns)[0]
+
+    @property
+    def discrete_dim(self) -> int:
+        """Width of the decoder's `discrete_probs` output (0: no such output)."""
+        return 0 if self.columns is None else sum(encoded_width(self.columns)[1:])
+
+    def decoder_outputs(self, rows: int = -1) -> list[tuple[str, tuple[int, ...]]]:
+        """The decoder graph's outputs, in order, with their shapes for `rows` rows."""
+        d = self.numeric_dim
+        head = {
+            "bernoulli": [(rows, d)],
+            "gaussian": [(rows, d)] * 2,
+            "quantile": [(rows, len(self.quantile_levels or []), d)],
+        }
+        outputs = list(zip(DECODER_OUTPUTS[self.head], head[self.head], strict=True))
+        if self.discrete_dim:
+            outputs.append((DISCRETE_OUTPUT, (rows, self.discrete_dim)))
+        return outputs
+
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
+        if self.columns is not None:
+            names = [c.name for c in self.columns]
+            if len(set(names)) != len(names):
+                raise ValueError("column names must be distinct")
+            if sum(encoded_width(self.columns)) != self.input_dim:
+                raise ValueError("the columns' encoded width must be input_dim")
+            if self.numeric_dim == 0:
+                raise ValueError("a table needs at least one numeric column")
+        if self.latent_prior is not None:
+            if len(self.latent_prior) != (len(self.labels) if self.labels is not None else 1):
+                raise ValueError("latent_prior needs one mixture per label (one for an unconditional model)")
+            for prior in self.latent_prior:
+                d = self.latent_dim
+                if any(len(m) != d for m in prior.means) or any(
+                    len(c) != d or any(len(r) != d for r in c) for c in prior.cholesky
+                ):
+                    raise ValueError(f"latent_prior: means and factors must be latent_dim ({d}) wide")
         if len(self.feature_names) != self.input_dim:
             raise ValueError("feature_names must have input_dim entries")
         if len(self.normalization.shift) != self.input_dim:

@@ -347,10 +347,9 @@ def _warm_up(manifest: Manifest, graphs: dict[str, LoadedGraph]) -> None:
     """One inference per graph on a real-shaped row; the outputs must have the manifest's shapes."""
     y = {"y": np.zeros(2, dtype=np.int64)} if manifest.conditional else {}
     dims = {"encoder": manifest.input_dim, "decoder": manifest.latent_dim}
-    d, k = manifest.input_dim, len(manifest.quantile_levels or [])
     expected = {
         "encoder": [(2, manifest.latent_dim)] * 2,
-        "decoder": {"bernoulli": [(2, d)], "gaussian": [(2, d)] * 2, "quantile": [(2, k, d)]}[manifest.head],
+        "decoder": [shape for _, shape in manifest.decoder_outputs(rows=2)],
     }
     for graph_name, graph in graphs.items():
         feed = {graph.input_names[0]: np.zeros((2, dims[graph_name]), dtype=np.float32)}

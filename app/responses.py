@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -10,6 +12,7 @@ import orjson
 from fastapi.responses import Response
 
 NPY_MEDIA_TYPE = "application/x-npy"
+CSV_MEDIA_TYPE = "text/csv"
 
 
 def encode_json(content: Any) -> bytes:
@@ -44,3 +47,26 @@ class NpyResponse(Response):
 
 def wants_npy(accept: str | None) -> bool:
     return accept is not None and NPY_MEDIA_TYPE in accept
+
+
+class CsvResponse(Response):
+    """Rows as CSV with a header row; a missing value (None) is an empty field, a boolean true or false."""
+
+    media_type = "text/csv; charset=utf-8"
+
+    def __init__(self, header: Sequence[str], rows: Any, **kwargs: Any) -> None:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(header)
+        if isinstance(rows, np.ndarray):
+            writer.writerows(rows.tolist())
+        else:
+            writer.writerows([_BOOL.get(v, v) if v.__class__ is bool else v for v in row] for row in rows)
+        super().__init__(buffer.getvalue(), **kwargs)
+
+
+_BOOL = {True: "true", False: "false"}
+
+
+def wants_csv(accept: str | None) -> bool:
+    return accept is not None and CSV_MEDIA_TYPE in accept

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from app.errors import UnsupportedMediaType
 
 Rows = list[list[float]]
-# Request rows stop validating at their first bad value: a body of millions of bad numbers
-# gets one error, not millions (which would block the event loop while they are built).
-_RequestRow = Annotated[list[float], Field(fail_fast=True)]
+TypedRows = list[list[float | int | str | bool | None]]
+Label = str | int  # an integer is taken as its decimal name: 7 is the label "7"
+# A request row is checked cell by cell by the model it is for (app/served_model.py,
+# app/columns.py), which knows each column's kind and says which row and column is wrong,
+# and stops at the first bad value. Here it is only documented.
+_CELL = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}, {"type": "null"}]}
+_RequestRow = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "array", "items": _CELL, "description": "values in the model's column (feature) order"},
+                {"type": "object", "additionalProperties": _CELL, "description": "values keyed by column name"},
+            ]
+        }
+    ),
+]
 
 
 class _Request(BaseModel):
@@ -31,9 +45,15 @@ class GenerateRequest(_Request):
     )
 
     n: int = Field(1, ge=1, description="number of samples (at most GENSERVE_MAX_SAMPLES)")
-    label: str | None = Field(None, description="condition label, by name; required by a conditional model")
+    label: Label | None = Field(None, description="condition label, by name; required by a conditional model")
     seed: int | None = Field(None, ge=0, lt=2**64, description="the same seed gives the same samples")
     temperature: float = Field(1.0, gt=0, le=10, description="scales the latent prior's standard deviation")
+    mode: Literal["sample", "mean"] | None = Field(
+        None,
+        description="sample: draws from p(x | z[, y]), data as a model of it would look (the default for table "
+        "models); mean: the decoder's central value for each z, smooth and without noise (the default for "
+        "models without a column schema, such as images)",
+    )
 
 
 class RowsRequest(_Request):
@@ -42,9 +62,13 @@ class RowsRequest(_Request):
     )
 
     inputs: list[_RequestRow] = Field(
-        min_length=1, fail_fast=True, description="rows in the data's original units, input_dim values each"
+        min_length=1,
+        fail_fast=True,
+        description="rows in the data's original units: lists of input_dim numbers for a model without a column "
+        "schema; for a table model, lists in the order of its columns or objects keyed by column name, with "
+        "categories as in the data and null for a missing value",
     )
-    labels: list[str] | None = Field(None, fail_fast=True, description="one label per row, for a conditional model")
+    labels: list[Label] | None = Field(None, fail_fast=True, description="one label per row, for a conditional model")
 
 
 RequestT = TypeVar("RequestT", bound=_Request)
@@ -105,7 +129,12 @@ class ModelAnswer(BaseModel):
 class GenerateResponse(ModelAnswer):
     label: str | None
     seed: int | None
-    samples: Rows = Field(description="n rows in the data's original units")
+    mode: Literal["sample", "mean"]
+    columns: list[str] | None = Field(None, description="a table model's column names, the order of each row")
+    samples: TypedRows = Field(
+        description="n rows in the data's original units; a table model's rows are typed: numbers, integers, "
+        "categories as in the data, null for a missing value"
+    )
 
 
 class EncodeResponse(ModelAnswer):
@@ -114,13 +143,29 @@ class EncodeResponse(ModelAnswer):
 
 
 class ReconstructResponse(ModelAnswer):
-    reconstructions: Rows = Field(description="decoded at the latent mean, original units")
-    errors: list[float] = Field(description="per-row mean squared error of the reconstruction, original units")
+    columns: list[str] | None = Field(None, description="a table model's column names")
+    reconstructions: TypedRows = Field(description="decoded at the latent mean (central values), original units")
+    errors: list[float] = Field(
+        description="per row: without a column schema the mean squared error in original units; for a table "
+        "the mean of column_errors over its modelled columns"
+    )
+    column_errors: list[list[float]] | None = Field(
+        None,
+        description="a table model's error per row and column: numeric columns the squared difference on the "
+        "model's normal-score scale (1 is about one standard deviation, squared), categorical ones 0 when the "
+        "category comes back and 1 when not; 1 when a value is missing on one side only",
+    )
 
 
 class QuantilesResponse(ModelAnswer):
     levels: list[float]
+    columns: list[str] | None = Field(None, description="a table model's numeric columns, the features of the bands")
     quantiles: list[list[list[float]]] = Field(description="[row][level][feature], original units")
+    probabilities: list[dict[str, dict[str, float]]] | None = Field(
+        None,
+        description="a table model's categorical columns: per row, column and category the probability "
+        '(and of a missing value under "null"); they sum to 1',
+    )
 
 
 class ModelSummary(BaseModel):
@@ -133,6 +178,7 @@ class ModelSummary(BaseModel):
     labels: list[str] | None = None
     quantile_levels: list[float] | None = None
     input_dim: int | None = None
+    columns: list[str] | None = None
     latent_dim: int | None = None
     image_shape: list[int] | None = None
     device: str | None = None
@@ -144,6 +190,11 @@ class ModelDetail(BaseModel):
     latest: int | None = Field(description="the version `name` resolves to (latest loaded)")
     versions: list[ModelSummary]
     feature_names: list[str] | None = None
+    columns: list[dict] | None = Field(
+        None,
+        description="the latest version's column schema (a table model): kind, bounds, categories, missing rate "
+        "and the encoding of each column; V2 tensors of a table model are its encoded rows",
+    )
     normalization: dict[str, list[float]] | None = Field(
         None,
         description="of the latest version: normalised = (x - shift) / scale per feature; V2 tensors are in "

@@ -8,15 +8,16 @@ outputs. Routes only call these methods.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import ParamSpec, TypeVar
+from typing import Literal, ParamSpec, TypeVar
 
 import numpy as np
 
 from app.batching import Batcher
+from app.columns import Cell, Mixture, RowError, Table, central, draw
 from app.errors import InvalidInput
 from app.manifest import Manifest
 
@@ -25,6 +26,16 @@ GAUSSIAN_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 P = ParamSpec("P")
 R = TypeVar("R")
+Mode = Literal["sample", "mean"]
+Row = Sequence[Cell] | dict[str, Cell]
+
+
+@dataclass
+class TableRows:
+    """A table model's rows as typed values, column by column (schema order)."""
+
+    columns: list[str]
+    values: list[list[Cell]]
 
 
 def _holding(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
@@ -51,8 +62,11 @@ class ServedModel:
         self.shift = np.asarray(self.manifest.normalization.shift, dtype=np.float32)
         self.scale = np.asarray(self.manifest.normalization.scale, dtype=np.float32)
         self.label_index = {name: i for i, name in enumerate(self.manifest.labels or [])}
-        levels = self.manifest.quantile_levels or [0.5]
-        self.median_index = int(np.argmin(np.abs(np.asarray(levels) - 0.5)))
+        self.table = Table(self.manifest.columns) if self.manifest.columns is not None else None
+        priors = self.manifest.latent_prior
+        self.latent_prior = None if priors is None else [Mixture.of(p) for p in priors]
+        # a table model answers true draws by default; an image model the decoder's central value
+        self.default_mode: Mode = "sample" if self.table is not None else "mean"
         # Unseeded requests draw from one long-lived generator: seeding a fresh one from the
         # OS's entropy on every request costs more than the draw itself.
         self._rng = np.random.default_rng()
@@ -82,7 +96,7 @@ class ServedModel:
 
     # ---- checks -------------------------------------------------------------------------
 
-    def check_rows(self, inputs: list[list[float]]) -> np.ndarray:
+    def check_rows(self, inputs: Sequence[Row]) -> np.ndarray:
         """Rows in original units -> float32 array [n, input_dim], or a 422 that says what is wrong."""
         dim = self.manifest.input_dim
         if len(inputs) > self.max_rows:
@@ -90,13 +104,28 @@ class ServedModel:
                 f"{len(inputs)} rows in one request; the limit is {self.max_rows} (GENSERVE_MAX_SAMPLES)"
             )
         for i, row in enumerate(inputs):
+            if row.__class__ is not list:
+                raise InvalidInput(
+                    f"row {i} is {_json_kind(row)}; model {self.ref} has no column schema and takes rows as lists "
+                    f"of {dim} numbers in the order of its feature_names",
+                    details={"row": i},
+                )
+            bad = next((j for j, v in enumerate(row) if v.__class__ not in (float, int)), None)
+            if bad is not None:
+                raise InvalidInput(
+                    f"row {i}, feature {bad} holds {row[bad]!r}; model {self.ref} takes numbers only",
+                    details={"row": i, "feature": bad},
+                )
             if len(row) != dim:
                 raise InvalidInput(
                     f"row {i} has {len(row)} values; model {self.ref} takes rows of {dim} features",
                     details={"row": i, "expected": dim, "got": len(row)},
                 )
         with np.errstate(over="ignore"):  # beyond float32's range becomes inf, reported below
-            x = np.asarray(inputs, dtype=np.float32)
+            try:
+                x = np.asarray(inputs, dtype=np.float32)
+            except OverflowError:  # an integer beyond any float: as far out of range as inf
+                x = np.asarray([[float("inf") if abs(v) > 1e300 else v for v in row] for row in inputs], np.float32)
         bad = ~np.isfinite(x)
         if bad.any():
             row, col = (int(v) for v in np.argwhere(bad)[0])
@@ -106,8 +135,33 @@ class ServedModel:
             )
         return x
 
-    def check_labels(self, labels: list[str] | None, rows: int) -> np.ndarray | None:
-        """Label names -> int64 indices for a conditional model; None for an unconditional one."""
+    def table_rows(self, inputs: Sequence[Row]) -> tuple[np.ndarray, np.ndarray]:
+        """A table model's request rows -> (category indices, encoded rows), or a 422
+        that names the row, the column and what the column allows."""
+        assert self.table is not None
+        if len(inputs) > self.max_rows:
+            raise InvalidInput(
+                f"{len(inputs)} rows in one request; the limit is {self.max_rows} (GENSERVE_MAX_SAMPLES)"
+            )
+        try:
+            numeric, codes = self.table.parse_rows(inputs)
+        except RowError as e:
+            raise InvalidInput(f"{e} (model {self.ref})", details=e.details) from None
+        return codes, self.table.encode(numeric, codes)
+
+    def _encoded(self, inputs: Sequence[Row]) -> np.ndarray:
+        """Request rows -> the encoder's input: a table's encoded rows, or normalised numbers."""
+        if self.table is not None:
+            return self.table_rows(inputs)[1]
+        return self._normalised(self.check_rows(inputs))
+
+    def _normalised(self, x: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused by _encode
+            return (x - self.shift) / self.scale
+
+    def check_labels(self, labels: Sequence[str | int] | None, rows: int) -> np.ndarray | None:
+        """Label names -> int64 indices for a conditional model; None for an unconditional one.
+        A model trained on integer labels also takes them as JSON integers."""
         valid = self.manifest.labels
         if valid is None:
             if labels is not None:
@@ -120,7 +174,7 @@ class ServedModel:
         if len(labels) != rows:
             raise InvalidInput(f"{len(labels)} labels for {rows} rows: give one label per row")
         try:
-            return np.fromiter((self.label_index[name] for name in labels), dtype=np.int64, count=rows)
+            return np.fromiter((self.label_index[str(name)] for name in labels), dtype=np.int64, count=rows)
         except KeyError as e:
             raise InvalidInput(
                 f"unknown label {e.args[0]!r} for model {self.ref}; valid labels: {valid}",
@@ -133,9 +187,7 @@ class ServedModel:
         names = graph.graph.input_names
         return {names[0]: first} if y is None else {names[0]: first, names[1]: y}
 
-    async def _encode(self, x: np.ndarray, y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        with np.errstate(over="ignore"):
-            x_norm = (x - self.shift) / self.scale
+    async def _encode(self, x_norm: np.ndarray, y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         _require_finite(x_norm, "the normalised input")
         mean, log_var = await self.encoder.run(self._feed(x_norm, y, self.encoder))
         _require_finite(mean, "the encoder's output")
@@ -145,11 +197,25 @@ class ServedModel:
         # not checked here: a non-finite output carries into the answer, which is checked in full
         return await self.decoder.run(self._feed(z, y, self.decoder))
 
-    def _central(self, outputs: list[np.ndarray]) -> np.ndarray:
-        """The decoder's central value in normalised units: Bernoulli mean, Gaussian mean, median quantile."""
-        if self.manifest.head == "quantile":
-            return outputs[0][:, self.median_index]
-        return outputs[0]
+    def _head(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
+        """The head's outputs (a table's `discrete_probs` come after them)."""
+        return outputs[: len(outputs) - 1] if self.manifest.discrete_dim else outputs
+
+    def _numeric(self, outputs: list[np.ndarray], rng: np.random.Generator | None) -> np.ndarray:
+        """The numeric block on the model's scale: a draw from the head when `rng` is given, else its
+        central value. Not checked here: the answer in original units is."""
+        head, levels, params = self.manifest.head, self.manifest.quantile_levels, self._head(outputs)
+        return central(head, params, levels) if rng is None else draw(head, params, levels, rng)
+
+    def _table_values(self, outputs: list[np.ndarray], rng: np.random.Generator | None) -> TableRows:
+        assert self.table is not None
+        z = self._numeric(outputs, rng)
+        _require_finite(z, "the decoded value")
+        codes, missing = self.table.choose(self._discrete(outputs), len(z), rng)
+        return TableRows(self.table.names, self.table.values(self.table.from_scale(z), codes, missing))
+
+    def _discrete(self, outputs: list[np.ndarray]) -> np.ndarray | None:
+        return outputs[-1] if self.manifest.discrete_dim else None
 
     def _original_units(self, x_norm: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore"):
@@ -160,7 +226,11 @@ class ServedModel:
     # ---- endpoints ----------------------------------------------------------------------
 
     @_holding
-    async def generate(self, n: int, label: str | None, seed: int | None, temperature: float) -> np.ndarray:
+    async def generate(
+        self, n: int, label: str | int | None, seed: int | None, temperature: float, mode: Mode | None = None
+    ) -> np.ndarray | TableRows:
+        """`n` rows for `label`: draws from p(x | z[, y]) (`sample`) or the decoder's central value
+        (`mean`); an all-numeric model answers an array in original units, a table model typed rows."""
         if n > self.max_rows:
             raise InvalidInput(f"n={n} is above the limit of {self.max_rows} samples (GENSERVE_MAX_SAMPLES)")
         index = self.label_index.get(label) if label is not None else None
@@ -169,39 +239,71 @@ class ServedModel:
         else:  # anything else: checked, and refused with the reason when wrong
             y = self.check_labels(None if label is None else [label] * n, n)
         rng = self._rng if seed is None else np.random.default_rng(seed)
-        z = rng.standard_normal((n, self.manifest.latent_dim), dtype=np.float32)
-        if temperature != 1.0:
-            z *= np.float32(temperature)
-        return self._original_units(self._central(await self._decode(z, y)))
+        if self.latent_prior is None:
+            z = rng.standard_normal((n, self.manifest.latent_dim), dtype=np.float32)
+            if temperature != 1.0:
+                z *= np.float32(temperature)
+        else:
+            z = self.latent_prior[0 if y is None else int(y[0])].draw(n, rng, temperature)
+        outputs = await self._decode(z, y)
+        draws = rng if (mode or self.default_mode) == "sample" else None
+        if self.table is not None:
+            return self._table_values(outputs, draws)
+        return self._original_units(self._numeric(outputs, draws))
 
     @_holding
-    async def encode(self, inputs: list[list[float]], labels: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
-        x = self.check_rows(inputs)
-        return await self._encode(x, self.check_labels(labels, len(x)))
+    async def encode(self, inputs: Sequence[Row], labels: Sequence[str | int] | None) -> tuple[np.ndarray, np.ndarray]:
+        x_norm = self._encoded(inputs)
+        return await self._encode(x_norm, self.check_labels(labels, len(x_norm)))
 
     @_holding
-    async def reconstruct(self, inputs: list[list[float]], labels: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
-        """Reconstructions at the latent mean, and each row's mean squared error (original units)."""
-        x = self.check_rows(inputs)
-        y = self.check_labels(labels, len(x))
-        mean, _ = await self._encode(x, y)
-        reconstruction = self._original_units(self._central(await self._decode(mean, y)))
-        errors = ((reconstruction.astype(np.float64) - x) ** 2).mean(axis=1)  # float64: inputs may be ~1e30
-        _require_finite(errors, "the reconstruction error")
-        return reconstruction, errors
+    async def reconstruct(
+        self, inputs: Sequence[Row], labels: Sequence[str | int] | None
+    ) -> tuple[np.ndarray | TableRows, np.ndarray, np.ndarray | None]:
+        """Reconstructions at the latent mean (central values), each row's error, and for a table
+        each column's error.
+
+        All-numeric model: the mean squared error in original units. Table: per column, numeric
+        columns the squared difference on the model's normal-score scale (1 is about one standard
+        deviation, squared), categorical columns 0 when the category comes back and 1 when not, a
+        value missing on one side only 1; a row's error is the mean over its modelled columns."""
+        if self.table is None:
+            x = self.check_rows(inputs)
+            y = self.check_labels(labels, len(x))
+            mean, _ = await self._encode(self._normalised(x), y)
+            reconstruction = self._original_units(self._numeric(await self._decode(mean, y), None))
+            errors = ((reconstruction.astype(np.float64) - x) ** 2).mean(axis=1)  # float64: inputs may be ~1e30
+            _require_finite(errors, "the reconstruction error")
+            return reconstruction, errors, None
+        table = self.table
+        codes, x_enc = self.table_rows(inputs)
+        y = self.check_labels(labels, len(x_enc))
+        mean, _ = await self._encode(x_enc, y)
+        outputs = await self._decode(mean, y)
+        z = self._numeric(outputs, None)
+        _require_finite(z, "the decoded value")
+        recon_codes, recon_missing = table.choose(self._discrete(outputs), len(z), None)
+        rows = TableRows(table.names, table.values(table.from_scale(z), recon_codes, recon_missing))
+        column_errors = table.errors(x_enc, codes, z, recon_codes, recon_missing)
+        modelled = [i for i, c in enumerate(table.columns) if c.kind != "constant"]
+        return rows, column_errors[:, modelled].mean(axis=1), column_errors
 
     @_holding
-    async def quantiles(self, inputs: list[list[float]], labels: list[str] | None) -> tuple[list[float], np.ndarray]:
-        """Per-feature quantile bands at each row's latent mean: (levels, [rows, levels, features])."""
+    async def quantiles(
+        self, inputs: Sequence[Row], labels: Sequence[str | int] | None
+    ) -> tuple[list[float], np.ndarray, list[dict[str, dict[str, float]]] | None]:
+        """Per-feature quantile bands at each row's latent mean: (levels, [rows, levels, features]);
+        for a table the features are its numeric columns, and each row also gets the probability of
+        each category of its categorical columns (and of a gap, under "null", where it has gaps)."""
         head = self.manifest.head
         if head == "bernoulli":
             raise InvalidInput(
                 f"model {self.ref} has a Bernoulli head: it predicts a mean intensity per feature and no spread, "
                 "so it has no quantiles; /quantiles serves quantile-head and Gaussian-head models"
             )
-        x = self.check_rows(inputs)
-        y = self.check_labels(labels, len(x))
-        mean, _ = await self._encode(x, y)
+        x_norm = self._encoded(inputs)
+        y = self.check_labels(labels, len(x_norm))
+        mean, _ = await self._encode(x_norm, y)
         outputs = await self._decode(mean, y)
         if head == "quantile":
             levels, q = list(self.manifest.quantile_levels or []), outputs[0]
@@ -209,7 +311,12 @@ class ServedModel:
             levels = list(GAUSSIAN_LEVELS)
             z = np.asarray([NormalDist().inv_cdf(t) for t in levels], dtype=np.float32)
             q = outputs[0][:, None, :] + z[None, :, None] * np.exp(0.5 * outputs[1])[:, None, :]
-        return levels, self._original_units(q)  # scale > 0 keeps the order of the levels
+        if self.table is None:
+            return levels, self._original_units(q), None  # scale > 0 keeps the order of the levels
+        _require_finite(q, "a quantile")
+        rows, k, d = q.shape  # every column's map from the model's scale is increasing: levels stay in order
+        bands = self.table.from_scale(q.reshape(rows * k, d)).reshape(rows, k, d)
+        return levels, bands, self.table.probabilities(self._discrete(outputs), rows)
 
 
 def _require_finite(values: np.ndarray, what: str) -> None:
@@ -222,3 +329,7 @@ def _require_finite(values: np.ndarray, what: str) -> None:
             "data the model was trained on",
             details={"row": row},
         )
+
+
+def _json_kind(value: object) -> str:
+    return {dict: "an object", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")

@@ -164,13 +164,12 @@ class V2Model:
         if m.conditional:
             self.inputs.append(TensorSpec(names[1], "INT64", (-1,)))
         if graph == "encoder":
-            output_shape: tuple[int, ...] = (-1, m.latent_dim)
-        elif m.head == "quantile":
-            output_shape = (-1, len(m.quantile_levels or []), m.input_dim)
+            shapes = [(-1, m.latent_dim)] * len(self.batcher.graph.output_names)
         else:
-            output_shape = (-1, m.input_dim)
-        # a graph's outputs share one shape (mean and log_var alike)
-        self.outputs = [TensorSpec(n, "FP32", output_shape) for n in self.batcher.graph.output_names]
+            shapes = [shape for _, shape in m.decoder_outputs()]
+        self.outputs = [
+            TensorSpec(n, "FP32", shape) for n, shape in zip(self.batcher.graph.output_names, shapes, strict=True)
+        ]
 
     def metadata(self) -> ModelMetadata:
         return ModelMetadata(

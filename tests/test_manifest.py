@@ -63,3 +63,28 @@ def test_manifest_module_does_not_import_torch() -> None:
 
     code = "import sys, app.manifest; assert 'torch' not in sys.modules and 'numpy' not in sys.modules"
     assert run_python("-c", code).returncode == 0
+
+
+def test_a_table_manifest_checks_its_column_schema() -> None:
+    from app.manifest import Column, encoded_width
+    from tests.conftest import DEFAULT_MODELS_DIR
+
+    data = read_manifest(DEFAULT_MODELS_DIR / "penguins-cvae" / "1").model_dump()
+    columns = data["columns"]
+    assert encoded_width([Column(**c) for c in columns]) == (4, 8, 5)
+    island = next(i for i, c in enumerate(columns) if c["name"] == "island")
+    bill = next(i for i, c in enumerate(columns) if c["name"] == "bill_length_mm")
+    fewer = [*columns[:island], {**columns[island], "categories": ["Biscoe", "Dream"]}, *columns[island + 1 :]]
+    decreasing = {**columns[bill], "knots": list(reversed(columns[bill]["knots"]))}
+    for change, message in [
+        ({"columns": fewer}, "encoded width must be input_dim"),
+        ({"columns": [*columns[:bill], decreasing, *columns[bill + 1 :]]}, "knots must not decrease"),
+        ({"columns": [*columns, columns[0]]}, "column names must be distinct"),
+        ({"latent_prior": data["latent_prior"][:1]}, "one mixture per label"),
+    ]:
+        with pytest.raises(ValidationError, match=message):
+            Manifest.model_validate({**data, **change})
+    with pytest.raises(ValidationError, match="a boolean column's categories are"):
+        Column(name="vip", kind="boolean", categories=["no", "yes"])
+    with pytest.raises(ValidationError, match="a constant column has no gaps"):
+        Column(name="c", kind="constant", value=1, missing_rate=0.1)

@@ -92,7 +92,7 @@ def test_cli_refuses_bad_requests_with_a_message(tmp_path: Path, args: list[str]
 
 
 def test_cli_conditional_needs_labels(tmp_path: Path) -> None:
-    (tmp_path / "d.csv").write_text("a,b\n" + "".join(f"{i},{i}\n" for i in range(50)))
+    (tmp_path / "d.csv").write_text("a,b\n" + "".join(f"{i + 0.5},{i * 2.5}\n" for i in range(50)))
     result = run_python(
         "-m",
         "training",

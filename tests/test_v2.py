@@ -72,6 +72,11 @@ FP32, INT64 = "FP32", "INT64"
         ),
         ("cancer-qvae.decoder", [("z", FP32, [-1, 4]), ("y", INT64, [-1])], [("quantiles", FP32, [-1, 5, 30])]),
         ("digits-vae.encoder", [("x", FP32, [-1, 64])], [("mean", FP32, [-1, 8]), ("log_var", FP32, [-1, 8])]),
+        (  # a table: 4 numeric columns; 3 + 2 + 3 categories and 5 columns with gaps
+            "penguins-cvae.decoder",
+            [("z", FP32, [-1, 4]), ("y", INT64, [-1])],
+            [("mean", FP32, [-1, 4]), ("log_var", FP32, [-1, 4]), ("discrete_probs", FP32, [-1, 13])],
+        ),
     ],
 )
 def test_model_metadata_names_every_tensor(triton, name: str, inputs: list, outputs: list) -> None:

@@ -36,6 +36,7 @@ def calibrate_quantiles(model: VAE, x_val: np.ndarray, y_val: np.ndarray | None)
     xt, yt = as_tensors(x_val, y_val)
     q = decoder(model.encoder(xt, yt)[0], yt)[0].numpy()
     median = q[:, center]
+    x_val = x_val[:, : model.cfg.n_numeric]  # a table's numeric block, which the head describes
     scales = np.ones(len(levels))
     for k, tau in enumerate(levels):
         if k == center:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.manifest import read_manifest, resolve
+from app.manifest import Column, read_manifest, resolve
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -26,14 +26,38 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated column names")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train, evaluate and export a model")
-    train.add_argument("--data", required=True, help="digits | breast-cancer | PATH.csv | PATH.npz")
-    train.add_argument("--label-column", help="CSV column holding the class label")
-    train.add_argument("--head", choices=["bernoulli", "gaussian", "quantile"], default="bernoulli")
+    train.add_argument(
+        "--data", required=True, help="digits | breast-cancer | penguins | PATH.csv | PATH.parquet | PATH.npz"
+    )
+    train.add_argument("--label-column", help="a table's column holding the class label")
+    train.add_argument(
+        "--head",
+        choices=["bernoulli", "gaussian", "quantile"],
+        help="the numeric values' likelihood (default: bernoulli for data in [0, 1] such as images, else gaussian)",
+    )
+    train.add_argument("--delimiter", help="a CSV file's delimiter (default: sniffed from the file)")
+    train.add_argument("--columns", type=_names, help="train on these columns only (comma-separated)")
+    train.add_argument("--drop-columns", type=_names, default=(), help="leave these columns out")
+    train.add_argument("--categorical", type=_names, default=(), help="treat these columns as categorical")
+    train.add_argument("--integer", type=_names, default=(), help="treat these columns as integers")
+    train.add_argument(
+        "--numeric-encoding",
+        choices=["quantile", "standard"],
+        default="quantile",
+        help="a table's numeric columns on the model's scale: normal scores of their quantiles, or standardised",
+    )
     train.add_argument("--conditional", action="store_true", help="condition encoder and decoder on the label")
     train.add_argument("--name", required=True, help="model name in the repository")
     train.add_argument("--models-dir", type=Path, default=Path("models"))
@@ -68,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "evaluate":
         return _evaluate(args)
-    from training.data import DataError
+    from training.data import DataError, ReadOptions
     from training.export import ExportError
     from training.pipeline import TrainOptions, progress_log, train_and_export
     from training.train import TrainConfig
@@ -86,6 +110,14 @@ def main(argv: list[str] | None = None) -> int:
         head=args.head,
         conditional=args.conditional,
         label_column=args.label_column,
+        read=ReadOptions(
+            delimiter=args.delimiter,
+            columns=args.columns,
+            drop_columns=args.drop_columns,
+            categorical=args.categorical,
+            integer=args.integer,
+        ),
+        numeric_encoding=args.numeric_encoding,
         models_dir=args.models_dir,
         latent_dim=args.latent_dim,
         hidden=args.hidden,
@@ -118,6 +150,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def describe_column(column: Column) -> str:
+    """One line a person reads: name, kind, range or categories, gaps."""
+    if column.numeric:
+        what = f"{column.min:g} to {column.max:g}" + (f", {column.encoding} encoding" if column.encoding else "")
+    elif column.discrete:
+        shown = ", ".join(map(str, (column.categories or [])[:8]))
+        more = len(column.categories or []) - 8
+        what = shown + (f", ... ({more} more)" if more > 0 else "")
+    else:
+        what = f"always {column.value!r}"
+    gaps = f"; {column.missing_rate:.1%} missing" if column.missing_rate else ""
+    return f"{column.name!r}: {column.kind} ({what}){gaps}"
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from training.pipeline import format_metrics
 
@@ -131,6 +177,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"{manifest.name}@{manifest.version}: {manifest.head} head, latent {manifest.latent_dim}, "
         f"{manifest.input_dim} features, labels: {labels}"
     )
+    for column in manifest.columns or []:
+        print(f"  column {describe_column(column)}")
     print(
         f"trained on {manifest.training.data} (seed {manifest.training.seed}, "
         f"{manifest.training.epochs_run} epochs); metrics on the {manifest.evaluation.split} split "

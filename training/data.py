@@ -1,17 +1,25 @@
-"""Data sets: the scikit-learn built-ins, user CSV and NPZ files, seeded splits, normalisation.
+"""Data sets: the scikit-learn built-ins and NPZ arrays (all-numeric), tables (CSV, Parquet,
+the Palmer penguins) with a column schema, seeded splits, normalisation.
 
-Everything here is numpy; torch enters only in the training loop.
+Everything here is numpy (and pandas for tables, in training/tables.py); torch enters only
+in the training loop.
 """
 
 from __future__ import annotations
 
-import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-BUILTINS = ("digits", "breast-cancer")
+from app.manifest import Column
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+BUILTINS = ("digits", "breast-cancer", "penguins")
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 MIN_ROWS = 40  # enough that each of the three splits holds a handful of rows
 
 
@@ -20,23 +28,46 @@ class DataError(ValueError):
 
 
 @dataclass(frozen=True)
+class ReadOptions:
+    """How a table is read and typed (the CLI's options)."""
+
+    delimiter: str | None = None  # sniffed when None
+    columns: tuple[str, ...] | None = None  # keep only these (besides the label)
+    drop_columns: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()  # force these columns categorical
+    integer: tuple[str, ...] = ()  # force these columns integer
+
+
+@dataclass(frozen=True)
 class Dataset:
-    x: np.ndarray  # (rows, features) float32, original units
+    """All-numeric data (`x`), or a table (`frame` and its inferred `columns`, whose numeric
+    encodings are fitted later on the training split)."""
+
+    x: np.ndarray | None  # (rows, features) float32, original units; None for a table
     y: np.ndarray | None  # (rows,) int64 index into `labels`, or None
     labels: list[str] | None  # label vocabulary
     feature_names: list[str]
     image_shape: list[int] | None
     source: str
     label_column: str | None = None
+    frame: pd.DataFrame | None = None
+    columns: list[Column] | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def subset(self, index: np.ndarray) -> Dataset:
         y = None if self.y is None else self.y[index]
+        x = None if self.x is None else self.x[index]
+        frame = None if self.frame is None else self.frame.iloc[index].reset_index(drop=True)
         return Dataset(
-            self.x[index], y, self.labels, self.feature_names, self.image_shape, self.source, self.label_column
+            x, y, self.labels, self.feature_names, self.image_shape, self.source, self.label_column, frame, self.columns
         )
 
     def __len__(self) -> int:
-        return len(self.x)
+        return len(self.x) if self.x is not None else len(self.frame)  # type: ignore[arg-type]
+
+    @property
+    def is_table(self) -> bool:
+        return self.columns is not None
 
 
 @dataclass(frozen=True)
@@ -46,23 +77,28 @@ class Splits:
     test: Dataset
 
 
-def load(spec: str, label_column: str | None = None) -> Dataset:
-    """Load `digits`, `breast-cancer`, a `.csv` or a `.npz` file, and check it."""
+def load(spec: str, label_column: str | None = None, read: ReadOptions | None = None) -> Dataset:
+    """Load `digits`, `breast-cancer`, `penguins`, a `.csv`/`.parquet` table or a `.npz` file, and check it."""
+    from training import tables
+
     if spec in BUILTINS:
         if label_column is not None:
-            raise DataError(f"--label-column applies to CSV files only; {spec!r} has its labels built in")
-        dataset = _load_builtin(spec)
+            raise DataError(f"--label-column applies to tables only; {spec!r} has its labels built in")
+        dataset = tables.load_penguins(read or ReadOptions()) if spec == "penguins" else _load_builtin(spec)
     else:
         path = Path(spec)
-        if path.suffix.lower() not in (".csv", ".npz"):
-            raise DataError(f"unknown data {spec!r}: use one of {', '.join(BUILTINS)}, or a .csv or .npz file")
+        suffix = path.suffix.lower()
+        if suffix not in (*TABLE_SUFFIXES, ".npz"):
+            raise DataError(
+                f"unknown data {spec!r}: use one of {', '.join(BUILTINS)}, or a .csv, .parquet or .npz file"
+            )
         if not path.is_file():
             raise DataError(f"data file {spec!r} does not exist")
-        if path.suffix.lower() == ".csv":
-            dataset = _load_csv(path, label_column)
+        if suffix in TABLE_SUFFIXES:
+            dataset = tables.load_table(path, label_column, read or ReadOptions())
         else:
             if label_column is not None:
-                raise DataError("--label-column applies to CSV files only; an NPZ file holds its labels in 'y'")
+                raise DataError("--label-column applies to tables only; an NPZ file holds its labels in 'y'")
             dataset = _load_npz(path)
     _check(dataset)
     return dataset
@@ -87,44 +123,6 @@ def _load_builtin(name: str) -> Dataset:
         None,
         "breast-cancer",
     )
-
-
-def _load_csv(path: Path, label_column: str | None) -> Dataset:
-    with path.open(newline="") as f:
-        reader = csv.reader(f)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise DataError(f"{path}: the file is empty; expected a header row and data rows") from None
-        rows = [row for row in reader if row]
-    if label_column is not None and label_column not in header:
-        raise DataError(f"{path}: label column {label_column!r} not found; columns are: {', '.join(header)}")
-    feature_cols = [i for i, h in enumerate(header) if h != label_column]
-    if not feature_cols:
-        raise DataError(f"{path}: no feature columns besides the label column")
-    x = np.empty((len(rows), len(feature_cols)), dtype=np.float64)
-    for r, row in enumerate(rows):
-        line = r + 2  # 1-based, after the header
-        if len(row) != len(header):
-            raise DataError(f"{path}: line {line} has {len(row)} fields, the header has {len(header)}")
-        for j, c in enumerate(feature_cols):
-            text = row[c].strip()
-            if text == "":
-                raise DataError(f"{path}: missing value in column {header[c]!r} at line {line}")
-            try:
-                x[r, j] = float(text)
-            except ValueError:
-                raise DataError(
-                    f"{path}: column {header[c]!r} at line {line} holds {text!r}, which is not a number"
-                ) from None
-    y, labels = None, None
-    if label_column is not None:
-        raw = [row[header.index(label_column)].strip() for row in rows]
-        missing = [i + 2 for i, v in enumerate(raw) if v == ""]
-        if missing:
-            raise DataError(f"{path}: missing label in column {label_column!r} at line {missing[0]}")
-        y, labels = _encode_labels(raw)
-    return Dataset(x.astype(np.float32), y, labels, [header[c] for c in feature_cols], None, str(path), label_column)
 
 
 def _encode_labels(raw: list[str]) -> tuple[np.ndarray, list[str]]:
@@ -165,7 +163,7 @@ def _load_npz(path: Path) -> Dataset:
 def _check(ds: Dataset) -> None:
     if len(ds) < MIN_ROWS:
         raise DataError(f"{ds.source}: {len(ds)} rows; training needs at least {MIN_ROWS}")
-    bad = ~np.isfinite(ds.x)
+    bad = np.zeros((0, 0), dtype=bool) if ds.x is None else ~np.isfinite(ds.x)
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise DataError(f"{ds.source}: non-finite value in column {ds.feature_names[col]!r} at row {row + 1}")
@@ -184,6 +182,14 @@ def split(ds: Dataset, seed: int, val_fraction: float = 0.15, test_fraction: flo
     return Splits(ds.subset(train), ds.subset(val), ds.subset(test))
 
 
+def default_head(ds: Dataset) -> str:
+    """The head when none is asked for: Bernoulli for all-numeric data in [0, 1] (images), Gaussian otherwise
+    (on tables the Gaussian head over normal-score-encoded numeric columns measures best, see the README)."""
+    if ds.x is not None and ds.x.min() >= 0 and ds.x.max() <= 1:
+        return "bernoulli"
+    return "gaussian"
+
+
 def fit_normalization(x_train: np.ndarray, head: str) -> tuple[np.ndarray, np.ndarray]:
     """(shift, scale) fitted on the training split only.
 
@@ -198,6 +204,11 @@ def fit_normalization(x_train: np.ndarray, head: str) -> tuple[np.ndarray, np.nd
 
 
 def check_head(ds: Dataset, head: str) -> None:
+    if head == "bernoulli" and ds.x is None:
+        raise DataError(
+            f"{ds.source}: the bernoulli head is for data in [0, 1] such as images; a table takes --head gaussian "
+            "or --head quantile (or no --head: the choice is made from the data)"
+        )
     if head == "bernoulli" and (ds.x.min() < 0 or ds.x.max() > 1):
         raise DataError(
             f"{ds.source}: the bernoulli head needs every feature in [0, 1], found values in "

@@ -50,6 +50,14 @@ DEFAULT_MODELS = (
         hidden=(64, 32),
         train=TrainConfig(max_epochs=300, seed=0),
     ),
+    TrainOptions(
+        data="penguins",
+        name="penguins-cvae",
+        conditional=True,  # on species; the head is chosen from the data (gaussian for a table)
+        latent_dim=4,
+        hidden=(64, 32),
+        train=TrainConfig(max_epochs=300, seed=0),
+    ),
 )
 
 

@@ -1,4 +1,7 @@
-"""Metrics measured on the test split at export time (all in normalised units)."""
+"""Metrics measured on the test split at export time (all in normalised units).
+
+For a table the head's figures (MSE, pinball, coverage) are over its numeric block, the
+columns the head describes; the ELBO and IWAE cover every column."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from statistics import NormalDist
 import numpy as np
 import torch
 
+from app.columns import Mixture, median_index
+from app.manifest import LatentPrior
 from training.model import VAE, log_normal, pinball, reparameterize
 from training.train import as_tensors
 
@@ -22,7 +27,7 @@ def elbo_metrics(model: VAE, x: np.ndarray, y: np.ndarray | None, seed: int) -> 
     xt, yt = as_tensors(x, y)
     recon, kl = model.losses(xt, yt, torch.Generator().manual_seed(seed))
     mean, _ = model.encoder(xt, yt)
-    error = (point_prediction(model, model.decoder(mean, yt)) - xt).pow(2).mean().item()
+    error = (point_prediction(model, model.decoder(mean, yt)) - numeric(model, xt)).pow(2).mean().item()
     return {
         "elbo": (-(recon + kl)).mean().item(),
         "reconstruction_nll": recon.mean().item(),
@@ -31,14 +36,18 @@ def elbo_metrics(model: VAE, x: np.ndarray, y: np.ndarray | None, seed: int) -> 
     }
 
 
+def numeric(model: VAE, x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """The block of encoded rows that the head describes (all of it unless the data is a table)."""
+    return x[:, : model.cfg.n_numeric]
+
+
 def point_prediction(model: VAE, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """The decoder's central value: Bernoulli mean, Gaussian mean, or the median quantile."""
     if model.cfg.head == "bernoulli":
         return torch.sigmoid(params[0])
     if model.cfg.head == "gaussian":
         return params[0]
-    median = int(np.argmin(np.abs(np.array(model.cfg.quantile_levels) - 0.5)))
-    return params[0][:, median]
+    return params[0][:, median_index(model.cfg.quantile_levels)]
 
 
 @torch.no_grad()
@@ -64,6 +73,7 @@ def quantile_metrics(model: VAE, x: np.ndarray, y: np.ndarray | None, x_train: n
     levels = np.array(model.cfg.quantile_levels)
     xt, yt = as_tensors(x, y)
     q = model.decoder(model.encoder(xt, yt)[0], yt)[0].numpy()
+    x, x_train = numeric(model, x), numeric(model, x_train)
     marginal = np.broadcast_to(np.quantile(x_train, levels, axis=0), q.shape)
     loss = mean_pinball(x, q, levels)
     floor = mean_pinball(x, marginal, levels)
@@ -105,8 +115,9 @@ def gaussian_band_coverage(
 ) -> dict[str, float]:
     """Coverage of the same bands from a Gaussian-head model: mean + Phi^-1(tau) * sigma."""
     xt, yt = as_tensors(x, y)
-    mean, log_var = model.decoder(model.encoder(xt, yt)[0], yt)
+    mean, log_var = model.decoder(model.encoder(xt, yt)[0], yt)[:2]
     sigma = (0.5 * log_var).exp().numpy()
+    x = numeric(model, x)
     q = mean.numpy()[:, None] + np.array([NormalDist().inv_cdf(t) for t in levels])[None, :, None] * sigma[:, None]
     coverage = band_coverage(x, q, np.array(levels))
     coverage["pinball_loss"] = mean_pinball(x, q, np.array(levels))
@@ -114,15 +125,21 @@ def gaussian_band_coverage(
 
 
 @torch.no_grad()
-def conditional_accuracy(model: VAE, x_train: np.ndarray, y_train: np.ndarray, seed: int) -> float:
+def conditional_accuracy(
+    model: VAE, x_train: np.ndarray, y_train: np.ndarray, seed: int, prior: list[LatentPrior] | None = None
+) -> float:
     """Accuracy of an independent classifier, fitted on the real training split, on samples
-    generated for each label (z ~ N(0, I), decoded to the head's central value)."""
+    generated for each label (z from the model's latent prior, N(0, I) without one, decoded to
+    the head's central value)."""
     from sklearn.linear_model import LogisticRegression
 
-    classifier = LogisticRegression(max_iter=5000).fit(x_train, y_train)
-    generator = torch.Generator().manual_seed(seed)
+    classifier = LogisticRegression(max_iter=5000).fit(numeric(model, x_train), y_train)
     n_labels = model.cfg.n_labels
     y = torch.arange(n_labels).repeat_interleave(SAMPLES_PER_LABEL)
-    z = torch.randn(len(y), model.cfg.latent_dim, generator=generator)
+    if prior is None:
+        z = torch.randn(len(y), model.cfg.latent_dim, generator=torch.Generator().manual_seed(seed))
+    else:
+        rng = np.random.default_rng(seed)
+        z = torch.from_numpy(np.concatenate([Mixture.of(p).draw(SAMPLES_PER_LABEL, rng) for p in prior]))
     samples = point_prediction(model, model.decoder(z, y)).numpy()
     return float((classifier.predict(samples) == y.numpy()).mean())

@@ -15,6 +15,7 @@ from torch import nn
 
 from app.manifest import (
     DECODER_OUTPUTS,
+    DISCRETE_OUTPUT,
     ENCODER_OUTPUTS,
     MANIFEST_FILE,
     Artifact,
@@ -36,16 +37,29 @@ class ExportError(RuntimeError):
 
 
 class ServedDecoder(nn.Module):
-    """The decoder as served: a Bernoulli head gives probabilities, not logits."""
+    """The decoder as served: probabilities, not logits. A Bernoulli head gives sigmoid(logits);
+    a table's discrete logits become `discrete_probs`: a softmax per categorical column, then a
+    sigmoid per missing indicator (app/columns.py reads them in that order)."""
 
     def __init__(self, model: VAE) -> None:
         super().__init__()
         self.decoder = model.decoder
         self.bernoulli = model.cfg.head == "bernoulli"
+        self.category_slices = model.category_slices
+        self.missing_start = model.missing_slice[0]
+        self.discrete = model.cfg.n_discrete > 0
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         out = self.decoder(z, y)
-        return (torch.sigmoid(out[0]),) if self.bernoulli else out
+        head = out[:-1] if self.discrete else out
+        if self.bernoulli:
+            head = (torch.sigmoid(head[0]),)
+        if not self.discrete:
+            return head
+        logits = out[-1]
+        probs = [torch.softmax(logits[:, start:stop], dim=1) for start, stop in self.category_slices]
+        probs.append(torch.sigmoid(logits[:, self.missing_start :]))
+        return *head, torch.cat(probs, dim=1)
 
 
 def next_version(models_dir: Path, name: str) -> int:
@@ -73,9 +87,10 @@ def export(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
+        decoder_outputs = [*DECODER_OUTPUTS[model.cfg.head], *([DISCRETE_OUTPUT] if model.cfg.n_discrete else [])]
         graphs = {
             "encoder": (model.encoder, ["x"], list(ENCODER_OUTPUTS)),
-            "decoder": (ServedDecoder(model), ["z"], list(DECODER_OUTPUTS[model.cfg.head])),
+            "decoder": (ServedDecoder(model), ["z"], decoder_outputs),
         }
         x = torch.from_numpy(np.ascontiguousarray(sample_x, np.float32))
         y = None if sample_y is None else torch.from_numpy(sample_y.astype(np.int64))

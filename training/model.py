@@ -2,6 +2,11 @@
 
 VAE = unconditional, CVAE = conditioned on a label, QVAE = quantile head; the
 conditional quantile VAE is the fourth corner. All tensors here are in normalised units.
+
+A table's encoded rows (app/columns.py) are [numeric | one-hot per categorical column |
+missing indicators]: the head describes the numeric block, the decoder adds a logit per
+category (softmax per column, cross-entropy) and per missing indicator (Bernoulli), and a
+missing numeric value drops out of the head's likelihood.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from app.columns import median_index
 
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 LOG_VAR_MIN, LOG_VAR_MAX = -8.0, 6.0  # keeps exp(log_var) finite in float32 and in ONNX
@@ -26,9 +33,22 @@ class ModelConfig:
     head: str = "bernoulli"  # bernoulli | gaussian | quantile
     n_labels: int = 0  # 0: unconditional
     quantile_levels: tuple[float, ...] = field(default=DEFAULT_QUANTILES)
+    # a table's layout (app/columns.Table): numeric_dim 0 means every feature is numeric
+    numeric_dim: int = 0
+    categories: tuple[int, ...] = ()  # category count per categorical column
+    numeric_gap: tuple[int, ...] = ()  # per numeric column: its missing indicator's index, or -1
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def n_numeric(self) -> int:
+        return self.numeric_dim or self.input_dim
+
+    @property
+    def n_discrete(self) -> int:
+        """Logits beside the head: one per category, one per missing indicator."""
+        return self.input_dim - self.n_numeric
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:
@@ -76,26 +96,29 @@ class Decoder(Conditioned):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg.n_labels)
         self.head = cfg.head
-        self.input_dim = cfg.input_dim
+        self.n_numeric = cfg.n_numeric
+        self.n_discrete = cfg.n_discrete
         self.n_levels = len(cfg.quantile_levels)
-        out = {"bernoulli": 1, "gaussian": 2, "quantile": self.n_levels}[cfg.head] * cfg.input_dim
-        self.net = mlp([cfg.latent_dim + cfg.n_labels, *reversed(cfg.hidden), out])
+        self.head_width = {"bernoulli": 1, "gaussian": 2, "quantile": self.n_levels}[cfg.head] * cfg.n_numeric
+        self.net = mlp([cfg.latent_dim + cfg.n_labels, *reversed(cfg.hidden), self.head_width + cfg.n_discrete])
         # Quantile recalibration (training/calibrate.py): each level's distance from the
         # median is multiplied by its factor. Ones (the identity) until calibrated.
-        levels = torch.tensor(cfg.quantile_levels)
-        self.median_index = int((levels - 0.5).abs().argmin())
+        self.median_index = median_index(cfg.quantile_levels)
         self.register_buffer("quantile_scale", torch.ones(self.n_levels))
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-        h = self.net(self.with_label(z, y))
+        """The head's parameters for the numeric block, then a table's discrete logits when it has any."""
+        out = self.net(self.with_label(z, y))
+        h, logits = out[:, : self.head_width], out[:, self.head_width :]
+        discrete = (logits,) if self.n_discrete else ()
         if self.head == "bernoulli":
-            return (h,)
+            return (h, *discrete)
         if self.head == "gaussian":
             mean, log_var = h.chunk(2, dim=1)
-            return mean, log_var.clamp(LOG_VAR_MIN, LOG_VAR_MAX)
-        q = monotone_quantiles(h.view(-1, self.n_levels, self.input_dim))
+            return mean, log_var.clamp(LOG_VAR_MIN, LOG_VAR_MAX), *discrete
+        q = monotone_quantiles(h.view(-1, self.n_levels, self.n_numeric))
         median = q[:, self.median_index : self.median_index + 1]
-        return (median + self.quantile_scale.view(1, -1, 1) * (q - median),)
+        return median + self.quantile_scale.view(1, -1, 1) * (q - median), *discrete
 
 
 def monotone_quantiles(raw: torch.Tensor) -> torch.Tensor:
@@ -113,16 +136,43 @@ class VAE(nn.Module):
         self.decoder = Decoder(cfg)
         self.register_buffer("levels", torch.tensor(cfg.quantile_levels, dtype=torch.float32))
         # Per-feature scale of the asymmetric Laplace likelihood behind the pinball loss.
-        self.quantile_log_scale = nn.Parameter(torch.zeros(cfg.input_dim)) if cfg.head == "quantile" else None
+        self.quantile_log_scale = nn.Parameter(torch.zeros(cfg.n_numeric)) if cfg.head == "quantile" else None
+        n_cat = sum(cfg.categories)
+        self.category_slices = [
+            (start, start + k)
+            for start, k in zip(itertools.accumulate((0, *cfg.categories)), cfg.categories, strict=False)
+        ]
+        self.missing_slice = (n_cat, cfg.n_discrete)
+        # observed numeric value = 1 - its missing indicator (columns without gaps are always observed)
+        gap = torch.tensor(cfg.numeric_gap or [-1] * cfg.n_numeric, dtype=torch.long)
+        self.register_buffer("numeric_gap", gap, persistent=False)
 
     def reconstruction_nll(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """-log p(x | z) per row, summed over features."""
+        """-log p(x | z) per row: the head's term over observed numeric values, then for a table
+        cross-entropy per categorical column and a Bernoulli term per missing indicator."""
+        d = self.cfg.n_numeric
+        xn = x[:, :d]
+        head_params = params[: len(params) - (1 if self.cfg.n_discrete else 0)]
         if self.cfg.head == "bernoulli":
-            return bernoulli_nll(x, params[0])
-        if self.cfg.head == "gaussian":
-            return gaussian_nll(x, *params)
-        assert self.quantile_log_scale is not None
-        return quantile_nll(x, params[0], self.levels, self.quantile_log_scale)
+            per_value = bernoulli_nll(xn, head_params[0])
+        elif self.cfg.head == "gaussian":
+            per_value = gaussian_nll(xn, *head_params)
+        else:
+            assert self.quantile_log_scale is not None
+            per_value = quantile_nll(xn, head_params[0], self.levels, self.quantile_log_scale)
+        if not self.cfg.n_discrete:
+            return per_value.sum(dim=1)
+        discrete, logits = x[:, d:], params[-1]
+        missing = discrete[:, self.missing_slice[0] :]
+        observed = torch.ones_like(xn)
+        has_gap = self.numeric_gap >= 0
+        if bool(has_gap.any()):
+            observed[:, has_gap] = 1 - missing[:, self.numeric_gap[has_gap]]
+        nll = (per_value * observed).sum(dim=1)
+        for start, stop in self.category_slices:
+            # a missing category's one-hot is all zeros, so it adds nothing here
+            nll = nll + categorical_nll(discrete[:, start:stop], logits[:, start:stop])
+        return nll + bernoulli_nll(missing, logits[:, self.missing_slice[0] :]).sum(dim=1)
 
     def losses(
         self, x: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator | None = None
@@ -145,13 +195,18 @@ def kl_to_standard_normal(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Te
 
 
 def bernoulli_nll(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    # -sum[x log p + (1 - x) log(1 - p)], p = sigmoid(logits); x may be fractional in [0, 1]
-    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)
+    # -[x log p + (1 - x) log(1 - p)] per value, p = sigmoid(logits); x may be fractional in [0, 1]
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none")
 
 
 def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-    # -log N(x; mean, var) = 0.5 * sum[log(2 pi) + log_var + (x - mean)^2 / var]
-    return 0.5 * (math.log(2 * math.pi) + log_var + (x - mean).pow(2) / log_var.exp()).sum(dim=1)
+    # -log N(x; mean, var) = 0.5 * [log(2 pi) + log_var + (x - mean)^2 / var] per value
+    return 0.5 * (math.log(2 * math.pi) + log_var + (x - mean).pow(2) / log_var.exp())
+
+
+def categorical_nll(onehot: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    # -sum_k onehot_k log softmax(logits)_k per row (0 for an all-zero one-hot: a missing value)
+    return -(onehot * F.log_softmax(logits, dim=1)).sum(dim=1)
 
 
 def pinball(x: torch.Tensor, q: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
@@ -164,10 +219,10 @@ def pinball(x: torch.Tensor, q: torch.Tensor, levels: torch.Tensor) -> torch.Ten
 def quantile_nll(x: torch.Tensor, q: torch.Tensor, levels: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
     """Pinball loss read as an asymmetric-Laplace likelihood, averaged over the K levels:
     -log ALD(x; q_tau, s, tau) = rho_tau(x - q_tau) / s + log s - log(tau (1 - tau)),
-    so one feature counts as one observation against the KL term, whatever K is."""
+    so one feature counts as one observation against the KL term, whatever K is. Per value [B, D]."""
     tau = levels.view(-1, 1)
     per_level = pinball(x, q, levels) / log_scale.exp() + log_scale - torch.log(tau * (1 - tau))
-    return per_level.mean(dim=1).sum(dim=1)
+    return per_level.mean(dim=1)
 
 
 def log_normal(z: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import sys
+import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -11,11 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from training import data, evaluate
+from app.columns import Table
+from app.manifest import NumericEncoding
+from training import data, evaluate, tables
 from training.calibrate import MIN_CALIBRATION_ROWS, calibrate_quantiles
 from training.data import DataError, Dataset
 from training.export import export
 from training.model import DEFAULT_QUANTILES, ModelConfig
+from training.prior import fit_latent_prior
 from training.train import TrainConfig, TrainResult, fit
 
 
@@ -23,9 +27,11 @@ from training.train import TrainConfig, TrainResult, fit
 class TrainOptions:
     data: str
     name: str
-    head: str = "bernoulli"
+    head: str | None = None  # None: chosen from the data (data.default_head)
     conditional: bool = False
     label_column: str | None = None
+    read: data.ReadOptions = field(default_factory=data.ReadOptions)
+    numeric_encoding: NumericEncoding = "quantile"  # a table's numeric columns: quantile | standard
     models_dir: Path = Path("models")
     latent_dim: int = 8
     hidden: tuple[int, ...] = (256, 128)
@@ -39,36 +45,74 @@ class TrainOptions:
 
 def train_and_export(opts: TrainOptions, log=print) -> Path:
     """Train, evaluate and export one model; returns its version directory."""
-    ds = data.load(opts.data, opts.label_column)
+    started = time.perf_counter()
+    ds = data.load(opts.data, opts.label_column, opts.read)
+    for warning in ds.warnings:
+        log(f"warning: {ds.source}: {warning}")
     if opts.conditional and ds.labels is None:
-        raise DataError(f"{ds.source}: --conditional needs labels (a --label-column for CSV, 'y' in NPZ)")
+        raise DataError(f"{ds.source}: --conditional needs labels (a --label-column for a table, 'y' in NPZ)")
+    if opts.head is None:
+        opts = replace(opts, head=data.default_head(ds))
+        log(f"{opts.name}: head {opts.head} (chosen from the data; --head to choose)")
+    assert opts.head is not None
     data.check_head(ds, opts.head)
     _check_levels(opts.quantile_levels)
     splits = data.split(ds, opts.train.seed)
-    shift, scale = data.fit_normalization(splits.train.x, opts.head)
+    layout: dict = {}
+    if ds.columns is not None:
+        assert splits.train.frame is not None
+        columns = tables.fit_encodings(ds.columns, splits.train.frame, opts.numeric_encoding)
+        table = Table(columns)
+        shift, scale = np.zeros(table.width, np.float32), np.ones(table.width, np.float32)
+        feature_names = table.encoded_names()
+        layout = {
+            "numeric_dim": table.n_numeric,
+            "categories": tuple(len(c.categories or []) for c in table.discrete),
+            "numeric_gap": tuple(
+                next((k for k, g in enumerate(table.gapped) if g.name == c.name), -1) for c in table.numeric
+            ),
+        }
+
+        def features(part: Dataset) -> np.ndarray:
+            return table.encode(*tables.frame_arrays(table, part.frame))
+    else:
+        assert splits.train.x is not None
+        columns, feature_names = None, ds.feature_names
+        shift, scale = data.fit_normalization(splits.train.x, opts.head)
+
+        def features(part: Dataset) -> np.ndarray:
+            return ((part.x - shift) / scale).astype(np.float32)
 
     def prepared(part: Dataset) -> tuple[np.ndarray, np.ndarray | None]:
-        return ((part.x - shift) / scale).astype(np.float32), part.y if opts.conditional else None
+        return features(part), part.y if opts.conditional else None
 
     train, val, test = prepared(splits.train), prepared(splits.val), prepared(splits.test)
+    input_dim = train[0].shape[1]
     model_cfg = ModelConfig(
-        input_dim=ds.x.shape[1],
+        input_dim=input_dim,
         latent_dim=opts.latent_dim,
         hidden=opts.hidden,
         head=opts.head,
         n_labels=len(ds.labels) if opts.conditional else 0,
         quantile_levels=opts.quantile_levels,
+        **layout,
+    )
+    described = (
+        f"{len(ds.feature_names)} columns ({input_dim} encoded features)" if columns else f"{input_dim} features"
     )
     log(
-        f"{opts.name}: {len(ds)} rows x {ds.x.shape[1]} features from {ds.source}; "
-        f"split {len(splits.train)}/{len(splits.val)}/{len(splits.test)} (train/val/test)"
+        f"{opts.name}: {len(ds)} rows x {described} from {ds.source}, read and encoded in "
+        f"{time.perf_counter() - started:.2f} s; split {len(splits.train)}/{len(splits.val)}/{len(splits.test)} "
+        "(train/val/test)"
     )
     result = fit(model_cfg, train, val, opts.train, desc=opts.name)
     calibration = {}
     if opts.head == "quantile" and _should_calibrate(opts.calibration, len(splits.val), log):
         scales = calibrate_quantiles(result.model, *val)
         calibration = {f"calibration_scale_{tau:g}": s for tau, s in zip(opts.quantile_levels, scales, strict=True)}
-    metrics = {**_evaluate(result, opts, train, test), **calibration}
+    # a table model generates from a mixture fitted to its codes (training/prior.py); others from N(0, I)
+    latent_prior = fit_latent_prior(result.model, *train, opts.train.seed) if columns is not None else None
+    metrics = {**_evaluate(result, opts, train, test, latent_prior), **calibration}
     if opts.head == "quantile" and opts.baseline:
         baseline = fit(
             replace(model_cfg, head="gaussian"), train, val, opts.train, desc=f"{opts.name} (gaussian baseline)"
@@ -79,10 +123,12 @@ def train_and_export(opts: TrainOptions, log=print) -> Path:
         "head": opts.head,
         "quantile_levels": list(opts.quantile_levels) if opts.head == "quantile" else None,
         "labels": ds.labels if opts.conditional else None,
-        "input_dim": ds.x.shape[1],
+        "input_dim": input_dim,
         "image_shape": ds.image_shape,
-        "feature_names": ds.feature_names,
+        "feature_names": feature_names,
+        "columns": columns,
         "latent_dim": opts.latent_dim,
+        "latent_prior": latent_prior,
         "normalization": {"shift": shift.tolist(), "scale": scale.tolist()},
         "evaluation": {"split": "test", "rows": len(splits.test), "metrics": metrics},
         "training": {
@@ -102,7 +148,9 @@ def train_and_export(opts: TrainOptions, log=print) -> Path:
     return path
 
 
-def _evaluate(result: TrainResult, opts: TrainOptions, train: tuple, test: tuple) -> dict[str, float]:
+def _evaluate(
+    result: TrainResult, opts: TrainOptions, train: tuple, test: tuple, prior: list | None
+) -> dict[str, float]:
     model, seed = result.model, opts.train.seed
     metrics = evaluate.elbo_metrics(model, *test, seed)
     if opts.head in ("bernoulli", "gaussian"):
@@ -111,7 +159,7 @@ def _evaluate(result: TrainResult, opts: TrainOptions, train: tuple, test: tuple
     else:
         metrics.update(evaluate.quantile_metrics(model, *test, train[0]))
     if opts.conditional:
-        metrics["conditional_accuracy"] = evaluate.conditional_accuracy(model, train[0], train[1], seed)
+        metrics["conditional_accuracy"] = evaluate.conditional_accuracy(model, train[0], train[1], seed, prior)
     return metrics
 
 
@@ -131,13 +179,14 @@ def _hyperparameters(opts: TrainOptions) -> dict:
     return {
         "latent_dim": opts.latent_dim,
         "hidden": list(opts.hidden),
-        "head": opts.head,
+        "head": opts.head or "",
+        "numeric_encoding": opts.numeric_encoding,
         **{k: v for k, v in asdict(opts.train).items() if k != "seed"},
     }
 
 
 def _versions() -> dict[str, str]:
-    packages = ("torch", "onnx", "onnxruntime", "numpy", "scikit-learn")
+    packages = ("torch", "onnx", "onnxruntime", "numpy", "scikit-learn", "pandas")
     return {"python": platform.python_version(), **{p: version(p) for p in packages}}
 
 

@@ -6,8 +6,18 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from app.columns import rows_of
 from app.deps import resolve_model
-from app.responses import NPY_MEDIA_TYPE, ArrayJSONResponse, NpyResponse, wants_npy
+from app.errors import NotAcceptable
+from app.responses import (
+    CSV_MEDIA_TYPE,
+    NPY_MEDIA_TYPE,
+    ArrayJSONResponse,
+    CsvResponse,
+    NpyResponse,
+    wants_csv,
+    wants_npy,
+)
 from app.schemas import (
     EncodeResponse,
     ErrorResponse,
@@ -19,9 +29,9 @@ from app.schemas import (
     json_body,
     read_body,
 )
-from app.served_model import ServedModel
+from app.served_model import ServedModel, TableRows
 
-ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 413, 415, 422, 500, 503, 504)}
+ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 406, 413, 415, 422, 500, 503, 504)}
 router = APIRouter(tags=["inference"], responses=ERRORS)  # the API key is attached in create_app
 
 
@@ -34,23 +44,54 @@ def _answer(served: ServedModel, **fields: Any) -> Response:
     "/generate",
     response_model=GenerateResponse,
     summary="Generate samples, optionally for a label",
-    responses={200: {"content": {NPY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}},
+    responses={
+        200: {
+            "content": {
+                NPY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+                CSV_MEDIA_TYPE: {"schema": {"type": "string"}},
+            }
+        }
+    },
     openapi_extra=json_body(GenerateRequest),
 )
 async def generate(request: Request) -> Response:
-    """Decode `n` latent codes drawn from N(0, temperature^2 I). A sample is the decoder's
-    central value: the Bernoulli mean (pixel intensities), the Gaussian mean, or the median
-    of a quantile head; all variation comes from z. The same `seed` gives the same samples.
+    """Decode `n` latent codes drawn from N(0, temperature^2 I). `mode: sample` draws each row
+    from p(x | z[, y]): Gaussian noise with the learned variance, a Bernoulli or categorical
+    draw, a missing value with its learned probability, an inverse-CDF draw through a quantile
+    head's quantiles. `mode: mean` gives the decoder's central value (Bernoulli mean, Gaussian
+    mean, median quantile, most likely category), where all variation comes from z. Table
+    models default to `sample`, others to `mean`. The same `seed` gives the same samples.
 
-    With `Accept: application/x-npy` the answer is the samples alone, a float32 [n, features]
-    array in NumPy's .npy format (headers `X-Model` and `X-Model-Version` name the model)."""
+    A table model answers `columns` and typed rows (integers as integers, categories as in the
+    data, null for a missing value). With `Accept: text/csv` the answer is CSV with a header row
+    (an empty field for a missing value); with `Accept: application/x-npy` (models without a
+    column schema) a float32 [n, features] array in NumPy's .npy format. Headers `X-Model` and
+    `X-Model-Version` name the model of a CSV or .npy answer."""
     body = await read_body(request, GenerateRequest)
     served = resolve_model(request, body.model)
-    samples = await served.generate(body.n, body.label, body.seed, body.temperature)
-    if wants_npy(request.headers.get("accept")):
-        headers = {"X-Model": served.manifest.name, "X-Model-Version": str(served.manifest.version)}
-        return NpyResponse(samples, headers=headers)
-    return _answer(served, label=body.label, seed=body.seed, samples=samples)
+    samples = await served.generate(body.n, body.label, body.seed, body.temperature, body.mode)
+    accept = request.headers.get("accept")
+    label = None if body.label is None else str(body.label)
+    mode = body.mode or served.default_mode
+    if isinstance(samples, TableRows):
+        rows = rows_of(samples.values)
+        if wants_csv(accept):
+            return CsvResponse(samples.columns, rows, headers=_model_headers(served))
+        if wants_npy(accept):
+            raise NotAcceptable(
+                f"model {served.ref} answers typed rows (it has categorical or integer columns); "
+                "ask for application/json or text/csv"
+            )
+        return _answer(served, label=label, seed=body.seed, mode=mode, columns=samples.columns, samples=rows)
+    if wants_npy(accept):
+        return NpyResponse(samples, headers=_model_headers(served))
+    if wants_csv(accept):
+        return CsvResponse(served.manifest.feature_names, samples, headers=_model_headers(served))
+    return _answer(served, label=label, seed=body.seed, mode=mode, samples=samples)
+
+
+def _model_headers(served: ServedModel) -> dict[str, str]:
+    return {"X-Model": served.manifest.name, "X-Model-Version": str(served.manifest.version)}
 
 
 @router.post(
@@ -75,7 +116,12 @@ async def encode(request: Request) -> Response:
 async def reconstruct(request: Request) -> Response:
     body = await read_body(request, RowsRequest)
     served = resolve_model(request, body.model)
-    reconstructions, errors = await served.reconstruct(body.inputs, body.labels)
+    reconstructions, errors, column_errors = await served.reconstruct(body.inputs, body.labels)
+    if isinstance(reconstructions, TableRows):
+        rows = rows_of(reconstructions.values)
+        return _answer(
+            served, columns=reconstructions.columns, reconstructions=rows, errors=errors, column_errors=column_errors
+        )
     return _answer(served, reconstructions=reconstructions, errors=errors)
 
 
@@ -88,8 +134,13 @@ async def reconstruct(request: Request) -> Response:
 async def quantiles(request: Request) -> Response:
     """Quantile head: its learned (calibrated) quantiles at the row's latent mean. Gaussian
     head: the exact quantiles of N(mean, sigma^2) at the latent mean, levels 0.05 to 0.95.
-    Bernoulli head: 422, it has no spread to give quantiles of."""
+    Bernoulli head: 422, it has no spread to give quantiles of. A table model gives bands for
+    its numeric columns (named in `columns`) and, for its categorical columns, the probability
+    of each category."""
     body = await read_body(request, RowsRequest)
     served = resolve_model(request, body.model)
-    levels, bands = await served.quantiles(body.inputs, body.labels)
-    return _answer(served, levels=levels, quantiles=bands)
+    levels, bands, probabilities = await served.quantiles(body.inputs, body.labels)
+    if served.table is None:
+        return _answer(served, levels=levels, quantiles=bands)
+    columns = [c.name for c in served.table.numeric]
+    return _answer(served, levels=levels, columns=columns, quantiles=bands, probabilities=probabilities)

@@ -1,0 +1,404 @@
+"""Each column kind's and each decoder head's facts, in one torch-free place.
+
+A table (the manifest's `columns`) is fed to the graphs as encoded rows:
+
+    [ numeric columns on the model's scale | one-hot block per categorical column | missing indicators ]
+
+and the decoder answers the head's outputs for the numeric block (bernoulli: probs; gaussian:
+mean, log_var; quantile: quantiles) plus, for a table with categories or gaps, `discrete_probs`:
+each categorical column's softmax over its categories, then P(missing) per column with gaps.
+
+Training encodes its splits with `Table.encode`; serving parses request rows with
+`Table.parse_rows`, and turns decoder outputs back into values with `central` / `draw`
+(numeric heads), `Table.choose` (categories and gaps) and `Table.values`. The losses that
+match these encodings (training/model.py) are: the head's likelihood for the numeric block,
+masked where a value is missing; cross-entropy per categorical column; a Bernoulli term per
+missing indicator.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from app.manifest import Column, LatentPrior, encoded_width
+
+Cell = float | int | str | bool | None
+
+
+class RowError(ValueError):
+    """A request row that does not fit the model's columns; `details` locate it."""
+
+    def __init__(self, message: str, details: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def category_key(value: Any) -> str:
+    """One spelling per category, so that 2007, 2007.0 and "2007" (or true and "true") are the same
+    category whatever the client's JSON or CSV made of it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# ---- numeric heads ------------------------------------------------------------------------
+
+
+def median_index(levels: Sequence[float]) -> int:
+    return int(np.argmin(np.abs(np.asarray(levels) - 0.5)))
+
+
+def central(head: str, outputs: list[np.ndarray], levels: Sequence[float] | None) -> np.ndarray:
+    """The head's central value on the model's scale: Bernoulli mean, Gaussian mean, median quantile."""
+    if head == "quantile":
+        return outputs[0][:, median_index(levels or [0.5])]
+    return outputs[0]
+
+
+def draw(head: str, outputs: list[np.ndarray], levels: Sequence[float] | None, rng: np.random.Generator) -> np.ndarray:
+    """One draw from p(x | z) per value, on the model's scale.
+
+    bernoulli: 0 or 1 with the predicted probability; gaussian: mean + sigma * eps; quantile:
+    the inverse CDF through the predicted quantiles (linear between levels) with exponential
+    tails beyond the outer levels, their scale fitted to the two outermost quantiles on each
+    side (the asymmetric Laplace tail behind the pinball loss)."""
+    if head == "bernoulli":
+        probs = outputs[0]
+        return (rng.random(probs.shape, dtype=np.float32) < probs).astype(np.float32)
+    if head == "gaussian":
+        mean, log_var = outputs[0], outputs[1]
+        return mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape, dtype=np.float32)
+    return inverse_cdf(outputs[0], np.asarray(levels, dtype=np.float64), rng.random(outputs[0][:, 0].shape))
+
+
+def inverse_cdf(q: np.ndarray, levels: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """q: [rows, levels, features] non-crossing quantiles; u: [rows, features] in (0, 1)."""
+    q = q.astype(np.float64)
+    k = len(levels)
+    u = np.clip(u, 1e-12, 1 - 1e-12)
+    i = np.clip(np.searchsorted(levels, u) - 1, 0, k - 2)  # segment [levels[i], levels[i+1]]
+    lo = np.take_along_axis(q, i[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(q, (i + 1)[:, None], axis=1)[:, 0]
+    t = (u - levels[i]) / (levels[i + 1] - levels[i])
+    x = lo + t * (hi - lo)
+    # tails: F(x) = tau_1 exp((x - q_1) / s) below, 1 - F(x) = (1 - tau_K) exp(-(x - q_K) / s) above
+    s_lo = (q[:, 1] - q[:, 0]) / math.log(levels[1] / levels[0])
+    s_hi = (q[:, -1] - q[:, -2]) / math.log((1 - levels[-2]) / (1 - levels[-1]))
+    below, above = u < levels[0], u > levels[-1]
+    x = np.where(below, q[:, 0] + s_lo * np.log(u / levels[0]), x)
+    x = np.where(above, q[:, -1] - s_hi * np.log((1 - u) / (1 - levels[-1])), x)
+    return x.astype(np.float32)
+
+
+# ---- the latent prior ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """A manifest's LatentPrior as arrays: z ~ sum_k w_k N(mean_k, L_k L_k^T)."""
+
+    weights: np.ndarray
+    means: np.ndarray  # [k, d]
+    cholesky: np.ndarray  # [k, d, d]
+
+    @classmethod
+    def of(cls, prior: LatentPrior) -> Mixture:
+        return cls(
+            np.asarray(prior.weights, dtype=np.float64),
+            np.asarray(prior.means, dtype=np.float32),
+            np.asarray(prior.cholesky, dtype=np.float32),
+        )
+
+    def draw(self, n: int, rng: np.random.Generator, temperature: float = 1.0) -> np.ndarray:
+        """n codes: a component by its weight, then mean + temperature * L eps."""
+        k = rng.choice(len(self.weights), size=n, p=self.weights)
+        eps = rng.standard_normal((n, self.means.shape[1]), dtype=np.float32) * np.float32(temperature)
+        return self.means[k] + np.einsum("nij,nj->ni", self.cholesky[k], eps)
+
+
+# ---- tables -------------------------------------------------------------------------------
+
+
+class Table:
+    """A manifest's column schema as arrays: encoding, parsing and decoding of rows."""
+
+    def __init__(self, columns: list[Column]) -> None:
+        self.columns = columns
+        self.names = [c.name for c in columns]
+        self._by_name = {c.name: c for c in columns}
+        self.numeric = [c for c in columns if c.numeric]
+        self.discrete = [c for c in columns if c.discrete]
+        self.gapped = [c for c in columns if c.gaps]
+        self.n_numeric, self.n_onehot, self.n_missing = encoded_width(columns)
+        self.width = self.n_numeric + self.n_onehot + self.n_missing
+        sizes = [len(c.categories or []) for c in self.discrete]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self._category_index = [{category_key(v): i for i, v in enumerate(c.categories or [])} for c in self.discrete]
+        self._category_values = [np.array(c.categories, dtype=object) for c in self.discrete]
+        position = {c.name: i for i, c in enumerate(self.numeric)} | {c.name: i for i, c in enumerate(self.discrete)}
+        self._gap_source = [(c.numeric, position[c.name]) for c in self.gapped]
+        # numeric encodings, vectorised by kind
+        self._standard = np.array([i for i, c in enumerate(self.numeric) if c.encoding == "standard"], dtype=np.int64)
+        self._shift = np.array([self.numeric[i].shift for i in self._standard], dtype=np.float64)
+        self._scale = np.array([self.numeric[i].scale for i in self._standard], dtype=np.float64)
+        self._quantile = [(i, *_knot_maps(c)) for i, c in enumerate(self.numeric) if c.encoding == "quantile"]
+        self._min = np.array([c.min for c in self.numeric], dtype=np.float64)
+        self._max = np.array([c.max for c in self.numeric], dtype=np.float64)
+        self._integer = np.array([c.kind == "integer" for c in self.numeric], dtype=bool)
+        self._decimals = [(i, c.decimals) for i, c in enumerate(self.numeric) if c.decimals is not None]
+
+    def encoded_names(self) -> list[str]:
+        """Names of the encoded features, in the graphs' order (the manifest's feature_names)."""
+        onehot = [f"{c.name}={category_key(v)}" for c in self.discrete for v in c.categories or []]
+        return [c.name for c in self.numeric] + onehot + [f"{c.name}:missing" for c in self.gapped]
+
+    # ---- values <-> the model's scale ----
+
+    def to_scale(self, values: np.ndarray) -> np.ndarray:
+        """Numeric columns' values [rows, n_numeric] (NaN where missing) -> the model's scale (0 where missing)."""
+        z = np.zeros(values.shape, dtype=np.float64)
+        if len(self._standard):
+            z[:, self._standard] = (values[:, self._standard] - self._shift) / self._scale
+        for i, knots, scores, _, _ in self._quantile:
+            z[:, i] = np.interp(values[:, i], knots, scores)
+        z[np.isnan(values)] = 0.0  # the centre of the scale; the missing indicator says it is a gap
+        return z
+
+    def from_scale(self, z: np.ndarray) -> np.ndarray:
+        """The model's scale -> values within each column's training bounds, integers rounded."""
+        values = np.empty(z.shape, dtype=np.float64)
+        if len(self._standard):
+            values[:, self._standard] = z[:, self._standard] * self._scale + self._shift
+        for i, _, _, scores, knots in self._quantile:
+            values[:, i] = np.interp(z[:, i], scores, knots)
+        values = np.clip(values, self._min, self._max)
+        values[:, self._integer] = np.rint(values[:, self._integer])
+        for i, decimals in self._decimals:
+            values[:, i] = np.round(values[:, i], decimals)
+        return values
+
+    # ---- encoding ----
+
+    def encode(self, numeric: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Encoded float32 rows [rows, width] from numeric values [rows, n_numeric] (NaN: missing)
+        and category indices [rows, n_discrete] (-1: missing)."""
+        rows = len(numeric)
+        out = np.zeros((rows, self.width), dtype=np.float32)
+        out[:, : self.n_numeric] = self.to_scale(numeric)
+        if self.discrete:
+            r, j = np.nonzero(codes >= 0)
+            out[r, self.n_numeric + self.offsets[j] + codes[r, j]] = 1.0
+        base = self.n_numeric + self.n_onehot
+        for k, (is_numeric, i) in enumerate(self._gap_source):
+            out[:, base + k] = np.isnan(numeric[:, i]) if is_numeric else codes[:, i] < 0
+        return out
+
+    def parse_rows(self, rows: Sequence[Sequence[Cell] | dict[str, Cell]]) -> tuple[np.ndarray, np.ndarray]:
+        """Request rows (lists in column order, or objects keyed by column name) -> (numeric, codes)
+        for `encode`. Raises RowError naming the row, the column and what the column allows."""
+        numeric = np.full((len(rows), self.n_numeric), np.nan, dtype=np.float64)
+        codes = np.full((len(rows), len(self.discrete)), -1, dtype=np.int64)
+        n_columns = len(self.columns)
+        for r, row in enumerate(rows):
+            if isinstance(row, dict):
+                unknown = [k for k in row if k not in self._by_name]
+                if unknown:
+                    raise RowError(
+                        f"row {r}: unknown column {unknown[0]!r}; the model's columns are {self.names}",
+                        {"row": r, "column": unknown[0], "columns": self.names},
+                    )
+                absent = [c.name for c in self.columns if c.name not in row and c.kind != "constant"]
+                if absent:
+                    raise RowError(
+                        f"row {r}: column {absent[0]!r} is absent; give every column (null for a missing value "
+                        "where the model allows it)",
+                        {"row": r, "column": absent[0], "columns": self.names},
+                    )
+                cells: Sequence[Cell] = [row.get(name) for name in self.names]
+            else:
+                if not isinstance(row, list):
+                    raise RowError(
+                        f"row {r} is {_short(row)}; a row is a list of values in the order {self.names}, or an object "
+                        "keyed by column name",
+                        {"row": r, "columns": self.names},
+                    )
+                if len(row) != n_columns:
+                    raise RowError(
+                        f"row {r} has {len(row)} values; the model takes {n_columns}, in the order {self.names}",
+                        {"row": r, "expected": n_columns, "got": len(row), "columns": self.names},
+                    )
+                cells = row
+            num_i = disc_i = 0
+            for column, value in zip(self.columns, cells, strict=True):
+                if column.numeric:
+                    numeric[r, num_i] = self._parse_number(r, column, value)
+                    num_i += 1
+                elif column.discrete:
+                    codes[r, disc_i] = self._parse_category(r, column, disc_i, value)
+                    disc_i += 1
+        return numeric, codes
+
+    def _missing(self, r: int, column: Column) -> None:
+        if not column.gaps:
+            allowed = _allowed(column)
+            raise RowError(
+                f"row {r}, column {column.name!r} is null, but the model saw no missing values in it; give {allowed}",
+                {"row": r, "column": column.name, "allowed": allowed},
+            )
+
+    def _parse_number(self, r: int, column: Column, value: Cell) -> float:
+        if value is None:
+            self._missing(r, column)
+            return math.nan
+        number = math.nan
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            try:
+                number = float(value)
+            except OverflowError:  # an integer beyond any float
+                number = math.inf
+        if not math.isfinite(number):
+            allowed = _allowed(column)
+            raise RowError(
+                f"row {r}, column {column.name!r} holds {_short(value)}; it takes {allowed}",
+                {"row": r, "column": column.name, "allowed": allowed},
+            )
+        return number
+
+    def _parse_category(self, r: int, column: Column, i: int, value: Cell) -> int:
+        if value is None:
+            self._missing(r, column)
+            return -1
+        index = self._category_index[i].get(category_key(value))
+        if index is None:
+            raise RowError(
+                f"row {r}, column {column.name!r}: unknown category {_short(value)}; valid: {column.categories}",
+                {"row": r, "column": column.name, "valid": column.categories},
+            )
+        return index
+
+    # ---- decoding ----
+
+    def choose(
+        self, probs: np.ndarray | None, rows: int, rng: np.random.Generator | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(category indices [rows, n_discrete], missing [rows, n_missing]) from `discrete_probs`:
+        drawn when `rng` is given, else the most likely category and missing where P > 0.5."""
+        codes = np.zeros((rows, len(self.discrete)), dtype=np.int64)
+        missing = np.zeros((rows, self.n_missing), dtype=bool)
+        if probs is None:
+            return codes, missing
+        for j in range(len(self.discrete)):
+            p = probs[:, self.offsets[j] : self.offsets[j + 1]]
+            if rng is None:
+                codes[:, j] = p.argmax(axis=1)
+            else:  # inverse CDF of the categorical: the first category whose cumulative P exceeds u
+                u = rng.random((rows, 1)) * p.sum(axis=1, keepdims=True)
+                codes[:, j] = np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), p.shape[1] - 1)
+        p_missing = probs[:, self.n_onehot :]
+        missing[:] = (rng.random(p_missing.shape) < p_missing) if rng is not None else p_missing > 0.5
+        return codes, missing
+
+    def values(self, numeric: np.ndarray, codes: np.ndarray, missing: np.ndarray) -> list[list[Cell]]:
+        """Per column (schema order) the Python values of every row: numbers (integers as int),
+        categories as in the data, None where missing. `numeric` is in original units."""
+        rows = len(numeric)
+        gap_of = {c.name: k for k, c in enumerate(self.gapped)}
+        result: list[list[Cell]] = []
+        num_i = disc_i = 0
+        for column in self.columns:
+            if column.numeric:
+                col = numeric[:, num_i]
+                cells: list[Cell] = col.astype(np.int64).tolist() if column.kind == "integer" else col.tolist()
+                num_i += 1
+            elif column.discrete:
+                cells = self._category_values[disc_i][codes[:, disc_i]].tolist()
+                disc_i += 1
+            else:
+                cells = [column.value] * rows
+            k = gap_of.get(column.name)
+            if k is not None:
+                for r in np.flatnonzero(missing[:, k]).tolist():
+                    cells[r] = None
+            result.append(cells)
+        return result
+
+    def errors(
+        self, encoded: np.ndarray, codes: np.ndarray, z: np.ndarray, recon_codes: np.ndarray, recon_missing: np.ndarray
+    ) -> np.ndarray:
+        """Per row and column (schema order) a reconstruction error a person can read: numeric
+        columns the squared difference on the model's scale, categorical ones 0 (same category) or
+        1; 1 where a value is missing on one side only, 0 where on both; constant columns 0."""
+        out = np.zeros((len(encoded), len(self.columns)), dtype=np.float64)
+        input_missing = encoded[:, self.n_numeric + self.n_onehot :] > 0.5
+        gap_of = {c.name: k for k, c in enumerate(self.gapped)}
+        num_i = disc_i = 0
+        for ci, column in enumerate(self.columns):
+            if column.numeric:
+                error = (z[:, num_i].astype(np.float64) - encoded[:, num_i]) ** 2
+                num_i += 1
+            elif column.discrete:
+                error = (recon_codes[:, disc_i] != codes[:, disc_i]).astype(np.float64)
+                disc_i += 1
+            else:
+                continue
+            k = gap_of.get(column.name)
+            if k is not None:
+                given, predicted = input_missing[:, k], recon_missing[:, k]
+                error = np.where(given & predicted, 0.0, np.where(given ^ predicted, 1.0, error))
+            out[:, ci] = error
+        return out
+
+    def probabilities(self, probs: np.ndarray | None, rows: int) -> list[dict[str, dict[str, float]]]:
+        """Per row, each categorical column's probability of each category (keys as `category_key`
+        spells them), and of a gap under "null" where the column has gaps; they sum to 1."""
+        result: list[dict[str, dict[str, float]]] = [{} for _ in range(rows)]
+        if probs is None:
+            return result
+        gap_of = {c.name: k for k, c in enumerate(self.gapped)}
+        for j, column in enumerate(self.discrete):
+            p = probs[:, self.offsets[j] : self.offsets[j + 1]].astype(np.float64)
+            keys = [category_key(v) for v in column.categories or []]
+            k = gap_of.get(column.name)
+            p_gap = probs[:, self.n_onehot + k].astype(np.float64) if k is not None else np.zeros(rows)
+            p = p * (1 - p_gap)[:, None]
+            for r in range(rows):
+                cell = dict(zip(keys, p[r].tolist(), strict=True))
+                if k is not None:
+                    cell["null"] = float(p_gap[r])
+                result[r][column.name] = cell
+        return result
+
+
+def rows_of(columns: list[list[Cell]]) -> list[list[Cell]]:
+    """Per-column lists -> per-row lists."""
+    return [list(row) for row in zip(*columns, strict=True)]
+
+
+def _knot_maps(column: Column) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(knots, scores) to encode with, one point per distinct knot at the mean score of its ties (a
+    value that many rows share, such as a zero-inflated column's 0, sits in the middle of its run),
+    and (scores, knots) in full to decode with (a run of ties decodes to exactly that value)."""
+    knots = np.asarray(column.knots, dtype=np.float64)
+    scores = np.asarray(column.scores, dtype=np.float64)
+    distinct, inverse = np.unique(knots, return_inverse=True)
+    mid = np.bincount(inverse, weights=scores) / np.bincount(inverse)
+    return distinct, mid, scores, knots
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _allowed(column: Column) -> str:
+    if column.numeric:
+        kind = "an integer" if column.kind == "integer" else "a number"
+        return f"{kind} (training range {column.min:g} to {column.max:g})" + (", or null" if column.gaps else "")
+    return f"one of {column.categories}" + (", or null" if column.gaps else "")

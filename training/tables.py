@@ -1,0 +1,263 @@
+"""Tables as users have them: read with pandas, typed column by column, encoded for the model.
+
+Reading: CSV (delimiter sniffed, the usual spellings of a missing value) and Parquet; a
+column chosen with --columns / --drop-columns. Typing (`infer_columns`): each column becomes
+continuous, integer, categorical, boolean or constant (app/manifest.py's `Column`), with its
+bounds, categories and missing rate; ID and free-text columns are left out with a warning.
+Encoding (`fit_encodings`, `frame_arrays`): numeric columns get their map to the model's scale
+fitted on the training split, then app/columns.py's `Table` encodes rows, as serving does.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+
+from app.columns import Table, category_key
+from app.manifest import MAX_MISSING_RATE, Column, NumericEncoding
+from training.data import DataError, Dataset, ReadOptions, _encode_labels
+
+MISSING_SPELLINGS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "none", "?"]
+LOW_CARDINALITY = 10  # an integer column with at most this many distinct values is categorical
+SMALL_TABLE = 300  # below this many rows the trained figures are unreliable: say so
+MAX_KNOTS = 256  # quantile encoding: knots per numeric column
+MAX_DECIMALS = 6
+_ID_NAME = re.compile(r"(^|[_\W])(id|key|uuid|index|rownames?)$", re.IGNORECASE)
+
+
+def load_table(path: Path, label_column: str | None, read: ReadOptions) -> Dataset:
+    if path.suffix.lower() == ".csv":
+        frame = _read_csv(path, read.delimiter)
+    else:
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as e:  # pyarrow raises several kinds for a file that is not Parquet
+            raise DataError(f"{path}: not a readable Parquet file ({e})") from None
+    return from_frame(frame, str(path), label_column, read)
+
+
+def load_penguins(read: ReadOptions) -> Dataset:
+    """The Palmer penguins (344 rows; species, island, sex and four measurements, with gaps),
+    shipped by the `palmerpenguins` package, labelled by species."""
+    from palmerpenguins import load_penguins as _load
+
+    return from_frame(_load(), "penguins", "species", read)
+
+
+def _read_csv(path: Path, delimiter: str | None) -> pd.DataFrame:
+    with path.open(newline="", errors="replace") as f:
+        sample = f.read(64 * 1024)
+    if not sample.strip():
+        raise DataError(f"{path}: the file is empty; expected a header row and data rows")
+    if delimiter is None:
+        try:
+            delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+        except csv.Error:
+            delimiter = ","
+    header = [h.strip() for h in next(csv.reader([sample.splitlines()[0]], delimiter=delimiter))]
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:  # pandas would rename them silently ("u", "u.1")
+        raise DataError(f"{path}: column names repeat: {repeated}")
+    try:
+        frame = pd.read_csv(
+            path, sep=delimiter, na_values=MISSING_SPELLINGS, keep_default_na=True, skipinitialspace=True
+        )
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty; expected a header row and data rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable CSV file ({e}); is --delimiter right?") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def from_frame(frame: pd.DataFrame, source: str, label_column: str | None, read: ReadOptions) -> Dataset:
+    """A DataFrame as read -> a Dataset with its typed columns (and labels, rows without one dropped)."""
+    warnings: list[str] = []
+    names = [str(c) for c in frame.columns]
+    if len(set(names)) != len(names):
+        raise DataError(f"{source}: column names repeat: {sorted({n for n in names if names.count(n) > 1})}")
+    if label_column is not None and label_column not in names:
+        raise DataError(f"{source}: label column {label_column!r} not found; columns are: {', '.join(names)}")
+    for option, chosen in (("--columns", read.columns or ()), ("--drop-columns", read.drop_columns)):
+        unknown = [c for c in chosen if c not in names]
+        if unknown:
+            raise DataError(f"{source}: {option} names {unknown}, not in the table; columns are: {', '.join(names)}")
+    keep = [c for c in (read.columns or names) if c != label_column and c not in read.drop_columns]
+    y, labels = None, None
+    if label_column is not None:
+        raw = frame[label_column]
+        unlabelled = raw.isna()
+        if unlabelled.all():
+            raise DataError(f"{source}: the label column {label_column!r} is empty")
+        if unlabelled.any():
+            warnings.append(f"dropped {int(unlabelled.sum())} row(s) without a label in {label_column!r}")
+            frame = frame.loc[~unlabelled].reset_index(drop=True)
+            raw = frame[label_column]
+        y, labels = _encode_labels([category_key(v) for v in raw.tolist()])
+    columns, dropped = infer_columns(frame[keep], read)
+    warnings += dropped
+    if not any(c.numeric for c in columns):
+        raise DataError(
+            f"{source}: no numeric column to model among {keep}; genserve's tables need at least one "
+            "continuous or integer column"
+        )
+    kept = [c.name for c in columns]
+    if len(frame) < SMALL_TABLE:
+        warnings.append(f"{len(frame)} rows: under {SMALL_TABLE}, the model's figures are unreliable")
+    return Dataset(
+        None,
+        y,
+        labels,
+        kept,
+        None,
+        source,
+        label_column,
+        frame=frame[kept].reset_index(drop=True),
+        columns=columns,
+        warnings=warnings,
+    )
+
+
+def infer_columns(frame: pd.DataFrame, read: ReadOptions) -> tuple[list[Column], list[str]]:
+    """Each column's kind, bounds, categories and missing rate; and a warning per column left out."""
+    columns: list[Column] = []
+    warnings: list[str] = []
+    for name in frame.columns:
+        column, why = _infer(str(name), frame[name], name in read.categorical, name in read.integer)
+        if column is None:
+            warnings.append(f"column {name!r} left out: {why}")
+        else:
+            columns.append(column)
+    return columns, warnings
+
+
+def _infer(name: str, series: pd.Series, categorical: bool, integer: bool) -> tuple[Column | None, str]:
+    missing = series.isna()
+    rate = float(missing.mean())
+    present = series[~missing]
+    if rate > MAX_MISSING_RATE:
+        return None, f"{rate:.0%} of its values are missing"
+    values = present.tolist()
+    distinct = {category_key(v): v for v in values}
+    common = {"name": name, "missing_rate": rate}
+    if len(distinct) == 1 and rate == 0:
+        return Column(kind="constant", value=_plain(values[0]), **common), ""
+    is_bool = pd.api.types.is_bool_dtype(series) or set(distinct) <= {"true", "false"}
+    is_number = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    if integer and not is_number:
+        raise DataError(f"--integer names {name!r}, whose values are not numbers (e.g. {values[0]!r})")
+    if categorical or (is_bool and not integer):
+        return _categorical(name, distinct, is_bool and len(distinct) == 2, rate), ""
+    if is_number:
+        x = present.to_numpy(dtype=np.float64)
+        if not np.isfinite(x).all():
+            raise DataError(f"column {name!r} holds an infinite value; replace it, or leave the cell empty")
+        integral = bool(np.all(x == np.round(x)))
+        if integer and not integral:
+            raise DataError(f"--integer names {name!r}, which holds non-integer values (e.g. {x[x != np.round(x)][0]})")
+        if integral and rate == 0 and len(distinct) == len(x) and _looks_like_id(name, x):
+            return None, "an ID (a different integer in every row)"
+        if integral and not integer and len(distinct) <= LOW_CARDINALITY:
+            return _categorical(name, {k: int(v) for k, v in distinct.items()}, False, rate), ""
+        kind = "integer" if integral else "continuous"
+        return Column(
+            kind=kind,
+            min=float(x.min()),
+            max=float(x.max()),
+            nonnegative=bool(x.min() >= 0),
+            decimals=None if integral else _decimals(x),
+            encoding="standard",  # placeholder until fit_encodings sees the training split
+            shift=0.0,
+            scale=1.0,
+            **common,
+        ), ""
+    if len(distinct) == len(values) and len(values) > 20:
+        return None, "an ID or free text (a different value in every row)"
+    if len(distinct) > 50 and len(distinct) > 0.5 * len(values):
+        return None, f"free text ({len(distinct)} distinct values in {len(values)} rows)"
+    return _categorical(name, distinct, False, rate), ""
+
+
+def _categorical(name: str, distinct: dict[str, object], boolean: bool, rate: float) -> Column:
+    if boolean:
+        return Column(name=name, kind="boolean", categories=[False, True], missing_rate=rate)
+    values = [_plain(v) for v in distinct.values()]
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        ordered: list = sorted(values)
+    else:
+        ordered = sorted({category_key(v) for v in values})
+    return Column(name=name, kind="categorical", categories=ordered, missing_rate=rate)
+
+
+def _plain(value: object) -> bool | int | float | str:
+    """numpy and pandas scalars as plain Python values (integral floats as int)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _looks_like_id(name: str, x: np.ndarray) -> bool:
+    consecutive = x.max() - x.min() + 1 == len(x)
+    return consecutive or _ID_NAME.search(name) is not None
+
+
+def _decimals(x: np.ndarray) -> int | None:
+    """The fewest decimals that write every value exactly (None: more than MAX_DECIMALS)."""
+    for decimals in range(MAX_DECIMALS + 1):
+        if np.allclose(np.round(x, decimals), x, rtol=0, atol=1e-9 * max(1.0, float(np.abs(x).max()))):
+            return decimals
+    return None
+
+
+def fit_encodings(columns: list[Column], train: pd.DataFrame, encoding: NumericEncoding) -> list[Column]:
+    """The columns with each numeric column's map to the model's scale fitted on the training rows.
+
+    quantile: normal scores of the column's empirical CDF (a skewed, heavy-tailed or multi-modal
+    column becomes roughly N(0, 1), and the inverse map can only give values inside the data's
+    range); standard: (x - mean) / std."""
+    fitted = []
+    for column in columns:
+        if column.numeric:
+            x = train[column.name].dropna().to_numpy(dtype=np.float64)
+            if len(x) == 0:
+                raise DataError(f"column {column.name!r} has no values in the training split")
+            update: dict = {"encoding": encoding, "shift": None, "scale": None, "knots": None, "scores": None}
+            if encoding == "standard":
+                std = float(x.std())
+                update |= {"shift": float(x.mean()), "scale": std if std > 1e-12 else 1.0}
+            else:
+                knots = min(MAX_KNOTS, len(x))
+                p = np.linspace(0.0, 1.0, max(knots, 2))
+                tail = 0.5 / len(x)  # the extreme knots sit at the rank of one half row, not at +-infinity
+                update |= {
+                    "knots": np.quantile(x, p).tolist(),
+                    "scores": [NormalDist().inv_cdf(float(v)) for v in np.clip(p, tail, 1 - tail)],
+                }
+            column = column.model_copy(update=update)
+            column = Column.model_validate(column.model_dump())  # re-checked as a whole
+        fitted.append(column)
+    return fitted
+
+
+def frame_arrays(table: Table, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(numeric values with NaN for missing, category indices with -1 for missing) for `Table.encode`."""
+    numeric = np.column_stack(
+        [pd.to_numeric(frame[c.name], errors="coerce").to_numpy(dtype=np.float64) for c in table.numeric]
+    ).reshape(len(frame), len(table.numeric))
+    codes = np.full((len(frame), len(table.discrete)), -1, dtype=np.int64)
+    for j, column in enumerate(table.discrete):
+        index = {category_key(v): i for i, v in enumerate(column.categories or [])}
+        series = frame[column.name]
+        present = series.notna().to_numpy()
+        keys = [category_key(_plain(v)) for v in series[present].tolist()]
+        codes[present, j] = [index.get(k, -1) for k in keys]
+    return numeric, codes
