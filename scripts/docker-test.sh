@@ -126,9 +126,13 @@ curl -sf -X POST "$url/quantiles" -H 'Content-Type: application/json' \
     || fail "/quantiles"
 $PYTHON -c "import json,sys; b=json.load(open(sys.argv[1])); q=b['quantiles'][0]; assert len(q)==5 and len(q[0])==30, b" \
     "$WORK/quantiles.json"
+curl -sf -X POST "$url/generate" -H 'Content-Type: application/json' -H 'Accept: text/csv' \
+    -d '{"model": "penguins-cvae", "n": 4, "label": "Gentoo", "seed": 1}' >"$WORK/penguins.csv" || fail "/generate (table)"
+head -1 "$WORK/penguins.csv" | grep -q '^island,bill_length_mm,' && [ "$(wc -l <"$WORK/penguins.csv")" = 5 ] \
+    || fail "/generate (table) as CSV: $(cat "$WORK/penguins.csv")"
 uid=$($DOCKER exec "$CONTAINER" python3 -c "import os; print(os.getuid())")
 [ "$uid" != 0 ] || fail "the server runs as root"
-echo "/generate with a label and /quantiles answered; the process runs as uid $uid"
+echo "/generate with a label, /quantiles and a table model's CSV answered; the process runs as uid $uid"
 $DOCKER rm -f "$CONTAINER" >/dev/null
 
 # ---- compose ----------------------------------------------------------------------------
@@ -145,20 +149,27 @@ for _ in $(seq 120); do
 done
 curl -sf "http://127.0.0.1:$GENSERVE_PUBLISH_PORT/readyz" >/dev/null || { compose logs --tail 30; fail "service not ready"; }
 curl -sf "http://127.0.0.1:$NGINX_PUBLISH_PORT/readyz" >/dev/null || { compose logs --tail 30; fail "nginx not ready"; }
-for i in $(seq 40); do
-    curl -sf -X POST "http://127.0.0.1:$NGINX_PUBLISH_PORT/generate" -H 'Content-Type: application/json' \
-        -d "{\"model\": \"digits-cvae\", \"label\": \"$((i % 10))\"}" >/dev/null || fail "request $i through nginx"
-done
-echo "40 requests through nginx succeeded"
-served=()
-for index in 1 2; do
-    # each replica's own /metrics, scraped inside the compose network as Prometheus would
-    count=$(compose exec -T --index="$index" replica python3 -c "
+served_by() {  # requests to /generate that replica $1 has answered, from its own /metrics inside the network
+    compose exec -T --index="$1" replica python3 -c "
 import urllib.request
 text = urllib.request.urlopen('http://127.0.0.1:8000/metrics').read().decode()
-print(int(sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith('genserve_requests_total{endpoint=\"/generate\"'))))")
-    served+=("$count")
+print(int(sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith('genserve_requests_total{endpoint=\"/generate\"'))))"
+}
+# nginx takes a replica out for fail_timeout (5 s) when it was not listening yet at nginx's first
+# try (a slow start on a busy machine): send rounds of 20 until both have answered, for 30 s at most
+sent=0
+deadline=$((SECONDS + 30))
+while :; do
+    for i in $(seq 20); do
+        curl -sf -X POST "http://127.0.0.1:$NGINX_PUBLISH_PORT/generate" -H 'Content-Type: application/json' \
+            -d "{\"model\": \"digits-cvae\", \"label\": \"$((i % 10))\"}" >/dev/null || fail "request $((sent + i)) through nginx"
+    done
+    sent=$((sent + 20))
+    served=("$(served_by 1)" "$(served_by 2)")
+    { [ "${served[0]}" -gt 0 ] && [ "${served[1]}" -gt 0 ]; } || [ "$SECONDS" -ge "$deadline" ] && break
+    sleep 1
 done
+echo "$sent requests through nginx succeeded"
 echo "requests served per replica: ${served[*]}"
 [ "${served[0]}" -gt 0 ] && [ "${served[1]}" -gt 0 ] || fail "nginx did not spread requests over both replicas"
 compose down --volumes --remove-orphans >/dev/null 2>&1

@@ -1,0 +1,116 @@
+"""app/columns.py: each column kind's encoding and decoding, and the heads' draws."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.columns import Mixture, RowError, Table, category_key, draw, inverse_cdf
+from app.manifest import Column, LatentPrior
+
+LEVELS = np.array([0.05, 0.25, 0.5, 0.75, 0.95])
+
+
+def quantile_column(name: str, values: np.ndarray, **extra) -> Column:
+    p = np.linspace(0, 1, 64)
+    from statistics import NormalDist
+
+    scores = [NormalDist().inv_cdf(float(v)) for v in np.clip(p, 0.5 / len(values), 1 - 0.5 / len(values))]
+    return Column(
+        name=name,
+        min=float(values.min()),
+        max=float(values.max()),
+        encoding="quantile",
+        knots=np.quantile(values, p).tolist(),
+        scores=scores,
+        **{"kind": "continuous", **extra},
+    )
+
+
+def test_quantile_encoding_round_trips_inside_the_range_and_keeps_ties_exact() -> None:
+    rng = np.random.default_rng(0)
+    refunds = np.where(rng.random(2000) < 0.6, 0.0, rng.poisson(3, 2000)).astype(float)  # zero-inflated
+    table = Table([quantile_column("refunds", refunds, kind="integer")])
+    z = table.to_scale(refunds[:, None])
+    assert np.allclose(table.from_scale(z)[:, 0], refunds)  # values at knots come back exactly
+    zero_score = z[refunds == 0, 0][0]
+    assert -1.0 < zero_score < 0.0  # 0 sits in the middle of its run of ties (~30th percentile), not at an end
+    assert set(table.from_scale(np.array([[-9.0], [9.0]]))[:, 0]) == {refunds.min(), refunds.max()}
+    decoded = table.from_scale(rng.normal(size=(5000, 1)))[:, 0]
+    assert (decoded == np.round(decoded)).all() and abs((decoded == 0).mean() - 0.6) < 0.05
+
+
+def test_encode_layout_and_parse_rows() -> None:
+    amount = quantile_column("amount", np.exp(np.random.default_rng(1).normal(size=500)), missing_rate=0.1)
+    region = Column(name="region", kind="categorical", categories=["east", "north"], missing_rate=0.2)
+    vip = Column(name="vip", kind="boolean", categories=[False, True])
+    year = Column(name="year", kind="categorical", categories=[2007, 2008])
+    const = Column(name="source", kind="constant", value="web")
+    table = Table([amount, region, vip, year, const])
+    assert table.encoded_names() == [
+        "amount",
+        "region=east",
+        "region=north",
+        "vip=false",
+        "vip=true",
+        "year=2007",
+        "year=2008",
+        "amount:missing",
+        "region:missing",
+    ]
+    numeric, codes = table.parse_rows(
+        [[1.0, "north", True, 2008, "ignored"], {"amount": None, "region": None, "vip": False, "year": "2007"}]
+    )
+    x = table.encode(numeric, codes)
+    assert x[0, 1:].tolist() == [0, 1, 0, 1, 0, 1, 0, 0]
+    assert x[1].tolist() == [0, 0, 0, 1, 0, 1, 0, 1, 1]
+    with pytest.raises(RowError, match=r"column 'vip': unknown category 'maybe'; valid: \[False, True\]"):
+        table.parse_rows([[1.0, "north", "maybe", 2008, "web"]])
+    with pytest.raises(RowError, match="column 'vip' is null, but the model saw no missing values"):
+        table.parse_rows([[1.0, "north", None, 2008, "web"]])
+    with pytest.raises(RowError, match="column 'amount' holds 100000000000"):
+        table.parse_rows([[10**400, "north", True, 2008, "web"]])
+
+
+def test_choose_draws_categories_and_gaps_with_their_probabilities() -> None:
+    region = Column(name="region", kind="categorical", categories=["a", "b", "c"], missing_rate=0.3)
+    x = Column(name="x", kind="continuous", min=0, max=1, encoding="standard", shift=0, scale=1)
+    table = Table([x, region])
+    probs = np.tile([0.2, 0.5, 0.3, 0.25], (20000, 1))  # categories a, b, c, then P(missing)
+    codes, missing = table.choose(probs, 20000, np.random.default_rng(0))
+    assert np.allclose(np.bincount(codes[:, 0]) / 20000, [0.2, 0.5, 0.3], atol=0.015)
+    assert abs(missing.mean() - 0.25) < 0.015
+    codes, missing = table.choose(probs[:3], 3, None)
+    assert codes[:, 0].tolist() == [1, 1, 1] and not missing.any()
+    values = table.values(np.array([[0.5]] * 3), codes, np.array([[True], [False], [False]]))
+    assert values == [[0.5, 0.5, 0.5], [None, "b", "b"]]
+
+
+def test_quantile_head_draws_have_the_predicted_quantiles() -> None:
+    q = np.tile(np.array([-2.0, -0.5, 0.0, 1.0, 4.0])[None, :, None], (40000, 1, 1)).astype(np.float32)
+    x = inverse_cdf(q, LEVELS, np.random.default_rng(0).random((40000, 1)))[:, 0]
+    assert np.allclose(np.quantile(x, LEVELS), [-2.0, -0.5, 0.0, 1.0, 4.0], atol=0.06)
+    assert x.min() < -2.5 and x.max() > 5  # tails beyond the outer levels, not cut off
+    same = draw("quantile", [q[:10]], LEVELS, np.random.default_rng(1))
+    assert np.array_equal(same, draw("quantile", [q[:10]], LEVELS, np.random.default_rng(1)))
+
+
+def test_gaussian_and_bernoulli_draws() -> None:
+    rng = np.random.default_rng(0)
+    mean, log_var = np.full((50000, 1), 2.0, np.float32), np.full((50000, 1), np.log(9.0), np.float32)
+    x = draw("gaussian", [mean, log_var], None, rng)
+    assert abs(x.mean() - 2) < 0.05 and abs(x.std() - 3) < 0.05
+    bits = draw("bernoulli", [np.full((50000, 1), 0.3, np.float32)], None, rng)
+    assert set(np.unique(bits)) == {0.0, 1.0} and abs(bits.mean() - 0.3) < 0.01
+
+
+def test_mixture_prior_draws_from_its_components() -> None:
+    prior = LatentPrior(weights=[0.25, 0.75], means=[[-5.0], [5.0]], cholesky=[[[1.0]], [[0.5]]])
+    z = Mixture.of(prior).draw(40000, np.random.default_rng(0))[:, 0]
+    assert abs((z < 0).mean() - 0.25) < 0.01
+    assert abs(z[z > 0].std() - 0.5) < 0.02 and abs(z[z < 0].mean() + 5) < 0.03
+
+
+def test_category_keys_match_across_json_and_csv_spellings() -> None:
+    assert category_key(2007) == category_key(2007.0) == category_key("2007") == "2007"
+    assert category_key(True) == category_key("true") == "true"
