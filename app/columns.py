@@ -110,8 +110,9 @@ class Mixture:
 
     @classmethod
     def of(cls, prior: LatentPrior) -> Mixture:
+        weights = np.asarray(prior.weights, dtype=np.float64)
         return cls(
-            np.asarray(prior.weights, dtype=np.float64),
+            weights / weights.sum(),  # exactly 1 for numpy's choice, whatever the JSON's rounding
             np.asarray(prior.means, dtype=np.float32),
             np.asarray(prior.cholesky, dtype=np.float32),
         )
@@ -140,7 +141,7 @@ class Table:
         self.width = self.n_numeric + self.n_onehot + self.n_missing
         sizes = [len(c.categories or []) for c in self.discrete]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self._category_index = [{category_key(v): i for i, v in enumerate(c.categories or [])} for c in self.discrete]
+        self.category_index = [{category_key(v): i for i, v in enumerate(c.categories or [])} for c in self.discrete]
         self._category_values = [np.array(c.categories, dtype=object) for c in self.discrete]
         position = {c.name: i for i, c in enumerate(self.numeric)} | {c.name: i for i, c in enumerate(self.discrete)}
         self._gap_source = [(c.numeric, position[c.name]) for c in self.gapped]
@@ -148,11 +149,16 @@ class Table:
         self._standard = np.array([i for i, c in enumerate(self.numeric) if c.encoding == "standard"], dtype=np.int64)
         self._shift = np.array([self.numeric[i].shift for i in self._standard], dtype=np.float64)
         self._scale = np.array([self.numeric[i].scale for i in self._standard], dtype=np.float64)
-        self._quantile = [(i, *_knot_maps(c)) for i, c in enumerate(self.numeric) if c.encoding == "quantile"]
+        self._quantile = [(i, QuantileMap.of(c)) for i, c in enumerate(self.numeric) if c.encoding == "quantile"]
         self._min = np.array([c.min for c in self.numeric], dtype=np.float64)
         self._max = np.array([c.max for c in self.numeric], dtype=np.float64)
         self._integer = np.array([c.kind == "integer" for c in self.numeric], dtype=bool)
         self._decimals = [(i, c.decimals) for i, c in enumerate(self.numeric) if c.decimals is not None]
+
+    def numeric_gap(self) -> tuple[int, ...]:
+        """Per numeric column the index of its missing indicator, or -1 (the model's loss masks by it)."""
+        gap_of = {c.name: k for k, c in enumerate(self.gapped)}
+        return tuple(gap_of.get(c.name, -1) for c in self.numeric)
 
     def encoded_names(self) -> list[str]:
         """Names of the encoded features, in the graphs' order (the manifest's feature_names)."""
@@ -166,8 +172,8 @@ class Table:
         z = np.zeros(values.shape, dtype=np.float64)
         if len(self._standard):
             z[:, self._standard] = (values[:, self._standard] - self._shift) / self._scale
-        for i, knots, scores, _, _ in self._quantile:
-            z[:, i] = np.interp(values[:, i], knots, scores)
+        for i, mapping in self._quantile:
+            z[:, i] = mapping.encode(values[:, i])
         z[np.isnan(values)] = 0.0  # the centre of the scale; the missing indicator says it is a gap
         return z
 
@@ -176,8 +182,8 @@ class Table:
         values = np.empty(z.shape, dtype=np.float64)
         if len(self._standard):
             values[:, self._standard] = z[:, self._standard] * self._scale + self._shift
-        for i, _, _, scores, knots in self._quantile:
-            values[:, i] = np.interp(z[:, i], scores, knots)
+        for i, mapping in self._quantile:
+            values[:, i] = np.interp(z[:, i], mapping.scores, mapping.knots)
         values = np.clip(values, self._min, self._max)
         values[:, self._integer] = np.rint(values[:, self._integer])
         for i, decimals in self._decimals:
@@ -243,6 +249,12 @@ class Table:
                 elif column.discrete:
                     codes[r, disc_i] = self._parse_category(r, column, disc_i, value)
                     disc_i += 1
+                elif value is not None and category_key(value) != category_key(column.value):
+                    raise RowError(
+                        f"row {r}, column {column.name!r} holds {_short(value)}; the column was always "
+                        f"{column.value!r} in training: give that, or null",
+                        {"row": r, "column": column.name, "allowed": [column.value, None]},
+                    )
         return numeric, codes
 
     def _missing(self, r: int, column: Column) -> None:
@@ -275,7 +287,7 @@ class Table:
         if value is None:
             self._missing(r, column)
             return -1
-        index = self._category_index[i].get(category_key(value))
+        index = self.category_index[i].get(category_key(value))
         if index is None:
             raise RowError(
                 f"row {r}, column {column.name!r}: unknown category {_short(value)}; valid: {column.categories}",
@@ -381,15 +393,47 @@ def rows_of(columns: list[list[Cell]]) -> list[list[Cell]]:
     return [list(row) for row in zip(*columns, strict=True)]
 
 
-def _knot_maps(column: Column) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(knots, scores) to encode with, one point per distinct knot at the mean score of its ties (a
-    value that many rows share, such as a zero-inflated column's 0, sits in the middle of its run),
-    and (scores, knots) in full to decode with (a run of ties decodes to exactly that value)."""
-    knots = np.asarray(column.knots, dtype=np.float64)
-    scores = np.asarray(column.scores, dtype=np.float64)
-    distinct, inverse = np.unique(knots, return_inverse=True)
-    mid = np.bincount(inverse, weights=scores) / np.bincount(inverse)
-    return distinct, mid, scores, knots
+@dataclass(frozen=True)
+class QuantileMap:
+    """A column's quantile encoding: value -> normal score through the training split's quantiles.
+
+    Decoding is `np.interp(z, scores, knots)`: piecewise linear, a run of tied knots (a
+    zero-inflated column's 0) decodes to exactly that value, and nothing decodes outside
+    [knots[0], knots[-1]]. Encoding is its inverse: a tied value sits at the middle probability of
+    its run, a value between two knots on the segment that joins them (so that it
+    decodes back to itself), and a value outside the training range continues the outermost
+    tenth of the map in a straight line (an outlier stays an outlier on the model's scale)."""
+
+    knots: np.ndarray  # as stored: non-decreasing values at increasing scores
+    scores: np.ndarray
+    distinct: np.ndarray  # the distinct knots, and per distinct knot its run's first, middle, last score
+    first: np.ndarray
+    middle: np.ndarray
+    last: np.ndarray
+
+    @classmethod
+    def of(cls, column: Column) -> QuantileMap:
+        knots = np.asarray(column.knots, dtype=np.float64)
+        scores = np.asarray(column.scores, dtype=np.float64)
+        distinct, start, count = np.unique(knots, return_index=True, return_counts=True)
+        stop = start + count - 1
+        # knots sit at evenly spaced probabilities: the middle knot of a run is its middle probability
+        middle = np.interp((start + stop) / 2, np.arange(len(scores)), scores)
+        return cls(knots, scores, distinct, scores[start], middle, scores[stop])
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        d, n = self.distinct, len(self.distinct)
+        if n == 1:
+            return np.where(np.isnan(x), np.nan, self.middle[0] + (x - d[0]))
+        i = np.clip(np.searchsorted(d, x, side="right") - 1, 0, n - 2)  # segment [d[i], d[i+1]]
+        t = (x - d[i]) / (d[i + 1] - d[i])
+        z = self.last[i] + t * (self.first[i + 1] - self.last[i])
+        z = np.where(x == d[i], self.middle[i], np.where(x == d[i + 1], self.middle[i + 1], z))
+        tenth = max(1, n // 10)
+        low = (self.middle[tenth] - self.middle[0]) / (d[tenth] - d[0])
+        high = (self.middle[-1] - self.middle[-1 - tenth]) / (d[-1] - d[-1 - tenth])
+        z = np.where(x < d[0], self.middle[0] + (x - d[0]) * low, z)
+        return np.where(x > d[-1], self.middle[-1] + (x - d[-1]) * high, z)
 
 
 def _short(value: object) -> str:

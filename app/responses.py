@@ -58,8 +58,8 @@ class CsvResponse(Response):
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(header)
-        if isinstance(rows, np.ndarray):
-            writer.writerows(rows.tolist())
+        if isinstance(rows, np.ndarray):  # float32 in its shortest form, as the JSON answer writes it
+            writer.writerows(rows.astype(str).tolist())
         else:
             writer.writerows([_BOOL.get(v, v) if v.__class__ is bool else v for v in row] for row in rows)
         super().__init__(buffer.getvalue(), **kwargs)

@@ -36,6 +36,11 @@ def test_quantile_encoding_round_trips_inside_the_range_and_keeps_ties_exact() -
     zero_score = z[refunds == 0, 0][0]
     assert -1.0 < zero_score < 0.0  # 0 sits in the middle of its run of ties (~30th percentile), not at an end
     assert set(table.from_scale(np.array([[-9.0], [9.0]]))[:, 0]) == {refunds.min(), refunds.max()}
+    continuous = Table([quantile_column("refunds", refunds)])
+    between = np.array([[0.02], [0.5], [1.5]])  # just above the run of zeros, and between knots
+    assert np.allclose(continuous.from_scale(continuous.to_scale(between)), between)
+    outside = table.to_scale(np.array([[refunds.max()], [refunds.max() + 5], [refunds.max() + 50], [-3.0]]))[:, 0]
+    assert outside[0] < outside[1] < outside[2] and outside[3] < table.to_scale(np.array([[0.0]]))[0, 0]
     decoded = table.from_scale(rng.normal(size=(5000, 1)))[:, 0]
     assert (decoded == np.round(decoded)).all() and abs((decoded == 0).mean() - 0.6) < 0.05
 
@@ -59,13 +64,15 @@ def test_encode_layout_and_parse_rows() -> None:
         "region:missing",
     ]
     numeric, codes = table.parse_rows(
-        [[1.0, "north", True, 2008, "ignored"], {"amount": None, "region": None, "vip": False, "year": "2007"}]
+        [[1.0, "north", True, 2008, "web"], {"amount": None, "region": None, "vip": False, "year": "2007"}]
     )
     x = table.encode(numeric, codes)
     assert x[0, 1:].tolist() == [0, 1, 0, 1, 0, 1, 0, 0]
     assert x[1].tolist() == [0, 0, 0, 1, 0, 1, 0, 1, 1]
     with pytest.raises(RowError, match=r"column 'vip': unknown category 'maybe'; valid: \[False, True\]"):
         table.parse_rows([[1.0, "north", "maybe", 2008, "web"]])
+    with pytest.raises(RowError, match="column 'source' holds 'app'; the column was always 'web' in training"):
+        table.parse_rows([[1.0, "north", True, 2008, "app"]])
     with pytest.raises(RowError, match="column 'vip' is null, but the model saw no missing values"):
         table.parse_rows([[1.0, "north", None, 2008, "web"]])
     with pytest.raises(RowError, match="column 'amount' holds 100000000000"):

@@ -27,7 +27,7 @@ def test_builtin_digits_are_scaled_images_with_ten_labels() -> None:
     assert ds.x.shape == (1797, 64) and ds.x.dtype == np.float32
     assert ds.x.min() >= 0.0 and ds.x.max() == 1.0
     assert ds.labels == [str(d) for d in range(10)] and ds.image_shape == [8, 8]
-    assert not ds.is_table
+    assert ds.columns is None and ds.frame is None
 
 
 def test_builtin_breast_cancer_has_named_diagnosis_labels() -> None:
@@ -199,3 +199,17 @@ def test_default_head_is_chosen_from_the_data() -> None:
     assert data.default_head(data.load("digits")) == "bernoulli"
     assert data.default_head(data.load("breast-cancer")) == "gaussian"
     assert data.default_head(data.load("penguins")) == "gaussian"
+
+
+def test_hand_typed_cells_are_read_as_users_mean_them(tmp_path: Path) -> None:
+    rows = [
+        f"{i + 0.5},{'-' if i == 7 else i * 2.5},{['male ', ' male', 'female'][i % 3]},{'' if i % 4 == 0 else 'true'}"
+        for i in range(200)
+    ]
+    ds = data.load(write_csv(tmp_path / "d.csv", "u,amount,sex,paid\n" + "\n".join(rows) + "\n"))
+    columns = {c.name: c for c in ds.columns}
+    # one stray "-" in a column of numbers: a missing value, said so, not a text column
+    assert columns["amount"].kind == "continuous" and columns["amount"].missing_rate == pytest.approx(1 / 200)
+    assert any("'amount': 1 cell(s) that are not numbers (e.g. '-') read as missing" in w for w in ds.warnings)
+    assert columns["sex"].categories == ["female", "male"]  # spaces around a category do not make a new one
+    assert columns["paid"].kind == "boolean" and columns["paid"].missing_rate == pytest.approx(0.25)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from training.evaluate import numeric
 from training.model import VAE
 from training.train import as_tensors
 
@@ -36,7 +37,7 @@ def calibrate_quantiles(model: VAE, x_val: np.ndarray, y_val: np.ndarray | None)
     xt, yt = as_tensors(x_val, y_val)
     q = decoder(model.encoder(xt, yt)[0], yt)[0].numpy()
     median = q[:, center]
-    x_val = x_val[:, : model.cfg.n_numeric]  # a table's numeric block, which the head describes
+    x_val = numeric(model, x_val)  # a table's numeric block, which the head describes; NaN where missing
     scales = np.ones(len(levels))
     for k, tau in enumerate(levels):
         if k == center:
@@ -44,7 +45,7 @@ def calibrate_quantiles(model: VAE, x_val: np.ndarray, y_val: np.ndarray | None)
         # x lies beyond q'_tau exactly when (x - m) / (q_tau - m) > s_tau, for levels on
         # either side; that should happen with probability min(tau, 1 - tau).
         ratio = (x_val - median) / (q[:, k] - median)
-        scales[k] = np.quantile(ratio, max(tau, 1 - tau))
+        scales[k] = np.nanquantile(ratio, max(tau, 1 - tau))
     scales = np.clip(scales, *SCALE_RANGE)
     for k in range(center - 2, -1, -1):  # outward from the median: never narrower than inside
         scales[k] = max(scales[k], scales[k + 1])

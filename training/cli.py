@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--lr", type=float, default=1e-3)
     train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument("--threads", type=int, default=1, help="torch threads (1: robust beside other busy processes)")
     train.add_argument("--formats", default="onnx,torchscript", help="artifact formats: onnx, torchscript or both")
     train.add_argument("--iwae-samples", type=int, default=100, help="k of the importance-weighted likelihood")
     train.add_argument("--no-baseline", action="store_true", help="skip the Gaussian baseline of a quantile model")
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if not set(args.formats.split(",")) <= {"onnx", "torchscript"} or not args.formats:
         print(f"error: --formats takes onnx, torchscript or both, got {args.formats!r}", file=sys.stderr)
         return 2
-    for flag in ("epochs", "latent_dim", "batch_size", "iwae_samples"):
+    for flag in ("epochs", "latent_dim", "batch_size", "iwae_samples", "threads"):
         if getattr(args, flag) < 1:
             print(f"error: --{flag.replace('_', '-')} must be at least 1", file=sys.stderr)
             return 2
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             warmup_epochs=args.warmup_epochs,
             patience=args.patience,
             seed=args.seed,
+            threads=args.threads,
         ),
     )
     try:

@@ -65,10 +65,6 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.x) if self.x is not None else len(self.frame)  # type: ignore[arg-type]
 
-    @property
-    def is_table(self) -> bool:
-        return self.columns is not None
-
 
 @dataclass(frozen=True)
 class Splits:

@@ -13,7 +13,7 @@ import torch
 
 from app.columns import Mixture, median_index
 from app.manifest import LatentPrior
-from training.model import VAE, log_normal, pinball, reparameterize
+from training.model import VAE, log_normal, reparameterize
 from training.train import as_tensors
 
 IWAE_SAMPLES = 100
@@ -27,7 +27,8 @@ def elbo_metrics(model: VAE, x: np.ndarray, y: np.ndarray | None, seed: int) -> 
     xt, yt = as_tensors(x, y)
     recon, kl = model.losses(xt, yt, torch.Generator().manual_seed(seed))
     mean, _ = model.encoder(xt, yt)
-    error = (point_prediction(model, model.decoder(mean, yt)) - numeric(model, xt)).pow(2).mean().item()
+    squared = (point_prediction(model, model.decoder(mean, yt)).numpy() - numeric(model, x)) ** 2
+    error = float(np.nanmean(squared))
     return {
         "elbo": (-(recon + kl)).mean().item(),
         "reconstruction_nll": recon.mean().item(),
@@ -36,9 +37,15 @@ def elbo_metrics(model: VAE, x: np.ndarray, y: np.ndarray | None, seed: int) -> 
     }
 
 
-def numeric(model: VAE, x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
-    """The block of encoded rows that the head describes (all of it unless the data is a table)."""
-    return x[:, : model.cfg.n_numeric]
+def numeric(model: VAE, x: np.ndarray) -> np.ndarray:
+    """The block of encoded rows that the head describes (all of it unless the data is a table),
+    NaN where a table's value is missing (it is encoded as 0; the head's figures leave it out)."""
+    values = x[:, : model.cfg.n_numeric].astype(np.float64)
+    gap = np.asarray(model.cfg.numeric_gap or [-1] * model.cfg.n_numeric)
+    if (gap >= 0).any():
+        missing = x[:, model.cfg.n_numeric + sum(model.cfg.categories) :] > 0.5
+        values[:, gap >= 0] = np.where(missing[:, gap[gap >= 0]], np.nan, values[:, gap >= 0])
+    return values
 
 
 def point_prediction(model: VAE, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -74,7 +81,7 @@ def quantile_metrics(model: VAE, x: np.ndarray, y: np.ndarray | None, x_train: n
     xt, yt = as_tensors(x, y)
     q = model.decoder(model.encoder(xt, yt)[0], yt)[0].numpy()
     x, x_train = numeric(model, x), numeric(model, x_train)
-    marginal = np.broadcast_to(np.quantile(x_train, levels, axis=0), q.shape)
+    marginal = np.broadcast_to(np.nanquantile(x_train, levels, axis=0), q.shape)
     loss = mean_pinball(x, q, levels)
     floor = mean_pinball(x, marginal, levels)
     metrics = {"pinball_loss": loss, "pinball_floor": floor, "pinball_ratio": loss / floor}
@@ -83,15 +90,10 @@ def quantile_metrics(model: VAE, x: np.ndarray, y: np.ndarray | None, x_train: n
 
 
 def mean_pinball(x: np.ndarray, q: np.ndarray, levels: np.ndarray) -> float:
-    return (
-        pinball(
-            torch.from_numpy(x),
-            torch.from_numpy(np.ascontiguousarray(q, np.float32)),
-            torch.from_numpy(levels.astype(np.float32)),
-        )
-        .mean()
-        .item()
-    )
+    """Mean pinball loss over rows, levels and observed values (NaN: missing, left out)."""
+    diff = x[:, None, :] - q
+    tau = levels.reshape(1, -1, 1)
+    return float(np.nanmean(np.maximum(tau * diff, (tau - 1) * diff)))
 
 
 def band_coverage(x: np.ndarray, q: np.ndarray, levels: np.ndarray) -> dict[str, float]:
@@ -100,7 +102,8 @@ def band_coverage(x: np.ndarray, q: np.ndarray, levels: np.ndarray) -> dict[str,
     for band, (lo, hi) in BANDS.items():
         i, j = _level_index(levels, lo), _level_index(levels, hi)
         if i is not None and j is not None:
-            result[f"coverage_{band}"] = float(((x >= q[:, i]) & (x <= q[:, j])).mean())
+            inside = (x >= q[:, i]) & (x <= q[:, j])
+            result[f"coverage_{band}"] = float(inside[~np.isnan(x)].mean())
     return result
 
 
@@ -133,7 +136,7 @@ def conditional_accuracy(
     the head's central value)."""
     from sklearn.linear_model import LogisticRegression
 
-    classifier = LogisticRegression(max_iter=5000).fit(numeric(model, x_train), y_train)
+    classifier = LogisticRegression(max_iter=5000).fit(np.nan_to_num(numeric(model, x_train)), y_train)
     n_labels = model.cfg.n_labels
     y = torch.arange(n_labels).repeat_interleave(SAMPLES_PER_LABEL)
     if prior is None:

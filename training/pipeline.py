@@ -68,9 +68,7 @@ def train_and_export(opts: TrainOptions, log=print) -> Path:
         layout = {
             "numeric_dim": table.n_numeric,
             "categories": tuple(len(c.categories or []) for c in table.discrete),
-            "numeric_gap": tuple(
-                next((k for k, g in enumerate(table.gapped) if g.name == c.name), -1) for c in table.numeric
-            ),
+            "numeric_gap": table.numeric_gap(),
         }
 
         def features(part: Dataset) -> np.ndarray:

@@ -78,6 +78,7 @@ def _read_csv(path: Path, delimiter: str | None) -> pd.DataFrame:
 def from_frame(frame: pd.DataFrame, source: str, label_column: str | None, read: ReadOptions) -> Dataset:
     """A DataFrame as read -> a Dataset with its typed columns (and labels, rows without one dropped)."""
     warnings: list[str] = []
+    frame = _strip_text(frame)
     names = [str(c) for c in frame.columns]
     if len(set(names)) != len(names):
         raise DataError(f"{source}: column names repeat: {sorted({n for n in names if names.count(n) > 1})}")
@@ -123,6 +124,25 @@ def from_frame(frame: pd.DataFrame, source: str, label_column: str | None, read:
     )
 
 
+def _strip_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells without surrounding spaces ("male " is "male"); a cell of spaces alone is missing."""
+    frame = frame.copy()
+    for name in frame.columns:
+        series = frame[name]
+        if pd.api.types.is_string_dtype(series) or series.dtype == object:
+            text = series.map(lambda v: v.strip() if isinstance(v, str) else v)
+            frame[name] = text.mask(text.map(lambda v: v == "" if isinstance(v, str) else False))
+    return frame
+
+
+def _mostly_numbers(present: pd.Series) -> pd.Series | None:
+    """A text column whose cells are numbers but for a few stray ones (a "-" or "n/a" typed by
+    hand): the numbers, with the stray cells as NaN. None when it is text."""
+    numbers = pd.to_numeric(present, errors="coerce")
+    stray = int(numbers.isna().sum())
+    return numbers if stray <= max(1, 0.02 * len(present)) and stray < len(present) else None
+
+
 def infer_columns(frame: pd.DataFrame, read: ReadOptions) -> tuple[list[Column], list[str]]:
     """Each column's kind, bounds, categories and missing rate; and a warning per column left out."""
     columns: list[Column] = []
@@ -133,6 +153,8 @@ def infer_columns(frame: pd.DataFrame, read: ReadOptions) -> tuple[list[Column],
             warnings.append(f"column {name!r} left out: {why}")
         else:
             columns.append(column)
+            if why:
+                warnings.append(why)
     return columns, warnings
 
 
@@ -149,10 +171,18 @@ def _infer(name: str, series: pd.Series, categorical: bool, integer: bool) -> tu
         return Column(kind="constant", value=_plain(values[0]), **common), ""
     is_bool = pd.api.types.is_bool_dtype(series) or set(distinct) <= {"true", "false"}
     is_number = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    if not is_number and not is_bool and not categorical:
+        numbers = _mostly_numbers(present)
+        if numbers is not None:  # read as numbers; the stray cells are missing values
+            stray = present[numbers.isna()]
+            series = pd.to_numeric(series, errors="coerce")
+            return _infer(name, series, False, integer)[0], (
+                f"column {name!r}: {len(stray)} cell(s) that are not numbers (e.g. {stray.iloc[0]!r}) read as missing"
+            )
     if integer and not is_number:
         raise DataError(f"--integer names {name!r}, whose values are not numbers (e.g. {values[0]!r})")
     if categorical or (is_bool and not integer):
-        return _categorical(name, distinct, is_bool and len(distinct) == 2, rate), ""
+        return _categorical(name, distinct, is_bool and not categorical, rate), ""
     if is_number:
         x = present.to_numpy(dtype=np.float64)
         if not np.isfinite(x).all():
@@ -255,7 +285,7 @@ def frame_arrays(table: Table, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndar
     ).reshape(len(frame), len(table.numeric))
     codes = np.full((len(frame), len(table.discrete)), -1, dtype=np.int64)
     for j, column in enumerate(table.discrete):
-        index = {category_key(v): i for i, v in enumerate(column.categories or [])}
+        index = table.category_index[j]
         series = frame[column.name]
         present = series.notna().to_numpy()
         keys = [category_key(_plain(v)) for v in series[present].tolist()]

@@ -55,7 +55,9 @@ def _answer(served: ServedModel, **fields: Any) -> Response:
     openapi_extra=json_body(GenerateRequest),
 )
 async def generate(request: Request) -> Response:
-    """Decode `n` latent codes drawn from N(0, temperature^2 I). `mode: sample` draws each row
+    """Decode `n` latent codes: from N(0, temperature^2 I), or for a table model from its latent
+    prior (a Gaussian mixture per label fitted to the training rows' codes; temperature scales
+    each component's spread). `mode: sample` draws each row
     from p(x | z[, y]): Gaussian noise with the learned variance, a Bernoulli or categorical
     draw, a missing value with its learned probability, an inverse-CDF draw through a quantile
     head's quantiles. `mode: mean` gives the decoder's central value (Bernoulli mean, Gaussian
@@ -79,7 +81,7 @@ async def generate(request: Request) -> Response:
             return CsvResponse(samples.columns, rows, headers=_model_headers(served))
         if wants_npy(accept):
             raise NotAcceptable(
-                f"model {served.ref} answers typed rows (it has categorical or integer columns); "
+                f"model {served.ref} has a column schema and answers typed rows, not a float array; "
                 "ask for application/json or text/csv"
             )
         return _answer(served, label=label, seed=body.seed, mode=mode, columns=samples.columns, samples=rows)
