@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: serve test lint format models bench docker-test fuzz clean
+.PHONY: serve test lint format models bench bench-tables docker-test fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ models: $(VENV)/.dev-installed
 bench: $(VENV)/.dev-installed
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
 	$(BIN)/python bench/run.py
+
+# Tables: read/encode speed of a 53,940-row table, memory per epoch, generated rows per encoding and head
+# (about 9 minutes; bench/results/<date>-tables.md). BENCH_TABLES_ARGS=--quick for about 2.
+bench-tables: $(VENV)/.dev-installed
+	$(BIN)/python bench/tables.py --threads 1 $(BENCH_TABLES_ARGS)
 
 # Fuzz the whole API from its OpenAPI schema against a live server on 127.0.0.1 (thousands of
 # cases; prints the number of cases run and failures). FUZZ_EXAMPLES: cases per operation and phase.
