@@ -8,6 +8,7 @@ outputs. Routes only call these methods.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ GAUSSIAN_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
 P = ParamSpec("P")
 R = TypeVar("R")
 Mode = Literal["sample", "mean"]
+_NUMBERS = frozenset((float, int))  # a JSON number as parsed; bool (an int subclass) is not one
 Row = Sequence[Cell] | dict[str, Cell]
 
 
@@ -103,19 +105,12 @@ class ServedModel:
             raise InvalidInput(
                 f"{len(inputs)} rows in one request; the limit is {self.max_rows} (GENSERVE_MAX_SAMPLES)"
             )
+        # one pass in C over every cell's type; the slow search for the culprit only when one is wrong
+        if any(row.__class__ is not list for row in inputs) or not _NUMBERS.issuperset(
+            map(type, itertools.chain.from_iterable(inputs))
+        ):
+            self._refuse_cell(inputs)
         for i, row in enumerate(inputs):
-            if row.__class__ is not list:
-                raise InvalidInput(
-                    f"row {i} is {_json_kind(row)}; model {self.ref} has no column schema and takes rows as lists "
-                    f"of {dim} numbers in the order of its feature_names",
-                    details={"row": i},
-                )
-            bad = next((j for j, v in enumerate(row) if v.__class__ not in (float, int)), None)
-            if bad is not None:
-                raise InvalidInput(
-                    f"row {i}, feature {bad} holds {row[bad]!r}; model {self.ref} takes numbers only",
-                    details={"row": i, "feature": bad},
-                )
             if len(row) != dim:
                 raise InvalidInput(
                     f"row {i} has {len(row)} values; model {self.ref} takes rows of {dim} features",
@@ -134,6 +129,22 @@ class ServedModel:
                 details={"row": row, "feature": col},
             )
         return x
+
+    def _refuse_cell(self, inputs: Sequence[Row]) -> None:
+        """A 422 for the first row that is not a list, or the first cell that is not a number."""
+        for i, row in enumerate(inputs):
+            if row.__class__ is not list:
+                raise InvalidInput(
+                    f"row {i} is {_json_kind(row)}; model {self.ref} has no column schema and takes rows as lists "
+                    f"of {self.manifest.input_dim} numbers in the order of its feature_names",
+                    details={"row": i},
+                )
+            bad = next((j for j, v in enumerate(row) if v.__class__ not in _NUMBERS), None)
+            if bad is not None:
+                raise InvalidInput(
+                    f"row {i}, feature {bad} holds {row[bad]!r}; model {self.ref} takes numbers only",
+                    details={"row": i, "feature": bad},
+                )
 
     def table_rows(self, inputs: Sequence[Row]) -> tuple[np.ndarray, np.ndarray]:
         """A table model's request rows -> (category indices, encoded rows), or a 422

@@ -629,7 +629,7 @@ def _throughput_lines(measured: Throughput) -> list[str]:
         f"{e2e_npy / limit_npy:.2f} × | {_yes(e2e_npy <= 1.3 * limit_npy)} |"
     )
     lines.append(
-        f"| 5a. cold start to /readyz 200 < 2 s (4 default models) | {facts['cold_start_s']:.2f} s | "
+        f"| 5a. cold start to /readyz 200 < 2 s (the default models) | {facts['cold_start_s']:.2f} s | "
         f"{_yes(facts['cold_start_s'] < 2)} |"
     )
     lines.append(
