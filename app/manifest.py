@@ -39,6 +39,12 @@ DECODER_OUTPUTS: dict[str, tuple[str, ...]] = {
 # softmax probabilities of each categorical column's categories, then P(missing) per column with gaps.
 DISCRETE_OUTPUT = "discrete_probs"
 
+
+def decoder_output_names(head: Head, discrete: bool) -> list[str]:
+    """The decoder graph's output names, in order (Manifest.decoder_outputs adds their shapes)."""
+    return [*DECODER_OUTPUTS[head], *([DISCRETE_OUTPUT] if discrete else [])]
+
+
 ColumnKind = Literal["continuous", "integer", "categorical", "boolean", "constant"]
 NumericEncoding = Literal["standard", "quantile"]
 MAX_MISSING_RATE = 0.95  # a column missing more often than this is dropped at training, not modelled
@@ -247,10 +253,8 @@ class Manifest(_Strict):
             "gaussian": [(rows, d)] * 2,
             "quantile": [(rows, len(self.quantile_levels or []), d)],
         }
-        outputs = list(zip(DECODER_OUTPUTS[self.head], head[self.head], strict=True))
-        if self.discrete_dim:
-            outputs.append((DISCRETE_OUTPUT, (rows, self.discrete_dim)))
-        return outputs
+        shapes = head[self.head] + ([(rows, self.discrete_dim)] if self.discrete_dim else [])
+        return list(zip(decoder_output_names(self.head, self.discrete_dim > 0), shapes, strict=True))
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:

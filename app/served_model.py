@@ -218,12 +218,21 @@ class ServedModel:
         head, levels, params = self.manifest.head, self.manifest.quantile_levels, self._head(outputs)
         return central(head, params, levels) if rng is None else draw(head, params, levels, rng)
 
-    def _table_values(self, outputs: list[np.ndarray], rng: np.random.Generator | None) -> TableRows:
+    def _table_values(
+        self, outputs: list[np.ndarray], rng: np.random.Generator | None
+    ) -> tuple[TableRows, np.ndarray, np.ndarray, np.ndarray]:
+        """A table model's rows from the decoder's outputs (drawn with `rng`, else central values),
+        with the numeric block on the model's scale, the category indices and the gaps behind them."""
         assert self.table is not None
         z = self._numeric(outputs, rng)
         _require_finite(z, "the decoded value")
         codes, missing = self.table.choose(self._discrete(outputs), len(z), rng)
-        return TableRows(self.table.names, self.table.values(self.table.from_scale(z), codes, missing))
+        return (
+            TableRows(self.table.names, self.table.values(self.table.from_scale(z), codes, missing)),
+            z,
+            codes,
+            missing,
+        )
 
     def _discrete(self, outputs: list[np.ndarray]) -> np.ndarray | None:
         return outputs[-1] if self.manifest.discrete_dim else None
@@ -259,7 +268,7 @@ class ServedModel:
         outputs = await self._decode(z, y)
         draws = rng if (mode or self.default_mode) == "sample" else None
         if self.table is not None:
-            return self._table_values(outputs, draws)
+            return self._table_values(outputs, draws)[0]
         return self._original_units(self._numeric(outputs, draws))
 
     @_holding
@@ -291,10 +300,7 @@ class ServedModel:
         y = self.check_labels(labels, len(x_enc))
         mean, _ = await self._encode(x_enc, y)
         outputs = await self._decode(mean, y)
-        z = self._numeric(outputs, None)
-        _require_finite(z, "the decoded value")
-        recon_codes, recon_missing = table.choose(self._discrete(outputs), len(z), None)
-        rows = TableRows(table.names, table.values(table.from_scale(z), recon_codes, recon_missing))
+        rows, z, recon_codes, recon_missing = self._table_values(outputs, None)
         column_errors = table.errors(x_enc, codes, z, recon_codes, recon_missing)
         modelled = [i for i, c in enumerate(table.columns) if c.kind != "constant"]
         return rows, column_errors[:, modelled].mean(axis=1), column_errors

@@ -14,14 +14,13 @@ import torch
 from torch import nn
 
 from app.manifest import (
-    DECODER_OUTPUTS,
-    DISCRETE_OUTPUT,
     ENCODER_OUTPUTS,
     MANIFEST_FILE,
     Artifact,
     ArtifactFormat,
     Graph,
     Manifest,
+    decoder_output_names,
     model_versions,
     sha256_file,
 )
@@ -87,7 +86,7 @@ def export(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        decoder_outputs = [*DECODER_OUTPUTS[model.cfg.head], *([DISCRETE_OUTPUT] if model.cfg.n_discrete else [])]
+        decoder_outputs = decoder_output_names(model.cfg.head, model.cfg.n_discrete > 0)
         graphs = {
             "encoder": (model.encoder, ["x"], list(ENCODER_OUTPUTS)),
             "decoder": (ServedDecoder(model), ["z"], decoder_outputs),
