@@ -195,6 +195,14 @@ class Evaluation(_Strict):
     split: str
     rows: int
     metrics: dict[str, float]
+    coverage_by_feature: dict[str, dict[str, float]] | None = Field(
+        None, description="a quantile model's band coverage per numeric feature: {feature: {'90': c, '50': c}}"
+    )
+    warnings: list[str] = Field(default_factory=list, description="what training found wrong with this model")
+    quality: dict[str, float | int | dict[str, float]] | None = Field(
+        None,
+        description="the quality report of the model's generated rows against the test split (training/quality.py)",
+    )
 
 
 class TrainingInfo(_Strict):
@@ -203,6 +211,9 @@ class TrainingInfo(_Strict):
     seed: int
     epochs_run: int
     max_epochs: int
+    fit_seconds: float | None = Field(
+        None, description="wall time of training alone: the training loop and the latent prior's fit"
+    )
     hyperparameters: dict[str, float | int | str | list[int]]
     versions: dict[str, str]
     created_at: str

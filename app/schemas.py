@@ -201,6 +201,15 @@ class ModelDetail(BaseModel):
         "normalised units",
     )
     metrics: dict[str, float] | None = Field(None, description="test-split metrics of the latest version")
+    quality: dict | None = Field(
+        None,
+        description="the latest version's quality report: its generated rows scored against the real test split "
+        "(SDMetrics quality, shapes within each label, train-on-synthetic AUC, label faithfulness, privacy)",
+    )
+    coverage_by_feature: dict[str, dict[str, float]] | None = Field(
+        None, description="a quantile model's band coverage per numeric feature on the test split"
+    )
+    warnings: list[str] = Field(default_factory=list, description="what training found wrong with the latest version")
     training: dict | None = None
 
 

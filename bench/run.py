@@ -271,30 +271,12 @@ def in_process(model_dir: Path, batch_sizes: tuple[int, ...], repeats: float = 1
 def table_rows_in_process(model_dir: Path, n: int = 1000, repeats: float = 1.0) -> float:
     """Seconds to make `n` typed rows of a table model in-process, as /generate's `mode: sample` does:
     z from the latent prior, the decoder on onnxruntime (one thread), draws of every value, typed rows."""
-    import onnxruntime as ort
+    from app.columns import rows_of
+    from app.sampler import Sampler
 
-    from app.columns import Mixture, Table, draw, rows_of
-    from app.manifest import read_manifest
-
-    manifest = read_manifest(model_dir)
-    assert manifest.columns is not None and manifest.latent_prior is not None
-    table, prior = Table(manifest.columns), Mixture.of(manifest.latent_prior[0])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(
-        str(model_dir / manifest.decoder.artifact("onnx").path), options, providers=["CPUExecutionProvider"]
-    )
-    y = np.zeros(n, dtype=np.int64)
-    head_outputs = len(manifest.decoder_outputs()) - (1 if manifest.discrete_dim else 0)
-
-    def rows() -> list:
-        rng = np.random.default_rng(0)
-        outputs = session.run(None, {"z": prior.draw(n, rng), "y": y})
-        z = draw(manifest.head, outputs[:head_outputs], manifest.quantile_levels, rng)
-        codes, missing = table.choose(outputs[-1] if manifest.discrete_dim else None, n, rng)
-        return rows_of(table.values(table.from_scale(z), codes, missing))
-
-    return _time(rows, repeats)
+    sampler = Sampler(model_dir, threads=1)
+    assert sampler.table is not None and sampler.prior is not None
+    return _time(lambda: rows_of(sampler.generate(n, 0, np.random.default_rng(0))), repeats)
 
 
 def _time(fn, budget_s: float) -> float:

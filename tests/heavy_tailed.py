@@ -21,3 +21,23 @@ def write_heavy_tailed_csv(path: Path, rows: int = 2000, seed: int = 7) -> Path:
     lines = [header] + [",".join(f"{v:.6g}" for v in row) + f",{g}" for row, g in zip(x, label, strict=True)]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def write_awkward_table_csv(path: Path, rows: int = 8000, seed: int = 11) -> Path:
+    """A table whose numeric columns are hard on quantile bands: `spend` is zero in ~40% of rows
+    (zero-inflated), `visits` a small count (integer), `returns` Student-t with 2 degrees of freedom
+    (heavy-tailed), beside a smooth `tenure` and a categorical `plan`; one latent factor drives them."""
+    rng = np.random.default_rng(seed)
+    f = rng.normal(size=rows)
+    basic_or_free = np.where(rng.random(rows) < 0.5, "basic", "free")
+    plan = np.where(f + rng.normal(scale=0.7, size=rows) > 0.3, "pro", basic_or_free)
+    spend = np.where(rng.random(rows) < 0.3 + 0.2 * (f < 0), 0.0, np.exp(3 + 0.6 * f + 0.8 * rng.normal(size=rows)))
+    visits = rng.poisson(np.exp(1.5 + 0.5 * f))
+    returns = 0.5 * f + rng.standard_t(df=2, size=rows)
+    tenure = 24 + 10 * f + 5 * rng.normal(size=rows)
+    lines = ["spend,visits,returns,tenure,plan"]
+    lines += [
+        f"{s:.2f},{v},{r:.4f},{t:.2f},{p}" for s, v, r, t, p in zip(spend, visits, returns, tenure, plan, strict=True)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path

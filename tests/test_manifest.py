@@ -47,7 +47,7 @@ def test_manifest_rejects_inconsistent_content(tiny_cvae: Path) -> None:
     for change, message in [
         ({"input_dim": 63}, "feature_names"),
         ({"head": "quantile"}, "quantile_levels"),
-        ({"labels": ["only-one"]}, "labels"),
+        ({"labels": ["only-one"], "latent_prior": None}, "labels"),
         ({"format_version": 2}, "format_version"),
         ({"unknown_field": 1}, "unknown_field"),
     ]:

@@ -11,6 +11,7 @@ from training.model import (
     gaussian_nll,
     kl_to_standard_normal,
     monotone_quantiles,
+    ordered_outward,
     pinball,
     quantile_nll,
 )
@@ -41,19 +42,31 @@ def test_quantiles_never_cross_even_for_extreme_raw_outputs() -> None:
     assert (q[:, 1:] > q[:, :-1]).all()
 
 
-def test_calibration_keeps_quantiles_ordered_and_hits_validation_coverage() -> None:
+def test_calibration_keeps_quantiles_ordered_and_hits_validation_coverage_per_feature() -> None:
     rng = np.random.default_rng(0)
     x_train, x_val = (rng.standard_t(3, size=(n, 4)).astype(np.float32) for n in (400, 400))
+    x_train[:, 0] = x_val[:, 0] = 0.0  # a constant feature: a point mass, where a pooled factor broke
     cfg = ModelConfig(input_dim=4, latent_dim=2, hidden=(16,), head="quantile")
     model = fit(cfg, (x_train, None), (x_val, None), TrainConfig(max_epochs=30, warmup_epochs=5)).model
-    scales = calibrate_quantiles(model, x_val, None)
-    assert scales[2] == 1.0 and scales[0] >= scales[1] and scales[4] >= scales[3]
+    offsets = calibrate_quantiles(model, x_val, None)
+    assert offsets.shape == (5, 4) and (offsets[2] == 0).all()  # the median is left as trained
+    np.testing.assert_allclose(offsets[0], -offsets[4])  # one offset per band, applied outward
     with torch.no_grad():
         q = model.decoder(model.encoder(torch.from_numpy(x_val))[0])[0].numpy()
-    assert (np.diff(q, axis=1) > 0).all()
-    below = (x_val[:, None, :] < q).mean(axis=(0, 2))
-    # every level but the median (which calibration leaves as trained) now splits the rows as its tau says
-    np.testing.assert_allclose(below[[0, 1, 3, 4]], [0.05, 0.25, 0.75, 0.95], atol=0.01)
+    assert (np.diff(q, axis=1) >= 0).all()
+    for lo, hi, nominal in ((0, 4, 0.90), (1, 3, 0.50)):
+        inside = ((x_val >= q[:, lo]) & (x_val <= q[:, hi])).mean(axis=0)
+        # every varying feature's band now holds its nominal share of the rows (conformal: at least
+        # nominal, at most 1/n above); the constant's too, or more where ordering widened it
+        np.testing.assert_allclose(inside[1:], nominal, atol=0.01)
+        assert nominal - 0.01 <= inside[0] <= nominal + 0.05
+
+
+def test_ordering_outward_fixes_crossed_quantiles_and_keeps_ordered_ones() -> None:
+    q = torch.tensor([[[0.0], [-1.0], [0.5], [0.4], [2.0]]])  # levels 1 and 3 cross their inner neighbours
+    assert ordered_outward(q, 2).flatten().tolist() == [-1.0, -1.0, 0.5, 0.5, 2.0]
+    ordered = monotone_quantiles(torch.randn(8, 5, 3))
+    assert torch.equal(ordered_outward(ordered, 2), ordered)
 
 
 def test_kl_is_zero_for_the_prior_and_positive_otherwise() -> None:

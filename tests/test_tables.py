@@ -183,6 +183,12 @@ def test_penguins_default_model_samples_match_the_real_table(client) -> None:
     mass = [r[columns.index("body_mass_g")] for r in gentoo["samples"] if r[columns.index("body_mass_g")] is not None]
     assert island.count("Biscoe") / len(island) > 0.9
     assert np.mean(mass) > real.loc[real["species"] != "Gentoo", "body_mass_g"].mean()
+    # the quality report training stored, served as it is: recognisable species, no copies of training rows
+    quality = detail["quality"]
+    assert quality["rows"] == 240 and quality["validity"] == 1.0 and quality["exact_copies"] == 0
+    assert quality["quality"] > 0.8 and quality["tstr_auc"] > 0.95 and quality["nearer_to_train_share"] <= 0.6
+    assert min(quality["label_faithfulness_by_label"].values()) > 0.9
+    assert set(quality["real_recognition_by_label"]) == {"Adelie", "Chinstrap", "Gentoo"}
 
 
 def test_same_seed_same_rows_and_mean_mode_is_the_central_value(client) -> None:

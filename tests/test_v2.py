@@ -11,6 +11,7 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
+from app.columns import Mixture
 from app.manifest import read_manifest
 from tests.conftest import DEFAULT_MODELS_DIR, ROOT, LiveServer, metric_value, real_rows
 
@@ -116,8 +117,12 @@ def test_encoder_equals_encode_on_normalised_rows(triton, server) -> None:
 def test_decoder_equals_generate_for_the_same_latent_codes(triton, server, model, label, output) -> None:
     n, seed, temperature = 5, 123, 0.8
     m = manifest(model)
-    # z drawn exactly as ServedModel.generate draws it
-    z = np.random.default_rng(seed).standard_normal((n, m.latent_dim), dtype=np.float32) * np.float32(temperature)
+    # z drawn exactly as ServedModel.generate draws it: from the label's latent prior, or N(0, I) without one
+    rng = np.random.default_rng(seed)
+    if m.latent_prior is not None:
+        z = Mixture.of(m.latent_prior[m.labels.index(label) if label else 0]).draw(n, rng, temperature)
+    else:
+        z = rng.standard_normal((n, m.latent_dim), dtype=np.float32) * np.float32(temperature)
     inputs = [tensor("z", z)]
     if label is not None:
         inputs.append(tensor("y", np.full(n, m.labels.index(label), dtype=np.int64)))

@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--iwae-samples", type=int, default=100, help="k of the importance-weighted likelihood")
     train.add_argument("--no-baseline", action="store_true", help="skip the Gaussian baseline of a quantile model")
     train.add_argument(
+        "--no-quality-report",
+        action="store_true",
+        help="skip scoring generated rows against the test split (SDMetrics quality, label, privacy)",
+    )
+    train.add_argument(
         "--calibration",
         choices=["auto", "on", "off"],
         default="auto",
@@ -125,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         quantile_levels=args.quantiles,
         iwae_samples=args.iwae_samples,
         baseline=not args.no_baseline,
+        quality_report=not args.no_quality_report,
         calibration=args.calibration,
         formats=tuple(args.formats.split(",")),
         train=TrainConfig(

@@ -86,7 +86,35 @@ def quantile_metrics(model: VAE, x: np.ndarray, y: np.ndarray | None, x_train: n
     floor = mean_pinball(x, marginal, levels)
     metrics = {"pinball_loss": loss, "pinball_floor": floor, "pinball_ratio": loss / floor}
     metrics.update(band_coverage(x, q, levels))
+    for band, per_feature in feature_coverage(x, q, levels).items():
+        observed = per_feature[~np.isnan(per_feature)]
+        metrics[f"coverage_{band}_min"], metrics[f"coverage_{band}_max"] = float(observed.min()), float(observed.max())
     return metrics
+
+
+@torch.no_grad()
+def coverage_by_feature(model: VAE, x: np.ndarray, y: np.ndarray | None, names: list[str]) -> dict[str, dict]:
+    """Each numeric feature's band coverage on these rows: {feature: {"90": c, "50": c}}."""
+    xt, yt = as_tensors(x, y)
+    q = model.decoder(model.encoder(xt, yt)[0], yt)[0].numpy()
+    per_band = feature_coverage(numeric(model, x), q, np.array(model.cfg.quantile_levels))
+    return {
+        name: {band: float(c[j]) for band, c in per_band.items() if not np.isnan(c[j])}
+        for j, name in enumerate(names[: q.shape[2]])
+    }
+
+
+def feature_coverage(x: np.ndarray, q: np.ndarray, levels: np.ndarray) -> dict[str, np.ndarray]:
+    """Per feature, the fraction of its observed values inside each central band (NaN: none observed)."""
+    result = {}
+    for band, (lo, hi) in BANDS.items():
+        i, j = _level_index(levels, lo), _level_index(levels, hi)
+        if i is not None and j is not None:
+            inside = ((x >= q[:, i]) & (x <= q[:, j])).astype(np.float64)
+            observed = ~np.isnan(x)
+            with np.errstate(invalid="ignore"):
+                result[band] = np.where(observed, inside, 0).sum(axis=0) / observed.sum(axis=0)
+    return result
 
 
 def mean_pinball(x: np.ndarray, q: np.ndarray, levels: np.ndarray) -> float:

@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from app.manifest import (
     MANIFEST_FILE,
     Artifact,
     ArtifactFormat,
+    Evaluation,
     Graph,
     Manifest,
     decoder_output_names,
@@ -74,11 +76,14 @@ def export(
     models_dir: Path,
     name: str,
     formats: tuple[ArtifactFormat, ...] = FORMATS,
+    review: Callable[[Path], dict] | None = None,
 ) -> Path:
     """Write `models_dir/name/<next version>/` and return it.
 
-    `sample_x`/`sample_y` are real (normalised) rows the graphs are checked on. The
-    directory appears only once every check has passed.
+    `sample_x`/`sample_y` are real (normalised) rows the graphs are checked on. `review`, when
+    given, is called with the staged (complete) version directory and returns fields that join
+    the manifest's `evaluation` (the quality report of its generated rows). The directory appears
+    only once every check has passed.
     """
     model.eval()
     version = next_version(models_dir, name)
@@ -116,6 +121,10 @@ def export(
             name=name, version=version, encoder=written["encoder"], decoder=written["decoder"], **manifest_fields
         )
         (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
+        if review is not None:
+            evaluation = manifest.evaluation.model_copy(update=review(staging))
+            manifest = manifest.model_copy(update={"evaluation": Evaluation.model_validate(evaluation.model_dump())})
+            (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
         final = models_dir / name / str(version)
         staging.rename(final)
         return final

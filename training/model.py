@@ -101,10 +101,10 @@ class Decoder(Conditioned):
         self.n_levels = len(cfg.quantile_levels)
         self.head_width = {"bernoulli": 1, "gaussian": 2, "quantile": self.n_levels}[cfg.head] * cfg.n_numeric
         self.net = mlp([cfg.latent_dim + cfg.n_labels, *reversed(cfg.hidden), self.head_width + cfg.n_discrete])
-        # Quantile recalibration (training/calibrate.py): each level's distance from the
-        # median is multiplied by its factor. Ones (the identity) until calibrated.
+        # Quantile recalibration (training/calibrate.py): an offset per level and feature, zeros
+        # (the identity) until calibrated.
         self.median_index = median_index(cfg.quantile_levels)
-        self.register_buffer("quantile_scale", torch.ones(self.n_levels))
+        self.register_buffer("quantile_offset", torch.zeros(self.n_levels, self.n_numeric))
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """The head's parameters for the numeric block, then a table's discrete logits when it has any."""
@@ -116,9 +116,8 @@ class Decoder(Conditioned):
         if self.head == "gaussian":
             mean, log_var = h.chunk(2, dim=1)
             return mean, log_var.clamp(LOG_VAR_MIN, LOG_VAR_MAX), *discrete
-        q = monotone_quantiles(h.view(-1, self.n_levels, self.n_numeric))
-        median = q[:, self.median_index : self.median_index + 1]
-        return median + self.quantile_scale.view(1, -1, 1) * (q - median), *discrete
+        q = monotone_quantiles(h.view(-1, self.n_levels, self.n_numeric)) + self.quantile_offset
+        return ordered_outward(q, self.median_index), *discrete
 
 
 def monotone_quantiles(raw: torch.Tensor) -> torch.Tensor:
@@ -126,6 +125,17 @@ def monotone_quantiles(raw: torch.Tensor) -> torch.Tensor:
     base = raw[:, :1]
     increments = F.softplus(raw[:, 1:]) + 1e-6
     return torch.cat([base, base + increments.cumsum(dim=1)], dim=1)
+
+
+def ordered_outward(q: torch.Tensor, center: int) -> torch.Tensor:
+    """Quantiles [B, K, D] made non-crossing outward from level `center`: a level below it is at most
+    the one above, a level above at least the one below (unrolled over K: exports as Min/Max)."""
+    levels = list(q.unbind(dim=1))
+    for k in range(center - 1, -1, -1):
+        levels[k] = torch.minimum(levels[k], levels[k + 1])
+    for k in range(center + 1, len(levels)):
+        levels[k] = torch.maximum(levels[k], levels[k - 1])
+    return torch.stack(levels, dim=1)
 
 
 class VAE(nn.Module):

@@ -14,7 +14,7 @@ import numpy as np
 
 from app.columns import Table
 from app.manifest import NumericEncoding
-from training import data, evaluate, tables
+from training import data, evaluate, quality, tables
 from training.calibrate import MIN_CALIBRATION_ROWS, calibrate_quantiles
 from training.data import DataError, Dataset
 from training.export import export
@@ -41,6 +41,7 @@ class TrainOptions:
     baseline: bool = True  # train a Gaussian-head baseline beside a quantile model
     calibration: str = "auto"  # quantile bands recalibrated on the validation split: auto | on | off
     formats: tuple[str, ...] = ("onnx", "torchscript")
+    quality_report: bool = True  # score generated rows against the test split (training/quality.py)
 
 
 def train_and_export(opts: TrainOptions, log=print) -> Path:
@@ -103,19 +104,32 @@ def train_and_export(opts: TrainOptions, log=print) -> Path:
         f"{time.perf_counter() - started:.2f} s; split {len(splits.train)}/{len(splits.val)}/{len(splits.test)} "
         "(train/val/test)"
     )
+    fit_started = time.perf_counter()
     result = fit(model_cfg, train, val, opts.train, desc=opts.name)
     calibration = {}
     if opts.head == "quantile" and _should_calibrate(opts.calibration, len(splits.val), log):
-        scales = calibrate_quantiles(result.model, *val)
-        calibration = {f"calibration_scale_{tau:g}": s for tau, s in zip(opts.quantile_levels, scales, strict=True)}
+        offsets = calibrate_quantiles(result.model, *val)
+        calibration = {"calibration_offset_max": float(np.abs(offsets).max())}
     # a table model generates from a mixture fitted to its codes (training/prior.py); others from N(0, I)
-    latent_prior = fit_latent_prior(result.model, *train, opts.train.seed) if columns is not None else None
+    latent_prior = (
+        fit_latent_prior(result.model, *train, opts.train.seed) if columns is not None or opts.conditional else None
+    )
+    fit_seconds = time.perf_counter() - fit_started  # training alone: calibration and the prior's fit included
     metrics = {**_evaluate(result, opts, train, test, latent_prior), **calibration}
+    warnings, coverage = [], None
+    if opts.head == "quantile":
+        coverage = evaluate.coverage_by_feature(result.model, *test, feature_names)
     if opts.head == "quantile" and opts.baseline:
         baseline = fit(
             replace(model_cfg, head="gaussian"), train, val, opts.train, desc=f"{opts.name} (gaussian baseline)"
         )
         metrics.update(evaluate.gaussian_band_coverage(baseline.model, *test, opts.quantile_levels))
+        if metrics["pinball_loss"] > metrics["baseline_gaussian_pinball_loss"]:
+            warnings.append(
+                f"the quantile head scores worse than its Gaussian baseline on the test split (pinball "
+                f"{metrics['pinball_loss']:.4f} vs {metrics['baseline_gaussian_pinball_loss']:.4f}): its bands are "
+                "less accurate than mean +- k sigma; train longer (--epochs) or use --head gaussian"
+            )
 
     fields = {
         "head": opts.head,
@@ -128,21 +142,44 @@ def train_and_export(opts: TrainOptions, log=print) -> Path:
         "latent_dim": opts.latent_dim,
         "latent_prior": latent_prior,
         "normalization": {"shift": shift.tolist(), "scale": scale.tolist()},
-        "evaluation": {"split": "test", "rows": len(splits.test), "metrics": metrics},
+        "evaluation": {
+            "split": "test",
+            "rows": len(splits.test),
+            "metrics": metrics,
+            "coverage_by_feature": coverage,
+            "warnings": warnings,
+        },
         "training": {
             "data": ds.source,
             "label_column": ds.label_column,
             "seed": opts.train.seed,
             "epochs_run": result.epochs_run,
             "max_epochs": opts.train.max_epochs,
+            "fit_seconds": round(fit_seconds, 3),
             "hyperparameters": {**_hyperparameters(opts), "best_epoch": result.best_epoch},
             "versions": _versions(),
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     }
-    path = export(result.model, fields, test[0], test[1], opts.models_dir, opts.name, opts.formats)
+    review = None
+    if opts.quality_report and ds.image_shape is None and "onnx" in opts.formats:
+
+        def review(staged: Path) -> dict:
+            t0 = time.perf_counter()
+            report = _quality_report(staged, ds, splits, opts)
+            log(
+                f"{opts.name}: quality of {report['rows']} generated rows against the test split "
+                f"({time.perf_counter() - t0:.1f} s):\n{quality.format_report(report)}"
+            )
+            return {"quality": report}
+
+    path = export(result.model, fields, test[0], test[1], opts.models_dir, opts.name, opts.formats, review)
     log(f"{opts.name}: wrote {path} (best epoch {result.best_epoch} of {result.epochs_run})")
     log(format_metrics(metrics))
+    if coverage:
+        log(format_coverage(coverage))
+    for warning in warnings:
+        log(f"WARNING: {opts.name}@{path.name}: {warning}")
     return path
 
 
@@ -159,6 +196,19 @@ def _evaluate(
     if opts.conditional:
         metrics["conditional_accuracy"] = evaluate.conditional_accuracy(model, train[0], train[1], seed, prior)
     return metrics
+
+
+def _quality_report(staged: Path, ds: Dataset, splits: data.Splits, opts: TrainOptions) -> dict:
+    """training/quality.py's report on rows the staged export makes, as /generate would, per label as
+    many as the training split has (at most quality.REPORT_MAX_ROWS in all)."""
+    from app.sampler import Sampler
+
+    labels = ds.labels if opts.conditional else None
+    schema = quality.schema_of(ds.columns, ds.feature_names, (ds.label_column or "label") if labels else None)
+    train, test = (quality.real_frame(p.frame, p.x, p.y, labels, schema) for p in (splits.train, splits.test))
+    counts = quality.report_counts(splits.train.y if labels else None, len(labels or []), len(splits.train))
+    synthetic = quality.synthetic_frame(Sampler(staged), counts, labels, schema, opts.train.seed)
+    return quality.quality_report(train, test, synthetic, schema, opts.train.seed)
 
 
 def _should_calibrate(mode: str, val_rows: int, log) -> bool:
@@ -191,6 +241,17 @@ def _versions() -> dict[str, str]:
 def format_metrics(metrics: dict[str, float]) -> str:
     width = max(map(len, metrics))
     return "\n".join(f"  {k:<{width}}  {v:.4f}" for k, v in metrics.items())
+
+
+def format_coverage(coverage: dict[str, dict[str, float]]) -> str:
+    """Band coverage per feature on the test split, one line each (nominal 0.90 and 0.50)."""
+    width = max(map(len, coverage))
+    lines = [f"  {'coverage on test':<{width}}  90% band  50% band"]
+    lines += [
+        f"  {f:<{width}}  {c.get('90', float('nan')):8.3f}  {c.get('50', float('nan')):8.3f}"
+        for f, c in coverage.items()
+    ]
+    return "\n".join(lines)
 
 
 def progress_log(message: str) -> None:

@@ -55,5 +55,8 @@ async def model_detail(name: str, registry: RegistryDep) -> ModelDetail:
         columns=[c.model_dump(exclude_none=True) for c in manifest.columns] if manifest and manifest.columns else None,
         normalization=manifest.normalization.model_dump() if manifest else None,
         metrics=manifest.evaluation.metrics if manifest else None,
+        quality=manifest.evaluation.quality if manifest else None,
+        coverage_by_feature=manifest.evaluation.coverage_by_feature if manifest else None,
+        warnings=manifest.evaluation.warnings if manifest else [],
         training=manifest.training.model_dump() if manifest else None,
     )

@@ -1,0 +1,65 @@
+"""Rows of an exported model made in-process, without a server: what /generate answers.
+
+z from the model's latent prior (N(0, I) without one), the decoder graph on onnxruntime, then
+the same draws and typing as the served path (app/columns.py). Used by training's quality report,
+the benchmarks and anything else that wants many rows at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from app.columns import Cell, Mixture, Table, central, draw
+from app.manifest import Manifest, read_manifest
+
+
+class Sampler:
+    def __init__(self, model_dir: Path, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        self.manifest: Manifest = read_manifest(model_dir)
+        artifact = self.manifest.decoder.artifact("onnx")
+        if artifact is None:
+            raise ValueError(f"{model_dir}: the decoder has no ONNX artifact")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(model_dir / artifact.path), options, providers=["CPUExecutionProvider"])
+        self.inputs = artifact.inputs
+        self.table = Table(self.manifest.columns) if self.manifest.columns is not None else None
+        priors = self.manifest.latent_prior
+        self.prior = None if priors is None else [Mixture.of(p) for p in priors]
+        # as the service: true draws for a table model, the decoder's central value otherwise
+        self.default_mode = "sample" if self.table is not None else "mean"
+        norm = self.manifest.normalization
+        self.shift, self.scale = np.asarray(norm.shift, np.float32), np.asarray(norm.scale, np.float32)
+
+    @property
+    def names(self) -> list[str]:
+        """Column names of the rows made: a table's columns, or the model's features."""
+        return self.table.names if self.table is not None else list(self.manifest.feature_names)
+
+    def generate(
+        self, n: int, label: int | None, rng: np.random.Generator, mode: str | None = None
+    ) -> list[list[Cell]] | np.ndarray:
+        """`n` rows for label index `label`: a table model's values per column (schema order), else an
+        array [n, features] in original units. `mode`: sample (draws) or mean (central values)."""
+        m = self.manifest
+        if self.prior is None:
+            z = rng.standard_normal((n, m.latent_dim), dtype=np.float32)
+        else:
+            z = self.prior[label or 0].draw(n, rng)
+        feed = {self.inputs[0]: z}
+        if m.conditional:
+            feed[self.inputs[1]] = np.full(n, label, dtype=np.int64)
+        outputs = self.session.run(None, feed)
+        head = outputs[: len(outputs) - 1] if m.discrete_dim else outputs
+        draws = rng if (mode or self.default_mode) == "sample" else None
+        numeric = (
+            central(m.head, head, m.quantile_levels) if draws is None else draw(m.head, head, m.quantile_levels, draws)
+        )
+        if self.table is None:
+            return numeric * self.scale + self.shift
+        codes, missing = self.table.choose(outputs[-1] if m.discrete_dim else None, n, draws)
+        return self.table.values(self.table.from_scale(numeric), codes, missing)

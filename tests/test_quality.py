@@ -1,0 +1,80 @@
+"""training/quality.py's report on real rows standing in for synthetic ones: each figure must move
+the way it claims (copies, shuffled labels, out-of-range values, gaps)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.quality import Schema, quality_report, report_counts, schema_of
+
+
+def penguins_like(rows: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    species = rng.choice(["Adelie", "Gentoo", "Chinstrap"], size=rows)
+    offset = pd.Series(species).map({"Adelie": 0.0, "Gentoo": 3.0, "Chinstrap": 6.0}).to_numpy()
+    mass = np.round(3500 + 300 * offset + 200 * rng.normal(size=rows), 3)
+    bill = 40 + offset + rng.normal(size=rows)
+    bill[rng.random(rows) < 0.1] = np.nan  # gaps
+    island = np.where(offset > 2, "Biscoe", rng.choice(["Dream", "Torgersen"], size=rows))
+    return pd.DataFrame({"bill": bill, "mass": mass, "island": island, "species": species})
+
+
+SCHEMA = Schema(["bill", "mass"], ["island"], "species")
+
+
+@pytest.fixture(scope="module")
+def splits() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(train, test, fresh rows from the same distribution: a perfect generator's output)."""
+    return penguins_like(600, 0), penguins_like(200, 1), penguins_like(600, 2)
+
+
+def test_fresh_rows_from_the_same_distribution_score_high_and_private(splits) -> None:
+    train, test, fresh = splits
+    report = quality_report(train, test, fresh, SCHEMA)
+    assert report["quality"] > 0.85 and report["label_shapes"] > 0.8 and report["validity"] > 0.97
+    assert report["tstr_auc"] > 0.95 and report["label_faithfulness"] > 0.9
+    assert set(report["label_faithfulness_by_label"]) == {"Adelie", "Chinstrap", "Gentoo"}
+    assert 0.4 <= report["nearer_to_train_share"] <= 0.6  # as near to the training rows as to unseen ones
+    assert report["exact_copies"] == 0 and report["rows"] == 600
+
+
+def test_copies_of_the_training_rows_are_counted_and_sit_nearer_to_training(splits) -> None:
+    train, test, _ = splits
+    report = quality_report(train, test, train.iloc[:300], SCHEMA)
+    assert report["exact_copies"] == 300
+    assert report["nearer_to_train_share"] > 0.6  # half of them lie in the sample of the training split
+
+
+def test_rows_under_the_wrong_label_lose_faithfulness_and_tstr(splits) -> None:
+    train, test, fresh = splits
+    shuffled = fresh.assign(species=np.random.default_rng(3).permutation(fresh["species"].to_numpy()))
+    report = quality_report(train, test, shuffled, SCHEMA)
+    assert report["label_faithfulness"] < 0.5 and report["tstr_auc"] < 0.7
+    assert report["label_shapes"] < quality_report(train, test, fresh, SCHEMA)["label_shapes"]
+
+
+def test_values_outside_the_training_bounds_or_categories_are_invalid(splits) -> None:
+    train, test, fresh = splits
+    broken = fresh.copy()
+    broken.loc[:99, "mass"] = 1e6
+    broken.loc[100:149, "island"] = "Atlantis"
+    assert quality_report(train, test, broken, SCHEMA)["validity"] == pytest.approx(1 - 150 / 600, abs=0.03)
+
+
+def test_an_unconditional_report_has_no_label_figures(splits) -> None:
+    train, test, fresh = splits
+    report = quality_report(train, test, fresh, Schema(["bill", "mass"], ["island"]))
+    assert "tstr_auc" not in report and "label_shapes" not in report and "quality" in report
+
+
+def test_report_counts_follow_the_training_labels_and_cap_the_total() -> None:
+    y = np.array([0] * 30 + [1] * 10 + [2] * 0)
+    assert report_counts(y, 3, len(y)) == [30, 10, 0]
+    assert sum(report_counts(np.zeros(50_000, dtype=int), 2, 50_000)) == 10_000
+    assert report_counts(None, 0, 123) == [123]
+
+
+def test_schema_from_an_array_model_is_all_numeric() -> None:
+    assert schema_of(None, ["a", "b"], "label") == Schema(["a", "b"], [], "label")
