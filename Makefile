@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: serve test lint format models bench bench-tables docker-test fuzz clean
+.PHONY: serve test lint format models bench bench-tables bench-synthetic docker-test fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ bench: $(VENV)/.dev-installed
 # (about 9 minutes; bench/results/<date>-tables.md). BENCH_TABLES_ARGS=--quick for about 2.
 bench-tables: $(VENV)/.dev-installed
 	$(BIN)/python bench/tables.py --threads 1 $(BENCH_TABLES_ARGS)
+
+# Synthetic data side by side: genserve's defaults against SDV 2.0's TVAE, CTGAN and GaussianCopula
+# on breast-cancer, penguins and 5,000 rows of diamonds, scored by training/quality.py (about 5
+# minutes; SDV runs from its own venv, bench/.sdv-venv, made on first use); bench/results/<date>-synthetic.md.
+bench-synthetic: $(VENV)/.dev-installed
+	$(BIN)/python bench/synthetic.py
 
 # Fuzz the whole API from its OpenAPI schema against a live server on 127.0.0.1 (thousands of
 # cases; prints the number of cases run and failures). FUZZ_EXAMPLES: cases per operation and phase.

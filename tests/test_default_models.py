@@ -104,3 +104,33 @@ def test_evaluate_command_prints_the_stored_metrics() -> None:
     stored = json.loads((resolve(DEFAULT_MODELS_DIR, "digits-cvae") / "model.json").read_text())
     accuracy = stored["evaluation"]["metrics"]["conditional_accuracy"]
     assert f"conditional_accuracy  {accuracy:.4f}" in shown
+
+
+@pytest.mark.parametrize("name", ["cancer-qvae", "penguins-cvae"])
+def test_tabular_default_models_carry_a_quality_report_without_copies(name: str) -> None:
+    quality = read_manifest(resolve(DEFAULT_MODELS_DIR, name)).evaluation.quality
+    assert quality is not None and quality["exact_copies"] == 0 and quality["tstr_auc"] > 0.95
+    assert quality["quality"] > 0.8 and quality["label_faithfulness"] > 0.9
+
+
+@pytest.mark.parametrize("name", ["cancer-qvae", "penguins-cvae"])
+def test_sampled_rows_have_the_real_spread_of_each_label(name: str) -> None:
+    """mode: sample, per label: generated / real standard deviation within [0.8, 1.25] for every numeric column."""
+    import pandas as pd
+
+    from app.sampler import Sampler
+    from training import data
+
+    sampler = Sampler(resolve(DEFAULT_MODELS_DIR, name))
+    ds = data.load(sampler.manifest.training.data)
+    rng = np.random.default_rng(0)
+    for k, label in enumerate(sampler.manifest.labels or []):
+        made = sampler.generate(3000, k, rng, "sample")
+        if ds.frame is not None:  # a table: its numeric columns
+            numeric = [c.name for c in ds.columns if c.kind in ("continuous", "integer")]
+            made = pd.DataFrame(dict(zip(sampler.names, made, strict=True)))[numeric].astype(float).to_numpy()
+            real = ds.frame.loc[ds.y == k, numeric].astype(float).to_numpy()
+        else:
+            real = ds.x[ds.y == k]
+        ratio = np.nanstd(made, axis=0) / np.nanstd(real, axis=0)
+        assert ((ratio >= 0.8) & (ratio <= 1.25)).all(), (label, ratio.round(3))
