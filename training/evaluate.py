@@ -106,15 +106,9 @@ def coverage_by_feature(model: VAE, x: np.ndarray, y: np.ndarray | None, names: 
 
 def feature_coverage(x: np.ndarray, q: np.ndarray, levels: np.ndarray) -> dict[str, np.ndarray]:
     """Per feature, the fraction of its observed values inside each central band (NaN: none observed)."""
-    result = {}
-    for band, (lo, hi) in BANDS.items():
-        i, j = _level_index(levels, lo), _level_index(levels, hi)
-        if i is not None and j is not None:
-            inside = ((x >= q[:, i]) & (x <= q[:, j])).astype(np.float64)
-            observed = ~np.isnan(x)
-            with np.errstate(invalid="ignore"):
-                result[band] = np.where(observed, inside, 0).sum(axis=0) / observed.sum(axis=0)
-    return result
+    observed = ~np.isnan(x)
+    with np.errstate(invalid="ignore"):
+        return {band: (inside & observed).sum(axis=0) / observed.sum(axis=0) for band, inside in _inside(x, q, levels)}
 
 
 def mean_pinball(x: np.ndarray, q: np.ndarray, levels: np.ndarray) -> float:
@@ -126,13 +120,16 @@ def mean_pinball(x: np.ndarray, q: np.ndarray, levels: np.ndarray) -> float:
 
 def band_coverage(x: np.ndarray, q: np.ndarray, levels: np.ndarray) -> dict[str, float]:
     """Fraction of test values inside each central band, [q_lo, q_hi]; q is [rows, levels, features]."""
-    result = {}
+    observed = ~np.isnan(x)
+    return {f"coverage_{band}": float(inside[observed].mean()) for band, inside in _inside(x, q, levels)}
+
+
+def _inside(x: np.ndarray, q: np.ndarray, levels: np.ndarray):
+    """(band, whether each value lies in [q_lo, q_hi]) for each central band whose levels the model has."""
     for band, (lo, hi) in BANDS.items():
         i, j = _level_index(levels, lo), _level_index(levels, hi)
         if i is not None and j is not None:
-            inside = (x >= q[:, i]) & (x <= q[:, j])
-            result[f"coverage_{band}"] = float(inside[~np.isnan(x)].mean())
-    return result
+            yield band, (x >= q[:, i]) & (x <= q[:, j])
 
 
 def _level_index(levels: np.ndarray, level: float) -> int | None:
