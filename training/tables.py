@@ -266,8 +266,8 @@ def fit_encodings(columns: list[Column], train: pd.DataFrame, encoding: NumericE
                 update |= {"shift": float(x.mean()), "scale": std if std > 1e-12 else 1.0}
             else:
                 knots = min(MAX_KNOTS, len(x))
-                p = np.linspace(0.0, 1.0, max(knots, 2))
                 tail = 0.5 / len(x)  # the extreme knots sit at the rank of one half row, not at +-infinity
+                p = knot_levels(max(knots, 2), tail)
                 update |= {
                     "knots": np.quantile(x, p).tolist(),
                     "scores": [NormalDist().inv_cdf(float(v)) for v in np.clip(p, tail, 1 - tail)],
@@ -276,6 +276,17 @@ def fit_encodings(columns: list[Column], train: pd.DataFrame, encoding: NumericE
             column = Column.model_validate(column.model_dump())  # re-checked as a whole
         fitted.append(column)
     return fitted
+
+
+def knot_levels(knots: int, tail: float) -> np.ndarray:
+    """Probabilities of a quantile encoding's knots: half evenly spaced in probability (the body), half
+    evenly spaced in normal score (the tails, where the body's spacing would leave one segment to span
+    the outermost 1 / knots of the rows: on diamonds' `table` one straight line from 66 to 95 carried the
+    top 0.4%, whose real values are all near 66 but one)."""
+    body = np.linspace(0.0, 1.0, knots - knots // 2)
+    edge = NormalDist().inv_cdf(1 - tail)
+    tails = np.array([NormalDist().cdf(s) for s in np.linspace(-edge, edge, knots // 2 + 2)[1:-1]])
+    return np.unique(np.concatenate([body, tails]))
 
 
 def frame_arrays(table: Table, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
