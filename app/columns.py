@@ -124,6 +124,31 @@ class Mixture:
         return self.means[k] + np.einsum("nij,nj->ni", self.cholesky[k], eps)
 
 
+def latent_codes(
+    prior: list[Mixture] | None, dim: int, n: int, label: int | None, rng: np.random.Generator, temperature: float
+) -> np.ndarray:
+    """n codes to decode for label index `label`: from its mixture, or N(0, temperature^2 I) without a prior."""
+    if prior is not None:
+        return prior[label or 0].draw(n, rng, temperature)
+    z = rng.standard_normal((n, dim), dtype=np.float32)
+    if temperature != 1.0:
+        z *= np.float32(temperature)
+    return z
+
+
+def head_values(
+    head: str,
+    outputs: list[np.ndarray],
+    levels: Sequence[float] | None,
+    discrete: bool,
+    rng: np.random.Generator | None,
+) -> np.ndarray:
+    """The numeric block on the model's scale from the decoder's outputs (a table's `discrete_probs`,
+    when it has any, come last): a draw from the head when `rng` is given, else its central value."""
+    params = outputs[: len(outputs) - 1] if discrete else outputs
+    return central(head, params, levels) if rng is None else draw(head, params, levels, rng)
+
+
 # ---- tables -------------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.columns import Cell, Mixture, Table, central, draw
+from app.columns import Cell, Mixture, Table, head_values, latent_codes
 from app.manifest import Manifest, read_manifest
 
 
@@ -46,19 +46,12 @@ class Sampler:
         """`n` rows for label index `label`: a table model's values per column (schema order), else an
         array [n, features] in original units. `mode`: sample (draws) or mean (central values)."""
         m = self.manifest
-        if self.prior is None:
-            z = rng.standard_normal((n, m.latent_dim), dtype=np.float32)
-        else:
-            z = self.prior[label or 0].draw(n, rng)
-        feed = {self.inputs[0]: z}
+        feed = {self.inputs[0]: latent_codes(self.prior, m.latent_dim, n, label, rng, 1.0)}
         if m.conditional:
             feed[self.inputs[1]] = np.full(n, label, dtype=np.int64)
         outputs = self.session.run(None, feed)
-        head = outputs[: len(outputs) - 1] if m.discrete_dim else outputs
         draws = rng if (mode or self.default_mode) == "sample" else None
-        numeric = (
-            central(m.head, head, m.quantile_levels) if draws is None else draw(m.head, head, m.quantile_levels, draws)
-        )
+        numeric = head_values(m.head, outputs, m.quantile_levels, bool(m.discrete_dim), draws)
         if self.table is None:
             return numeric * self.scale + self.shift
         codes, missing = self.table.choose(outputs[-1] if m.discrete_dim else None, n, draws)

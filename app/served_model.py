@@ -18,7 +18,7 @@ from typing import Literal, ParamSpec, TypeVar
 import numpy as np
 
 from app.batching import Batcher
-from app.columns import Cell, Mixture, RowError, Table, central, draw
+from app.columns import Cell, Mixture, RowError, Table, head_values, latent_codes
 from app.errors import InvalidInput
 from app.manifest import Manifest
 
@@ -208,15 +208,11 @@ class ServedModel:
         # not checked here: a non-finite output carries into the answer, which is checked in full
         return await self.decoder.run(self._feed(z, y, self.decoder))
 
-    def _head(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
-        """The head's outputs (a table's `discrete_probs` come after them)."""
-        return outputs[: len(outputs) - 1] if self.manifest.discrete_dim else outputs
-
     def _numeric(self, outputs: list[np.ndarray], rng: np.random.Generator | None) -> np.ndarray:
         """The numeric block on the model's scale: a draw from the head when `rng` is given, else its
         central value. Not checked here: the answer in original units is."""
-        head, levels, params = self.manifest.head, self.manifest.quantile_levels, self._head(outputs)
-        return central(head, params, levels) if rng is None else draw(head, params, levels, rng)
+        m = self.manifest
+        return head_values(m.head, outputs, m.quantile_levels, bool(m.discrete_dim), rng)
 
     def _table_values(
         self, outputs: list[np.ndarray], rng: np.random.Generator | None
@@ -259,12 +255,9 @@ class ServedModel:
         else:  # anything else: checked, and refused with the reason when wrong
             y = self.check_labels(None if label is None else [label] * n, n)
         rng = self._rng if seed is None else np.random.default_rng(seed)
-        if self.latent_prior is None:
-            z = rng.standard_normal((n, self.manifest.latent_dim), dtype=np.float32)
-            if temperature != 1.0:
-                z *= np.float32(temperature)
-        else:
-            z = self.latent_prior[0 if y is None else int(y[0])].draw(n, rng, temperature)
+        z = latent_codes(
+            self.latent_prior, self.manifest.latent_dim, n, None if y is None else int(y[0]), rng, temperature
+        )
         outputs = await self._decode(z, y)
         draws = rng if (mode or self.default_mode) == "sample" else None
         if self.table is not None:
