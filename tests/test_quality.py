@@ -78,3 +78,22 @@ def test_report_counts_follow_the_training_labels_and_cap_the_total() -> None:
 
 def test_schema_from_an_array_model_is_all_numeric() -> None:
     assert schema_of(None, ["a", "b"], "label") == Schema(["a", "b"], [], "label")
+
+
+def test_pair_trends_on_real_bins_are_not_moved_by_rows_at_the_extremes(splits) -> None:
+    """SDMetrics 0.32 bins each table over its own range: a few rows far out squeeze every other
+    row of the synthetic table into one bin. Cut on the real table's bins, they cost only themselves."""
+    from training.quality import sdmetrics_quality
+
+    _, test, fresh = splits
+    far = fresh.copy()
+    far.loc[:5, "mass"] = far["mass"].max() * 4  # 6 rows of 600
+    schema = Schema(["mass"], ["island"], "species")  # pairs with a category only: contingencies of bins
+    test, fresh, far = (t.drop(columns="bill") for t in (test, fresh, far))
+    clean, stretched = sdmetrics_quality(test, fresh, schema), sdmetrics_quality(test, far, schema)
+    assert clean["column_pair_trends_real_bins"] > 0.85
+    assert stretched["column_pair_trends"] < clean["column_pair_trends"] - 0.1
+    assert stretched["column_pair_trends_real_bins"] > clean["column_pair_trends_real_bins"] - 0.02
+    assert stretched["quality_real_bins"] == pytest.approx(
+        (stretched["column_shapes"] + stretched["column_pair_trends_real_bins"]) / 2
+    )

@@ -7,6 +7,11 @@ SDV's synthesizers with the same code. Every figure is "higher is better" unless
 - quality, column_shapes, column_pair_trends: SDMetrics' QualityReport (SDV's metrics library) of
   the synthetic rows against the real test split: per column KS / total-variation complements, per
   pair of columns correlation / contingency similarity; quality is their mean.
+- column_pair_trends_real_bins, quality_real_bins: the same, with each numeric column of both tables
+  cut on the real table's histogram edges (the outer ones open), as SDMetrics' maintainers describe
+  the method (sdv-dev/SDMetrics#368). SDMetrics 0.32 cuts each table over its own range, so rows
+  that reach the training split's extremes move every bin of the synthetic table: on 5,000 rows of
+  diamonds the real training rows themselves score 0.907 against the test split that way.
 - label_shapes: the column shapes within each label (synthetic rows asked for a label against the
   real test rows of that label), averaged over labels.
 - validity: share of synthetic rows whose every value lies within the training split's bounds and
@@ -105,11 +110,35 @@ def sdmetrics_quality(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schem
         warnings.simplefilter("ignore")
         report.generate(real, synthetic, metadata, verbose=False)
     scores = dict(zip(*report.get_properties().to_dict("list").values(), strict=True))
+    real_bins = _pair_trends_on_real_bins(real, synthetic, metadata)
     return {
         "quality": float(report.get_score()),
         "column_shapes": float(scores["Column Shapes"]),
         "column_pair_trends": float(scores["Column Pair Trends"]),
+        "column_pair_trends_real_bins": float(real_bins),
+        "quality_real_bins": float((scores["Column Shapes"] + real_bins) / 2),
     }
+
+
+def _pair_trends_on_real_bins(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: dict) -> float:
+    from sdmetrics.reports.single_table._properties import ColumnPairTrends
+
+    class RealBinned(ColumnPairTrends):
+        def _generate_details(self, real_data, synthetic_data, metadata, progress_bar=None, column_pairs=None):
+            self._edges = {}
+            for name, meta in metadata["columns"].items():
+                if meta["sdtype"] == "numerical" and real_data[name].notna().any():
+                    edges = np.histogram_bin_edges(real_data[name].dropna()).astype(float)
+                    edges[0], edges[-1] = -np.inf, np.inf
+                    self._edges[name] = edges
+            return super()._generate_details(real_data, synthetic_data, metadata, progress_bar, column_pairs)
+
+        def _discretize_column(self, column_name, data, bin_edges=None):
+            return super()._discretize_column(column_name, data, self._edges.get(column_name))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(RealBinned().get_score(real, synthetic, metadata))
 
 
 def column_shapes(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> float:
