@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: serve test lint format models bench bench-tables bench-synthetic docker-test fuzz clean
+.PHONY: serve train test lint format models bench bench-tables bench-synthetic docker-test fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,12 +14,22 @@ $(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
 	$(PIP) -e '.[serve]'
 	touch $@
 
+$(VENV)/.train-installed: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[serve,torch]'
+	touch $@ $(VENV)/.serve-installed
+
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(PIP) -e '.[dev]'
-	touch $@ $(VENV)/.serve-installed
+	touch $@ $(VENV)/.serve-installed $(VENV)/.train-installed
 
 serve: $(VENV)/.serve-installed
 	$(BIN)/python -m app
+
+# The training extra (torch, pandas, scikit-learn, SDMetrics) into .venv, then
+# `python -m training $(ARGS)`: make train ARGS='train --data penguins --conditional --name my-penguins'.
+# Without ARGS it installs and prints the commands.
+train: $(VENV)/.train-installed
+	$(BIN)/python -m training $(if $(ARGS),$(ARGS),--help)
 
 test: $(VENV)/.dev-installed lint
 	$(BIN)/python -m pytest

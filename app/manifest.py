@@ -219,6 +219,17 @@ class TrainingInfo(_Strict):
     created_at: str
 
 
+class Promotion(_Strict):
+    """Whether `name` may resolve to this version (app/promotion.py decides it at export)."""
+
+    promoted: bool
+    reason: str
+    compared_with: int | None = Field(None, description="the version that served by default when this one was made")
+    checks: dict[str, str] = Field(
+        default_factory=dict, description="each figure compared: new against current, the margin allowed, the verdict"
+    )
+
+
 class Manifest(_Strict):
     format_version: Literal[1] = FORMAT_VERSION
     name: str = Field(pattern=NAME_PATTERN)
@@ -241,6 +252,9 @@ class Manifest(_Strict):
     decoder: Graph
     evaluation: Evaluation
     training: TrainingInfo
+    promotion: Promotion | None = Field(
+        None, description="None: made before promotion checks existed, and promoted like a version that passed"
+    )
 
     @property
     def conditional(self) -> bool:
@@ -358,13 +372,19 @@ def read_manifest(version_dir: Path) -> Manifest:
 
 
 def resolve(models_dir: Path, ref: str) -> Path:
-    """The version directory that `name` or `name@version` addresses (FileNotFoundError if none)."""
+    """The version directory that `name@version` addresses, or `name` as the service resolves it
+    (pinned, else newest promoted: app/promotion.py); FileNotFoundError if none."""
+    from app.promotion import current_default  # it builds on this module
+
     name, version = parse_model_ref(ref)
     versions = model_versions(models_dir, name)
     if not versions:
         raise FileNotFoundError(f"no model named {name!r} in {models_dir}")
     if version is None:
-        version = versions[-1]
+        default = current_default(models_dir, name)
+        if default is None:
+            raise FileNotFoundError(f"model {name!r} has no promoted version; versions: {versions}")
+        version = default.version
     elif version not in versions:
         raise FileNotFoundError(f"model {name!r} has no version {version}; versions: {versions}")
     return models_dir / name / str(version)

@@ -1,5 +1,6 @@
 """The model registry: scans the model repository, checks and loads every model version,
-and serves `name` (latest loaded version) and `name@version`.
+and serves `name@version`, and `name` as the version app/promotion.py chooses: the pinned one,
+else the newest promoted one that loaded.
 
 `reload()` scans the repository again while the service keeps serving: new versions load
 (in a thread, off the event loop), versions whose directory is gone are retired, a version
@@ -37,6 +38,7 @@ from app.manifest import (
     read_manifest,
     sha256_file,
 )
+from app.promotion import Pin, choose_default, read_pin
 from app.runtimes import LoadedGraph, load_graph
 from app.served_model import ServedModel
 from app.settings import Settings
@@ -78,6 +80,7 @@ class Registry:
         self.settings = settings
         self.executor = executor
         self.records: dict[str, dict[int, ModelRecord]] = {}
+        self.pins: dict[str, Pin] = {}  # read with the versions, at start-up and at each reload
         self._said_cpu = False
         self._reload_lock = asyncio.Lock()
         self._retiring: set[asyncio.Task] = set()
@@ -86,6 +89,7 @@ class Registry:
     # ---- loading ------------------------------------------------------------------------
 
     def load_all(self) -> None:
+        self.pins = self._read_pins()
         for name, version, path in self._scan():
             record = self._load_version(name, version, path)
             self.records.setdefault(name, {})[version] = record
@@ -116,6 +120,19 @@ class Registry:
             versions = (p for p in model_dir.iterdir() if p.is_dir() and is_version_name(p.name))
             found += [(model_dir.name, int(p.name), p) for p in sorted(versions, key=lambda p: int(p.name))]
         return found
+
+    def _read_pins(self) -> dict[str, Pin]:
+        pins = {}
+        root = self.settings.model_dir
+        for model_dir in sorted(root.iterdir()) if root.is_dir() else []:
+            try:
+                pin = read_pin(model_dir) if model_dir.is_dir() else None
+            except ValueError as e:
+                logger.error("ignoring a pin: %s", e)
+                continue
+            if pin is not None:
+                pins[model_dir.name] = pin
+        return pins
 
     def _load_version(self, name: str, version: int, path: Path, reloading: bool = False) -> ModelRecord:
         record = ModelRecord(name=name, version=version, path=path, state="failed", fingerprint=_fingerprint(path))
@@ -204,6 +221,7 @@ class Registry:
                 raise NotReady("the service is shutting down: no reload")
             # loading builds sessions and runs warm-ups: in a thread, so that serving goes on meanwhile
             candidates, found = await asyncio.get_running_loop().run_in_executor(None, self._load_changed)
+            self.pins = self._read_pins()
             report = ReloadReport()
             for name, versions in list(self.records.items()):
                 for version, record in list(versions.items()):
@@ -293,17 +311,24 @@ class Registry:
             known = sorted(self.records)
             raise ModelNotFound(f"no model named {name!r}; models: {known}", details={"models": known})
         if version is None:
-            ready = [v for v, r in versions.items() if r.served is not None]
-            if not ready:
+            if not any(r.served is not None for r in versions.values()):
                 reasons = {v: r.reason for v, r in versions.items()}
                 raise ModelNotFound(f"model {name!r} has no version that loaded: {reasons}")
-            version = max(ready)
+            version, why = self.default(name)
+            if version is None:
+                raise ModelNotFound(f"model {name!r}: {why}", details={"versions": sorted(versions)})
         record = versions.get(version)
         if record is None:
             raise ModelNotFound(f"model {name!r} has no version {version}; versions: {sorted(versions)}")
         if record.served is None:
             raise ModelNotFound(f"model {name}@{version} is not served: {record.reason}")
         return record.served
+
+    def default(self, name: str) -> tuple[int | None, str]:
+        """The version `name` resolves to, and why (app/promotion.py)."""
+        versions = self.records.get(name, {})
+        servable = {v: r.manifest.promotion for v, r in versions.items() if r.served is not None and r.manifest}
+        return choose_default(servable, self.pins.get(name))
 
     def start(self) -> None:
         for served in self.served():

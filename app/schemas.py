@@ -183,33 +183,37 @@ class ModelSummary(BaseModel):
     image_shape: list[int] | None = None
     device: str | None = None
     backend: str | None = None
+    promoted: bool | None = Field(None, description="whether `name` may resolve to this version (see `promotion`)")
+    promotion: str | None = Field(None, description="why it was promoted or held back when it was written")
 
 
 class ModelDetail(BaseModel):
     name: str
-    latest: int | None = Field(description="the version `name` resolves to (latest loaded)")
+    default_version: int | None = Field(description="the version `name` resolves to: pinned, else newest promoted")
+    default_reason: str = Field(description="why that version serves by default")
+    latest: int | None = Field(description="the newest version that loaded (promoted or not)")
     versions: list[ModelSummary]
     feature_names: list[str] | None = None
     columns: list[dict] | None = Field(
         None,
-        description="the latest version's column schema (a table model): kind, bounds, categories, missing rate "
+        description="the default version's column schema (a table model): kind, bounds, categories, missing rate "
         "and the encoding of each column; V2 tensors of a table model are its encoded rows",
     )
     normalization: dict[str, list[float]] | None = Field(
         None,
-        description="of the latest version: normalised = (x - shift) / scale per feature; V2 tensors are in "
+        description="of the default version: normalised = (x - shift) / scale per feature; V2 tensors are in "
         "normalised units",
     )
-    metrics: dict[str, float] | None = Field(None, description="test-split metrics of the latest version")
+    metrics: dict[str, float] | None = Field(None, description="test-split metrics of the default version")
     quality: dict | None = Field(
         None,
-        description="the latest version's quality report: its generated rows scored against the real test split "
+        description="the default version's quality report: its generated rows scored against the real test split "
         "(SDMetrics quality, shapes within each label, train-on-synthetic AUC, label faithfulness, privacy)",
     )
     coverage_by_feature: dict[str, dict[str, float]] | None = Field(
         None, description="a quantile model's band coverage per numeric feature on the test split"
     )
-    warnings: list[str] = Field(default_factory=list, description="what training found wrong with the latest version")
+    warnings: list[str] = Field(default_factory=list, description="what training found wrong with the default version")
     training: dict | None = None
 
 

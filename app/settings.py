@@ -10,7 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GENSERVE_", extra="ignore")
+    # An empty variable is the default: compose forwards every setting as ${GENSERVE_X:-default}, and
+    # GENSERVE_API_KEY= or GENSERVE_DEFAULT_MODEL= means none.
+    model_config = SettingsConfigDict(env_prefix="GENSERVE_", extra="ignore", env_ignore_empty=True)
 
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(8000, ge=0, le=65535)

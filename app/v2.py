@@ -135,7 +135,7 @@ class TensorSpec:
 
 
 def find_model(registry: Registry, name: str, version: str | None) -> V2Model:
-    """The V2 model `<model>.<graph>` at `version` (the latest loaded one when None); 404 otherwise."""
+    """The V2 model `<model>.<graph>` at `version` (the default one when None); 404 otherwise."""
     model, _, graph = name.rpartition(".")
     if graph not in GRAPHS or model not in registry.records:
         known = [f"{m}.{g}" for m in sorted(registry.records) for g in GRAPHS]

@@ -141,6 +141,13 @@ export GENSERVE_PUBLISH_PORT NGINX_PUBLISH_PORT
 GENSERVE_PUBLISH_PORT=$(free_port)
 NGINX_PUBLISH_PORT=$(free_port)
 compose config -q || fail "docker-compose rejects docker-compose.yml"
+# Settings from the shell reach the containers: all of them in the resolved file, three in the app.
+export GENSERVE_READY_POLICY=all GENSERVE_REQUEST_TIMEOUT_S=5 GENSERVE_CORS_ORIGINS='*'
+forwarded=$(compose config | grep -oE 'GENSERVE_[A-Z_]+' | sort -u | grep -vxE 'GENSERVE_(IMAGE|GPU_IMAGE|MODELS|PUBLISH_PORT)' | wc -l)
+settings=$($PYTHON -c "from app.settings import Settings; print(len(Settings.model_fields))")
+[ "$forwarded" = "$settings" ] || fail "docker-compose config forwards $forwarded GENSERVE_* settings of $settings"
+compose config | grep -qE "GENSERVE_REQUEST_TIMEOUT_S: ['\"]?5['\"]?$" || fail "GENSERVE_REQUEST_TIMEOUT_S not forwarded"
+echo "docker-compose config: all $settings GENSERVE_* settings forwarded"
 compose up -d --no-build --scale replica=2 2>&1 | tail -5
 for _ in $(seq 120); do
     curl -sf "http://127.0.0.1:$GENSERVE_PUBLISH_PORT/readyz" >/dev/null \
@@ -149,6 +156,15 @@ for _ in $(seq 120); do
 done
 curl -sf "http://127.0.0.1:$GENSERVE_PUBLISH_PORT/readyz" >/dev/null || { compose logs --tail 30; fail "service not ready"; }
 curl -sf "http://127.0.0.1:$NGINX_PUBLISH_PORT/readyz" >/dev/null || { compose logs --tail 30; fail "nginx not ready"; }
+compose exec -T genserve python3 -c "
+from app.settings import Settings
+s = Settings()
+assert (s.ready_policy, s.request_timeout_s, s.cors_origins) == ('all', 5.0, '*'), s
+print('in the container: GENSERVE_READY_POLICY', s.ready_policy, 'GENSERVE_REQUEST_TIMEOUT_S', s.request_timeout_s)" \
+    || fail "settings from the shell did not reach the container"
+curl -sfi -H 'Origin: https://example.org' "http://127.0.0.1:$GENSERVE_PUBLISH_PORT/healthz" \
+    | grep -qi '^access-control-allow-origin: \*' || fail "GENSERVE_CORS_ORIGINS='*' did not turn CORS on"
+echo "GENSERVE_CORS_ORIGINS='*': the service answers a cross-origin request with Access-Control-Allow-Origin: *"
 served_by() {  # requests to /generate that replica $1 has answered, from its own /metrics inside the network
     compose exec -T --index="$1" replica python3 -c "
 import urllib.request

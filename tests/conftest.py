@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODELS_DIR = ROOT / "models"
 DEFAULT_MODEL_NAMES = ("digits-vae", "digits-cvae", "digits-qvae", "cancer-qvae")
+COMMITTED_MODELS = (*DEFAULT_MODEL_NAMES, "penguins-cvae")  # models/<name>/1, made by `make models`
+
+
+def _copy_of_default_models() -> Path:
+    """The tests' own model repository: a copy of the committed default models only, so that
+    whatever a user has trained into models/ (new models, new versions, pins) cannot change them."""
+    target = Path(tempfile.mkdtemp(prefix="genserve-test-models-"))
+    atexit.register(shutil.rmtree, target, ignore_errors=True)
+    for name in COMMITTED_MODELS:
+        shutil.copytree(ROOT / "models" / name / "1", target / name / "1")
+    return target
+
+
+DEFAULT_MODELS_DIR = _copy_of_default_models()
 
 
 def run_python(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from app.manifest import read_manifest, resolve, sha256_file
-from tests.conftest import DEFAULT_MODEL_NAMES, DEFAULT_MODELS_DIR, run_python
+from tests.conftest import COMMITTED_MODELS, DEFAULT_MODEL_NAMES, DEFAULT_MODELS_DIR, ROOT, run_python
 
 
 @pytest.fixture(scope="module", params=DEFAULT_MODEL_NAMES)
@@ -100,7 +100,8 @@ def test_artifacts_load_and_agree_outside_the_training_code(model_dir: Path, tmp
 
 
 def test_evaluate_command_prints_the_stored_metrics() -> None:
-    shown = run_python("-m", "training", "evaluate", "digits-cvae", check=True).stdout
+    args = ["evaluate", "digits-cvae", "--models-dir", str(DEFAULT_MODELS_DIR)]
+    shown = run_python("-m", "training", *args, check=True).stdout
     stored = json.loads((resolve(DEFAULT_MODELS_DIR, "digits-cvae") / "model.json").read_text())
     accuracy = stored["evaluation"]["metrics"]["conditional_accuracy"]
     assert f"conditional_accuracy  {accuracy:.4f}" in shown
@@ -134,3 +135,12 @@ def test_sampled_rows_have_the_real_spread_of_each_label(name: str) -> None:
             real = ds.x[ds.y == k]
         ratio = np.nanstd(made, axis=0) / np.nanstd(real, axis=0)
         assert ((ratio >= 0.8) & (ratio <= 1.25)).all(), (label, ratio.round(3))
+
+
+def test_the_tests_copy_every_default_model():
+    from training.defaults import DEFAULT_MODELS
+
+    assert {m.name for m in DEFAULT_MODELS} == set(COMMITTED_MODELS)
+    assert DEFAULT_MODELS_DIR != ROOT / "models" and sorted(p.name for p in DEFAULT_MODELS_DIR.iterdir()) == sorted(
+        COMMITTED_MODELS
+    )

@@ -1,4 +1,4 @@
-"""`python -m training train ...` and `python -m training evaluate NAME[@VERSION]`."""
+"""`python -m training train ...`, `evaluate NAME[@VERSION]`, `pin NAME@VERSION` and `unpin NAME`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.manifest import Column, read_manifest, resolve
+from app.manifest import Column, parse_model_ref, read_manifest, resolve
+from app.promotion import PIN_FILE, write_pin
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -88,9 +89,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="recalibrate a quantile model's bands on the validation split (auto: when it holds at least 200 rows)",
     )
 
+    promotion = train.add_mutually_exclusive_group()
+    promotion.add_argument(
+        "--promote",
+        dest="promote",
+        action="store_const",
+        const="yes",
+        default="auto",
+        help="make the new version the one NAME resolves to, whatever its figures (default: only if they are "
+        "not worse than the current default version's beyond the margins of app/promotion.py)",
+    )
+    promotion.add_argument(
+        "--no-promote", dest="promote", action="store_const", const="no", help="write the version but hold it back"
+    )
+
     show = commands.add_parser("evaluate", help="print the metrics stored for a model")
     show.add_argument("model", help="NAME or NAME@VERSION")
     show.add_argument("--models-dir", type=Path, default=Path("models"))
+
+    pin = commands.add_parser(
+        "pin", help=f"make NAME resolve to VERSION (in NAME/{PIN_FILE}), newer versions kept; a reload applies it"
+    )
+    pin.add_argument("model", help="NAME@VERSION")
+    pin.add_argument("--reason", default="", help="why (shown by GET /models/NAME)")
+    pin.add_argument("--models-dir", type=Path, default=Path("models"))
+    unpin = commands.add_parser("unpin", help="NAME resolves to its newest promoted version again")
+    unpin.add_argument("model", help="NAME")
+    unpin.add_argument("--models-dir", type=Path, default=Path("models"))
     return parser
 
 
@@ -98,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "evaluate":
         return _evaluate(args)
+    if args.command in ("pin", "unpin"):
+        return _pin(args)
     from training.data import DataError, ReadOptions
     from training.export import ExportError
     from training.pipeline import TrainOptions, progress_log, train_and_export
@@ -132,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         baseline=not args.no_baseline,
         quality_report=not args.no_quality_report,
         calibration=args.calibration,
+        promote=args.promote,
         formats=tuple(args.formats.split(",")),
         train=TrainConfig(
             max_epochs=args.epochs,
@@ -146,8 +174,6 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     try:
-        from app.manifest import parse_model_ref
-
         parse_model_ref(args.name)
         if "@" in args.name:
             raise ValueError("--name takes a name only; the version is assigned on export")
@@ -173,7 +199,7 @@ def describe_column(column: Column) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from training.pipeline import format_metrics
+    from training.pipeline import format_metrics, format_promotion
 
     try:
         manifest = read_manifest(resolve(args.models_dir, args.model))
@@ -193,4 +219,27 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"({manifest.evaluation.rows} rows):"
     )
     print(format_metrics(manifest.evaluation.metrics))
+    print(format_promotion(manifest))
+    return 0
+
+
+def _pin(args: argparse.Namespace) -> int:
+    try:
+        name, version = parse_model_ref(args.model)
+        if args.command == "pin":
+            if version is None:
+                raise ValueError(f"pin takes NAME@VERSION, got {args.model!r}")
+            path = write_pin(args.models_dir, name, version, args.reason)
+            print(f"{name} resolves to {name}@{version} ({path}); POST /admin/reload applies it to a running server")
+        else:
+            if version is not None:
+                raise ValueError(f"unpin takes NAME, got {args.model!r}")
+            path = args.models_dir / name / PIN_FILE
+            if not path.is_file():
+                raise FileNotFoundError(f"{name!r} is not pinned (no {path})")
+            path.unlink()
+            print(f"{name} resolves to its newest promoted version again; POST /admin/reload applies it")
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0

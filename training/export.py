@@ -26,6 +26,7 @@ from app.manifest import (
     model_versions,
     sha256_file,
 )
+from app.promotion import Choice, decide
 from training.model import VAE
 
 TOLERANCE = 1e-4
@@ -77,13 +78,15 @@ def export(
     name: str,
     formats: tuple[ArtifactFormat, ...] = FORMATS,
     review: Callable[[Path], dict] | None = None,
+    promote: Choice = "auto",
 ) -> Path:
     """Write `models_dir/name/<next version>/` and return it.
 
     `sample_x`/`sample_y` are real (normalised) rows the graphs are checked on. `review`, when
     given, is called with the staged (complete) version directory and returns fields that join
     the manifest's `evaluation` (the quality report of its generated rows). The directory appears
-    only once every check has passed.
+    only once every check has passed; whether `name` resolves to it is decided then
+    (app/promotion.py: its figures against the default version's, or `promote`).
     """
     model.eval()
     version = next_version(models_dir, name)
@@ -124,7 +127,8 @@ def export(
         if review is not None:
             evaluation = manifest.evaluation.model_copy(update=review(staging))
             manifest = manifest.model_copy(update={"evaluation": Evaluation.model_validate(evaluation.model_dump())})
-            (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
+        manifest = manifest.model_copy(update={"promotion": decide(models_dir, manifest, promote)})
+        (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
         final = models_dir / name / str(version)
         staging.rename(final)
         return final

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from app.columns import Table
-from app.manifest import NumericEncoding
+from app.manifest import Manifest, NumericEncoding, read_manifest
+from app.promotion import Choice
 from training import data, evaluate, quality, tables
 from training.calibrate import MIN_CALIBRATION_ROWS, calibrate_quantiles
 from training.data import DataError, Dataset
@@ -42,6 +43,7 @@ class TrainOptions:
     calibration: str = "auto"  # quantile bands recalibrated on the validation split: auto | on | off
     formats: tuple[str, ...] = ("onnx", "torchscript")
     quality_report: bool = True  # score generated rows against the test split (training/quality.py)
+    promote: Choice = "auto"  # app/promotion.py: by the figures (auto), or by hand (yes / no)
 
 
 def train_and_export(opts: TrainOptions, log=print) -> Path:
@@ -173,14 +175,26 @@ def train_and_export(opts: TrainOptions, log=print) -> Path:
             )
             return {"quality": report}
 
-    path = export(result.model, fields, test[0], test[1], opts.models_dir, opts.name, opts.formats, review)
+    path = export(
+        result.model, fields, test[0], test[1], opts.models_dir, opts.name, opts.formats, review, opts.promote
+    )
     log(f"{opts.name}: wrote {path} (best epoch {result.best_epoch} of {result.epochs_run})")
     log(format_metrics(metrics))
     if coverage:
         log(format_coverage(coverage))
     for warning in warnings:
         log(f"WARNING: {opts.name}@{path.name}: {warning}")
+    log(format_promotion(read_manifest(path)))
     return path
+
+
+def format_promotion(manifest: Manifest) -> str:
+    ref, promotion = f"{manifest.name}@{manifest.version}", manifest.promotion
+    if promotion is None:
+        return f"{ref}: made before promotion checks (promoted)"
+    lines = [f"{ref}: {'PROMOTED' if promotion.promoted else 'HELD BACK'}: {promotion.reason}"]
+    lines += [f"  {figure}: {verdict}" for figure, verdict in promotion.checks.items()]
+    return "\n".join(lines)
 
 
 def _evaluate(

@@ -28,6 +28,8 @@ def summary(record: ModelRecord) -> ModelSummary:
             "quantile_levels": m.quantile_levels,
             "latent_dim": m.latent_dim,
             "image_shape": m.image_shape,
+            "promoted": m.promotion.promoted if m.promotion else True,
+            "promotion": m.promotion.reason if m.promotion else "made before promotion checks: promoted",
         }
     if served is not None:
         fields |= {"device": served.device, "backend": served.backend}
@@ -45,11 +47,13 @@ async def model_detail(name: str, registry: RegistryDep) -> ModelDetail:
     if not versions:
         raise ModelNotFound(f"no model named {name!r}; models: {sorted(registry.records)}")
     ready = [v for v, r in versions.items() if r.served is not None]
-    latest = versions[max(ready)] if ready else None
-    manifest = latest.manifest if latest else None
+    default, why = registry.default(name)
+    manifest = versions[default].manifest if default is not None else None
     return ModelDetail(
         name=name,
-        latest=latest.version if latest else None,
+        default_version=default,
+        default_reason=why,
+        latest=max(ready) if ready else None,
         versions=[summary(r) for r in versions.values()],
         feature_names=manifest.feature_names if manifest else None,
         columns=[c.model_dump(exclude_none=True) for c in manifest.columns] if manifest and manifest.columns else None,

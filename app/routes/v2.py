@@ -107,7 +107,7 @@ async def server_ready(registry: RegistryDep) -> Response:
 # ---- models ---------------------------------------------------------------------------------
 
 
-@model_router.get("/{name}", response_model=v2.ModelMetadata, summary="Model metadata (latest version)")
+@model_router.get("/{name}", response_model=v2.ModelMetadata, summary="Model metadata (default version)")
 async def model_metadata(name: str, request: Request) -> v2.ModelMetadata:
     return _model(request, name, None).metadata()
 
@@ -141,7 +141,7 @@ async def model_version_ready(name: str, version: str, request: Request) -> Resp
     response_model=v2.InferenceResponse,
     responses=_INFER_ERRORS,
     openapi_extra=_INFER_DOCS,
-    summary="Inference (latest)",
+    summary="Inference (default version)",
 )
 async def infer(name: str, request: Request) -> Response:
     return await _infer(request, name, None)
