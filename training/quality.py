@@ -266,13 +266,13 @@ def _rounded(value):
 
 def format_report(report: dict) -> str:
     """The report as indented lines for the CLI."""
-    lines = []
+    lines, width = [], max(map(len, report), default=0)
     for key, value in report.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v:.3f}" for k, v in value.items())
         elif isinstance(value, float):
             value = f"{value:.4f}"
-        lines.append(f"  {key:<27}  {value}")
+        lines.append(f"  {key:<{width}}  {value}")
     return "\n".join(lines)
 
 
