@@ -48,6 +48,18 @@ class _Chunk:
     enqueued: float = field(default_factory=time.perf_counter)
 
 
+class WrongOutput(ValueError):
+    """A graph's outputs do not have the shapes its manifest implies for the rows it was given."""
+
+
+def check_outputs(outputs: list[np.ndarray], rows: int, shapes: list[tuple[int, ...]]) -> None:
+    """Rows out = rows in, and every other axis as the manifest says; WrongOutput otherwise."""
+    got = [tuple(o.shape) for o in outputs]
+    want = [(rows, *shape) for shape in shapes]
+    if got != want:
+        raise WrongOutput(f"outputs of shapes {got} for {rows} rows in, where the manifest implies {want}")
+
+
 class Batcher:
     def __init__(
         self,
@@ -63,8 +75,10 @@ class Batcher:
         max_queue_rows: int,
         inline_max_s: float = 0.0,
         timeout_s: float | None = None,
+        output_shapes: list[tuple[int, ...]] | None = None,
     ) -> None:
         self.graph = graph
+        self.output_shapes = output_shapes  # each output's shape past the rows axis, checked on every run
         self.executor = executor
         self.batching = batching
         self.max_batch_size = max_batch_size if batching else 1 << 62
@@ -174,6 +188,9 @@ class Batcher:
 
     def _failed(self, exc: Exception, rows: int) -> InferenceFailed:
         """Logs a failed run (with its traceback) and returns what its requests are told."""
+        if isinstance(exc, WrongOutput):  # the model's fault, said in full: no traceback to read
+            logger.error("%s: %s", self.name, exc)
+            return InferenceFailed(f"{self.name}: {exc}; the model is faulty")
         logger.exception("%s: inference failed on %d rows", self.name, rows)
         return InferenceFailed(f"{self.name}: inference failed ({type(exc).__name__})")
 
@@ -183,7 +200,11 @@ class Batcher:
         which grows with load and would keep a cheap graph off the loop for good."""
         started = time.perf_counter()
         outputs = self.graph.run(inputs)
-        return outputs, time.perf_counter() - started
+        took = time.perf_counter() - started
+        if self.output_shapes is not None:
+            rows = len(next(iter(inputs.values())))
+            check_outputs(outputs, rows, self.output_shapes)
+        return outputs, took
 
     def _ran(self, rows: int, took: float) -> None:
         if rows <= self.max_batch_size:  # the typical run; a lone large request's single run is not

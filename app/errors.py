@@ -10,8 +10,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 logger = logging.getLogger("genserve")
 
@@ -29,6 +30,10 @@ class GenserveError(Exception):
 
 class InvalidInput(GenserveError):
     status, code = 422, "invalid_input"
+
+
+class Forbidden(GenserveError):
+    status, code = 403, "forbidden"
 
 
 class ModelNotFound(GenserveError):
@@ -77,6 +82,12 @@ class InferenceFailed(GenserveError):
     status, code = 500, "inference_failed"
 
 
+class ModelFault(GenserveError):
+    """The model computed something it should not (non-finite values from sane inputs)."""
+
+    status, code = 500, "model_fault"
+
+
 class StartupError(RuntimeError):
     """The service cannot start as configured (e.g. GENSERVE_DEVICE=cuda without a GPU)."""
 
@@ -109,6 +120,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return ErrorResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_: Request, exc: ClientDisconnect) -> Response:
+        # the client left before its body arrived: nothing can be answered, nothing went wrong here
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
+from app import parsing, protocol
 from app.deps import require_api_key
 from app.errors import NotReady, RepositoryUnavailable, install_error_handlers
 from app.middleware import BodyLimit, DirectRoutes, RequestMetrics
@@ -43,8 +44,32 @@ class GenserveAPI(FastAPI):
         return app
 
 
+def _configure_protocol(settings: Settings) -> None:
+    """The connection limits of app/protocol.py, in the process that will serve (each worker)."""
+    fit = protocol.raise_open_files_limit(settings.max_connections + 256)
+    connections = settings.max_connections
+    if fit < connections:
+        logger.warning(
+            "GENSERVE_MAX_CONNECTIONS=%d does not fit the open-file limit: at most %d connections", connections, fit
+        )
+        connections = fit
+    protocol.configure(
+        protocol.Limits(
+            header_timeout_s=settings.header_timeout_s,
+            max_header_bytes=settings.max_header_bytes,
+            max_headers=settings.max_headers,
+            body_timeout_s=settings.body_timeout_s,
+            body_min_rate=settings.body_min_rate,
+            max_connections=connections,
+        )
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    _configure_protocol(settings)
+    if os.environ.get("GENSERVE_API_KEY") == "":
+        logger.warning("GENSERVE_API_KEY is set but empty: no API key, the API and /admin/reload are open")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stop_reloading()
         finally:
             await registry.stop()
+            parsing.shutdown()
             executor.shutdown(wait=True)
             if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # this worker's live gauges go with it
                 from prometheus_client import multiprocess
@@ -75,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Generate samples, latent codes, reconstructions and quantile bands from VAE/CVAE/QVAE models.",
         lifespan=lifespan,
+        redirect_slashes=False,  # a redirect would name the client's Host header: /generate/ is a 404
     )
     app.state.settings = settings
     install_error_handlers(app)

@@ -9,14 +9,26 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import re
+import stat
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "model.json"
+MAX_MANIFEST_BYTES = 64 << 20
+
+# Bounds that keep every manifest that loads servable: a version fits any JSON encoder's
+# integers, sizes fit memory, and float32 arithmetic on normalised rows stays finite.
+MAX_VERSION = 2**31 - 1
+MAX_DIM = 1_000_000
+MAX_LATENT = 65_536
+MAX_LEVELS = 99
+MAX_LABELS = 100_000
+MIN_SCALE, MAX_NORMALIZATION = 1e-30, 1e30
 
 Head = Literal["bernoulli", "gaussian", "quantile"]
 ArtifactFormat = Literal["onnx", "torchscript"]
@@ -64,8 +76,13 @@ class Normalization(_Strict):
     def _check(self) -> Normalization:
         if len(self.shift) != len(self.scale):
             raise ValueError("normalization shift and scale differ in length")
-        if any(s <= 0 for s in self.scale):
-            raise ValueError("normalization scale must be positive")
+        if not all(math.isfinite(v) and abs(v) <= MAX_NORMALIZATION for v in self.shift):
+            raise ValueError(f"normalization shift must be finite and within ±{MAX_NORMALIZATION:g}")
+        if not all(MIN_SCALE <= s <= MAX_NORMALIZATION for s in self.scale):
+            raise ValueError(
+                f"normalization scale must lie between {MIN_SCALE:g} and {MAX_NORMALIZATION:g}: outside, float32 "
+                "arithmetic on served rows overflows or divides by zero"
+            )
         return self
 
 
@@ -233,17 +250,19 @@ class Promotion(_Strict):
 class Manifest(_Strict):
     format_version: Literal[1] = FORMAT_VERSION
     name: str = Field(pattern=NAME_PATTERN)
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     head: Head
-    quantile_levels: list[float] | None = None
-    labels: list[str] | None = Field(default=None, description="Condition vocabulary; None for an unconditional model.")
-    input_dim: int = Field(ge=1)
-    image_shape: list[int] | None = None
+    quantile_levels: list[float] | None = Field(None, max_length=MAX_LEVELS)
+    labels: list[str] | None = Field(
+        default=None, max_length=MAX_LABELS, description="Condition vocabulary; None for an unconditional model."
+    )
+    input_dim: int = Field(ge=1, le=MAX_DIM)
+    image_shape: list[Annotated[int, Field(ge=1, le=MAX_DIM)]] | None = Field(None, max_length=4)
     feature_names: list[str] = Field(description="names of the encoded features the graphs take, in order")
     columns: list[Column] | None = Field(
         None, description="the table's column schema; None for an all-numeric model (images, arrays)"
     )
-    latent_dim: int = Field(ge=1)
+    latent_dim: int = Field(ge=1, le=MAX_LATENT)
     latent_prior: list[LatentPrior] | None = Field(
         None, description="per label (in `labels` order; one for an unconditional model); None: z ~ N(0, I)"
     )
@@ -363,12 +382,32 @@ def model_versions(models_dir: Path, name: str) -> list[int]:
 
 
 def is_version_name(text: str) -> bool:
-    """A version directory: ASCII digits only (str.isdigit() would take '²' or a full-width '１')."""
-    return re.fullmatch(r"[0-9]+", text) is not None and int(text) >= 1
+    """A version directory: ASCII digits only (str.isdigit() would take '²' or a full-width '１'),
+    a number from 1 to MAX_VERSION."""
+    return re.fullmatch(r"[0-9]{1,10}", text) is not None and 1 <= int(text) <= MAX_VERSION
+
+
+def contained_file(version_dir: Path, name: str) -> Path:
+    """`version_dir / name` if it is a regular file inside the version directory (after links);
+    ValueError otherwise: a link out of the directory, a FIFO or device, a directory."""
+    path = version_dir / name
+    real, root = path.resolve(), version_dir.resolve()
+    if not real.is_relative_to(root):
+        raise ValueError(f"{name} links out of its version directory ({real}); not followed")
+    try:
+        mode = real.stat().st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(2, "No such file", str(path)) from None
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{name} is not a regular file")
+    return real
 
 
 def read_manifest(version_dir: Path) -> Manifest:
-    return Manifest.model_validate_json((version_dir / MANIFEST_FILE).read_text())
+    path = contained_file(version_dir, MANIFEST_FILE)
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ValueError(f"{MANIFEST_FILE} is larger than {MAX_MANIFEST_BYTES} bytes")
+    return Manifest.model_validate_json(path.read_bytes())
 
 
 def resolve(models_dir: Path, ref: str) -> Path:

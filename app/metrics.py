@@ -68,8 +68,34 @@ def forget_version(model: str, version: int, device: str, backend: str) -> None:
 
 def render() -> tuple[bytes, str]:
     """The exposition text for GET /metrics, aggregated over workers in multiprocess mode."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        _forget_dead_workers(directory)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def _forget_dead_workers(directory: str) -> None:
+    """Live gauges of a worker that died without its lifespan's clean-up (killed): without
+    this, its last queue depth would be summed into the gauge for ever."""
+    pids = set()
+    for name in os.listdir(directory):
+        if name.startswith("gauge_live") and name.endswith(".db"):
+            pid = name.rsplit("_", 1)[-1].removesuffix(".db")
+            if pid.isdigit():
+                pids.add(int(pid))
+    for pid in pids:
+        if not _alive(pid):
+            multiprocess.mark_process_dead(pid, directory)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -27,12 +27,13 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from app import metrics
-from app.batching import Batcher
+from app.batching import Batcher, WrongOutput, check_outputs
 from app.errors import ModelNotFound, NotReady, RepositoryUnavailable, StartupError
 from app.manifest import (
     MANIFEST_FILE,
     Artifact,
     Manifest,
+    contained_file,
     is_version_name,
     parse_model_ref,
     read_manifest,
@@ -81,6 +82,7 @@ class Registry:
         self.executor = executor
         self.records: dict[str, dict[int, ModelRecord]] = {}
         self.pins: dict[str, Pin] = {}  # read with the versions, at start-up and at each reload
+        self.duplicates: dict[tuple[str, int], list[str]] = {}  # version -> the directory names claiming it
         self._said_cpu = False
         self._reload_lock = asyncio.Lock()
         self._retiring: set[asyncio.Task] = set()
@@ -116,9 +118,17 @@ class Registry:
             logger.error("model directory %s does not exist: no models to serve", root)
             return []
         found = []
+        self.duplicates = {}
         for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            versions = (p for p in model_dir.iterdir() if p.is_dir() and is_version_name(p.name))
-            found += [(model_dir.name, int(p.name), p) for p in sorted(versions, key=lambda p: int(p.name))]
+            claims: dict[int, list[Path]] = {}
+            for p in model_dir.iterdir():
+                if p.is_dir() and is_version_name(p.name):
+                    claims.setdefault(int(p.name), []).append(p)
+            for version, paths in sorted(claims.items()):
+                paths.sort(key=lambda p: (p.name != str(version), p.name))  # the canonical name first
+                if len(paths) > 1:
+                    self.duplicates[(model_dir.name, version)] = [p.name for p in paths]
+                found.append((model_dir.name, version, paths[0]))
         return found
 
     def _read_pins(self) -> dict[str, Pin]:
@@ -138,6 +148,9 @@ class Registry:
         record = ModelRecord(name=name, version=version, path=path, state="failed", fingerprint=_fingerprint(path))
         try:
             parse_model_ref(name)
+            if (name, version) in self.duplicates:
+                names = ", ".join(self.duplicates[(name, version)])
+                raise ValueError(f"directories {names} all claim version {version}: remove all but one")
             manifest = read_manifest(path)
             if (manifest.name, manifest.version) != (name, version):
                 raise ValueError(f"manifest says {manifest.name}@{manifest.version} but lies in {name}/{version}")
@@ -171,10 +184,11 @@ class Registry:
         for graph_name, graph in (("encoder", manifest.encoder), ("decoder", manifest.decoder)):
             artifact = self._choose(graph.artifacts)
             backend = artifact.format
-            if sha256_file(path / artifact.path) != artifact.sha256:
+            if sha256_file(contained_file(path, artifact.path)) != artifact.sha256:
                 raise ValueError(f"checksum mismatch for {artifact.path}: the file is not the one the manifest records")
             graphs[graph_name] = load_graph(artifact, path, self._device(artifact), s.inference_threads)
-        _warm_up(manifest, graphs)
+        shapes = _output_shapes(manifest)
+        _warm_up(manifest, graphs, shapes, (1, 2, max(2, min(s.max_batch_size, s.max_samples))))
         batchers = {
             graph_name: Batcher(
                 graph,
@@ -188,6 +202,7 @@ class Registry:
                 max_queue_rows=s.max_queue,
                 inline_max_s=s.inline_max_ms / 1000,
                 timeout_s=s.request_timeout_s or None,
+                output_shapes=shapes[graph_name],
             )
             for graph_name, graph in graphs.items()
         }
@@ -268,7 +283,8 @@ class Registry:
         candidates = {}
         for (name, version), path in found.items():
             old = self.records.get(name, {}).get(version)
-            if old is not None and old.served is not None and old.fingerprint == _fingerprint(path):
+            unchanged = old is not None and old.served is not None and old.fingerprint == _fingerprint(path)
+            if unchanged and (name, version) not in self.duplicates:
                 continue
             candidates[(name, version)] = self._load_version(name, version, path, reloading=True)
         return candidates, found
@@ -362,27 +378,51 @@ def _set_loaded(record: ModelRecord, value: int) -> None:
 
 
 def _fingerprint(path: Path) -> str | None:
-    try:
-        return hashlib.sha256((path / MANIFEST_FILE).read_bytes()).hexdigest()
-    except OSError:
+    try:  # a FIFO or a link out of the directory is never read: it would hang, or reach elsewhere
+        return hashlib.sha256(contained_file(path, MANIFEST_FILE).read_bytes()).hexdigest()
+    except (OSError, ValueError):
         return None
 
 
-def _warm_up(manifest: Manifest, graphs: dict[str, LoadedGraph]) -> None:
-    """One inference per graph on a real-shaped row; the outputs must have the manifest's shapes."""
-    y = {"y": np.zeros(2, dtype=np.int64)} if manifest.conditional else {}
-    dims = {"encoder": manifest.input_dim, "decoder": manifest.latent_dim}
-    expected = {
-        "encoder": [(2, manifest.latent_dim)] * 2,
-        "decoder": [shape for _, shape in manifest.decoder_outputs(rows=2)],
+def _output_shapes(manifest: Manifest) -> dict[str, list[tuple[int, ...]]]:
+    """Each graph's output shapes past the rows axis, as the manifest implies them."""
+    return {
+        "encoder": [(manifest.latent_dim,)] * 2,
+        "decoder": [shape[1:] for _, shape in manifest.decoder_outputs(rows=1)],
     }
+
+
+def _warm_up(
+    manifest: Manifest, graphs: dict[str, LoadedGraph], shapes: dict[str, list[tuple[int, ...]]], sizes: tuple[int, ...]
+) -> None:
+    """Run each graph at several batch sizes (1 to the largest batch) on rows at the training
+    data's centre (zeros on the model's scale) and codes at the prior's: the outputs must have the
+    manifest's shapes for every size, and be finite, in original units too. A model that fails
+    would answer wrong rows or non-finite values to every request: it is not served."""
+    dims = {"encoder": manifest.input_dim, "decoder": manifest.latent_dim}
     for graph_name, graph in graphs.items():
-        feed = {graph.input_names[0]: np.zeros((2, dims[graph_name]), dtype=np.float32)}
-        if manifest.conditional:
-            feed[graph.input_names[1]] = y["y"]
-        try:
-            shapes = [tuple(o.shape) for o in graph.run(feed)]
-        except Exception as e:
-            raise ValueError(f"{graph_name} failed its warm-up inference: {e}") from None
-        if shapes != expected[graph_name]:
-            raise ValueError(f"{graph_name} outputs shapes {shapes}, the manifest implies {expected[graph_name]}")
+        for rows in sizes:
+            feed = {graph.input_names[0]: np.zeros((rows, dims[graph_name]), dtype=np.float32)}
+            if manifest.conditional:
+                feed[graph.input_names[1]] = np.arange(rows, dtype=np.int64) % len(manifest.labels or [1])
+            try:
+                outputs = graph.run(feed)
+            except Exception as e:
+                raise ValueError(f"{graph_name} failed its warm-up inference on {rows} row(s): {e}") from None
+            try:
+                check_outputs(outputs, rows, shapes[graph_name])
+            except WrongOutput as e:
+                raise ValueError(f"{graph_name} {e}") from None
+            for name, out in zip(graph.output_names, outputs, strict=True):
+                if not np.isfinite(out).all():
+                    raise ValueError(
+                        f"{graph_name} output {name!r} is not finite for {rows} row(s) at the data's centre"
+                    )
+            if graph_name == "decoder" and manifest.columns is None:  # back to original units, as served
+                scale = np.asarray(manifest.normalization.scale, np.float32)
+                shift = np.asarray(manifest.normalization.shift, np.float32)
+                with np.errstate(all="ignore"):
+                    central = outputs[0] if outputs[0].ndim == 2 else outputs[0][:, outputs[0].shape[1] // 2]
+                    restored = central * scale + shift
+                if not np.isfinite(restored).all():
+                    raise ValueError("the decoder's output is not finite in original units: check normalization.scale")

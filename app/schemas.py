@@ -6,9 +6,10 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from app.errors import UnsupportedMediaType
+from app.errors import InvalidInput, UnsupportedMediaType
+from app.parsing import BodyInvalid, TooManyRows, validate_json
 
 Rows = list[list[float]]
 TypedRows = list[list[float | int | str | bool | None]]
@@ -84,21 +85,19 @@ async def read_body(request: Request, model: type[RequestT]) -> RequestT:
             raise UnsupportedMediaType(
                 f"the body is declared as {media_type or 'nothing'!r}; send JSON with 'Content-Type: application/json'"
             )
-    return parse_body(model, await request.body())
-
-
-def parse_body(model: type[RequestT], raw: bytes) -> RequestT:
-    """Validate a JSON body straight from its bytes with pydantic-core's parser: no Python
-    dict in between, which is most of a small request's validation cost. Errors are the
-    same 422 `invalid_request` as FastAPI's own body validation."""
+    settings = request.app.state.settings
     try:
-        return model.model_validate_json(raw)
-    except ValidationError as e:
-        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from None
+        return await validate_json(model, await request.body(), settings.max_samples)
+    except BodyInvalid as e:
+        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors]) from None
+    except TooManyRows as e:
+        raise InvalidInput(
+            f"{e.rows} rows in one request; the limit is {settings.max_samples} (GENSERVE_MAX_SAMPLES)"
+        ) from None
 
 
 def json_body(model: type[_Request]) -> dict[str, Any]:
-    """OpenAPI for a body that `parse_body` reads: the route documents it as FastAPI would."""
+    """OpenAPI for a body that `read_body` reads: the route documents it as FastAPI would."""
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline_schema(model)}}}}
 
 

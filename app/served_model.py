@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import numpy as np
 
 from app.batching import Batcher
 from app.columns import Cell, Mixture, RowError, Table, head_values, latent_codes
-from app.errors import InvalidInput
+from app.errors import InvalidInput, ModelFault
 from app.manifest import Manifest
 
 # Levels returned by /quantiles for a Gaussian head (a quantile head returns its own).
@@ -28,6 +29,8 @@ GAUSSIAN_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
 P = ParamSpec("P")
 R = TypeVar("R")
 Mode = Literal["sample", "mean"]
+logger = logging.getLogger("genserve")
+FAR_INPUT = 100.0  # model's scale (standard deviations): a non-finite result from farther out is the input's fault
 _NUMBERS = frozenset((float, int))  # a JSON number as parsed; bool (an int subclass) is not one
 Row = Sequence[Cell] | dict[str, Cell]
 
@@ -199,9 +202,9 @@ class ServedModel:
         return {names[0]: first} if y is None else {names[0]: first, names[1]: y}
 
     async def _encode(self, x_norm: np.ndarray, y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        _require_finite(x_norm, "the normalised input")
+        _require_finite_input(x_norm, "the normalised input")
         mean, log_var = await self.encoder.run(self._feed(x_norm, y, self.encoder))
-        _require_finite(mean, "the encoder's output")
+        self._require_finite(mean, "the encoder's output", x_norm)
         return mean, log_var
 
     async def _decode(self, z: np.ndarray, y: np.ndarray | None) -> list[np.ndarray]:
@@ -215,13 +218,13 @@ class ServedModel:
         return head_values(m.head, outputs, m.quantile_levels, bool(m.discrete_dim), rng)
 
     def _table_values(
-        self, outputs: list[np.ndarray], rng: np.random.Generator | None
+        self, outputs: list[np.ndarray], rng: np.random.Generator | None, inputs: np.ndarray | None = None
     ) -> tuple[TableRows, np.ndarray, np.ndarray, np.ndarray]:
         """A table model's rows from the decoder's outputs (drawn with `rng`, else central values),
         with the numeric block on the model's scale, the category indices and the gaps behind them."""
         assert self.table is not None
         z = self._numeric(outputs, rng)
-        _require_finite(z, "the decoded value")
+        self._require_finite(z, "the decoded value", inputs)
         codes, missing = self.table.choose(self._discrete(outputs), len(z), rng)
         return (
             TableRows(self.table.names, self.table.values(self.table.from_scale(z), codes, missing)),
@@ -233,11 +236,27 @@ class ServedModel:
     def _discrete(self, outputs: list[np.ndarray]) -> np.ndarray | None:
         return outputs[-1] if self.manifest.discrete_dim else None
 
-    def _original_units(self, x_norm: np.ndarray) -> np.ndarray:
+    def _original_units(self, x_norm: np.ndarray, inputs: np.ndarray | None = None) -> np.ndarray:
         with np.errstate(over="ignore"):
             x = x_norm * self.scale + self.shift
-        _require_finite(x, "the result in original units")
+        self._require_finite(x, "the result in original units", inputs)
         return x
+
+    def _require_finite(self, values: np.ndarray, what: str, inputs: np.ndarray | None) -> None:
+        """A non-finite value computed from the request's (normalised) `inputs`, or from the
+        model's own latent draws when None: the input's fault (422) only when the input lies far
+        outside the training data; otherwise the model's (500, named)."""
+        if np.isfinite(values).all():
+            return
+        row = int(np.argwhere(~np.isfinite(values))[0][0])
+        if inputs is not None and not np.abs(inputs[row]).max() <= FAR_INPUT:
+            _require_finite_input(values, what)
+        source = "its latent draws" if inputs is None else "an input within the range of its training data"
+        logger.error("model %s computed a non-finite %s for row %d from %s", self.ref, what, row, source)
+        raise ModelFault(
+            f"model {self.ref} computed a non-finite {what} for row {row} from {source}: the model is faulty",
+            details={"row": row},
+        )
 
     # ---- endpoints ----------------------------------------------------------------------
 
@@ -283,17 +302,18 @@ class ServedModel:
         if self.table is None:
             x = self.check_rows(inputs)
             y = self.check_labels(labels, len(x))
-            mean, _ = await self._encode(self._normalised(x), y)
-            reconstruction = self._original_units(self._numeric(await self._decode(mean, y), None))
+            x_norm = self._normalised(x)
+            mean, _ = await self._encode(x_norm, y)
+            reconstruction = self._original_units(self._numeric(await self._decode(mean, y), None), x_norm)
             errors = ((reconstruction.astype(np.float64) - x) ** 2).mean(axis=1)  # float64: inputs may be ~1e30
-            _require_finite(errors, "the reconstruction error")
+            self._require_finite(errors, "the reconstruction error", x_norm)
             return reconstruction, errors, None
         table = self.table
         codes, x_enc = self.table_rows(inputs)
         y = self.check_labels(labels, len(x_enc))
         mean, _ = await self._encode(x_enc, y)
         outputs = await self._decode(mean, y)
-        rows, z, recon_codes, recon_missing = self._table_values(outputs, None)
+        rows, z, recon_codes, recon_missing = self._table_values(outputs, None, x_enc)
         column_errors = table.errors(x_enc, codes, z, recon_codes, recon_missing)
         modelled = [i for i, c in enumerate(table.columns) if c.kind != "constant"]
         return rows, column_errors[:, modelled].mean(axis=1), column_errors
@@ -322,14 +342,14 @@ class ServedModel:
             z = np.asarray([NormalDist().inv_cdf(t) for t in levels], dtype=np.float32)
             q = outputs[0][:, None, :] + z[None, :, None] * np.exp(0.5 * outputs[1])[:, None, :]
         if self.table is None:
-            return levels, self._original_units(q), None  # scale > 0 keeps the order of the levels
-        _require_finite(q, "a quantile")
+            return levels, self._original_units(q, x_norm), None  # scale > 0 keeps the order of the levels
+        self._require_finite(q, "a quantile", x_norm)
         rows, k, d = q.shape  # every column's map from the model's scale is increasing: levels stay in order
         bands = self.table.from_scale(q.reshape(rows * k, d)).reshape(rows, k, d)
         return levels, bands, self.table.probabilities(self._discrete(outputs), rows)
 
 
-def _require_finite(values: np.ndarray, what: str) -> None:
+def _require_finite_input(values: np.ndarray, what: str) -> None:
     """Finite inputs can still overflow float32 on the way (values far outside the training
     data): answer 422 rather than a response JSON cannot carry."""
     if not np.isfinite(values).all():

@@ -57,6 +57,20 @@ class Settings(BaseSettings):
     shutdown_timeout_s: float = Field(
         30.0, gt=0, description="on SIGTERM, longest wait for requests in flight before closing connections"
     )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="a request's line and headers must arrive within this (else 408 and closed)"
+    )
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="largest request line + headers (else 431)")
+    max_headers: int = Field(100, ge=8, description="most header lines in a request (else 431)")
+    body_timeout_s: float = Field(
+        10.0, gt=0, description="longest pause in a request body's upload, and the grace before its rate counts"
+    )
+    body_min_rate: int = Field(
+        16 * 1024, ge=0, description="slowest average upload, bytes/s, once a body has taken body_timeout_s (0: any)"
+    )
+    max_connections: int = Field(
+        1000, ge=16, description="open connections; one more evicts the longest-waiting one without a request"
+    )
 
     @property
     def cors_origin_list(self) -> list[str]:

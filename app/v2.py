@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from app.batching import Batcher
-from app.errors import InvalidInput, ModelNotFound, NotReady
+from app.errors import InvalidInput, ModelFault, ModelNotFound, NotReady
 from app.manifest import is_version_name
+from app.parsing import BodyInvalid, validate_json
 from app.registry import Registry
-from app.served_model import ServedModel
+from app.served_model import FAR_INPUT, ServedModel
 
 GRAPHS = ("encoder", "decoder")
 EXTENSIONS = ("binary_tensor_data",)
@@ -188,16 +189,16 @@ class V2Model:
         """An inference request's body and headers -> the response's body and headers."""
         header, binary = _split_body(body, headers)
         try:
-            request = InferenceRequest.model_validate_json(header)
-        except ValidationError as e:
-            raise InvalidInput(f"invalid inference request: {_describe(e)}") from None
+            request = await validate_json(InferenceRequest, header)
+        except BodyInvalid as e:
+            raise InvalidInput(f"invalid inference request: {_describe(e.errors)}") from None
         selected = self._select_outputs(request)  # before running: a bad output name costs no inference
         feed = self._read_inputs(request.inputs, binary)
         with self.served.hold():
             results = await self.batcher.run(feed)
         by_name = dict(zip(self.batcher.graph.output_names, results, strict=True))
         for spec, _ in selected:
-            _require_finite_output(spec.name, by_name[spec.name])
+            _require_finite_output(self.name, spec.name, by_name[spec.name], next(iter(feed.values())))
         return self._response(request.id, [(spec, by_name[spec.name], binary) for spec, binary in selected])
 
     # ---- request --------------------------------------------------------------------------
@@ -408,19 +409,25 @@ def _bool_parameter(parameters: dict[str, object] | None, key: str, owner: str) 
     return value
 
 
-def _require_finite_output(name: str, values: np.ndarray) -> None:
-    """Finite inputs far outside the training data can still overflow float32 in the graph."""
+def _require_finite_output(model: str, name: str, values: np.ndarray, inputs: np.ndarray) -> None:
+    """Finite inputs far outside the training data can still overflow float32 in the graph (422);
+    from inputs within it, a non-finite output is the model's fault (500)."""
     if not np.isfinite(values).all():
         row = int(np.argwhere(~np.isfinite(values))[0][0])
+        if np.abs(inputs[row]).max() <= FAR_INPUT:
+            raise ModelFault(
+                f"{model} computed a non-finite output {name!r} at row {row} from an input within the range of its "
+                "training data: the model is faulty"
+            )
         raise InvalidInput(
             f"output {name!r} is not finite in float32 at row {row}; the input lies too far outside the range "
             "of the data the model was trained on"
         )
 
 
-def _describe(error: ValidationError) -> str:
+def _describe(errors: list[dict]) -> str:
     """The first problem of a request that does not fit the protocol, e.g. `inputs[0].shape: ...`."""
-    first = error.errors()[0]
+    first = errors[0]
     if first["type"] == "json_invalid":
         return f"the body is not valid JSON ({first['msg'].removeprefix('Invalid JSON: ')})"
     where, in_data = "", False

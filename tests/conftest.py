@@ -146,10 +146,15 @@ def free_port() -> int:
 class LiveServer:
     """`python -m app` in a subprocess on 127.0.0.1; stopped by its PID."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], open_files: int | None = None) -> None:
+        import resource
         import time
 
         import httpx
+
+        def limit_open_files() -> None:  # in the child: as on a host whose limit is `open_files`
+            if open_files is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -164,7 +169,12 @@ class LiveServer:
         full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.log = open(ROOT / ".pytest_cache" / f"server-{self.port}.log", "w+")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app"], cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "app"],
+            cwd=ROOT,
+            env=full_env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=limit_open_files if open_files is not None else None,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

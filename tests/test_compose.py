@@ -45,6 +45,12 @@ NON_DEFAULT = {
     "GENSERVE_WORKER_START_TIMEOUT_S": "60",
     "GENSERVE_KEEP_ALIVE_S": "75",
     "GENSERVE_SHUTDOWN_TIMEOUT_S": "10",
+    "GENSERVE_HEADER_TIMEOUT_S": "5",
+    "GENSERVE_MAX_HEADER_BYTES": "16384",
+    "GENSERVE_MAX_HEADERS": "50",
+    "GENSERVE_BODY_TIMEOUT_S": "20",
+    "GENSERVE_BODY_MIN_RATE": "0",
+    "GENSERVE_MAX_CONNECTIONS": "4000",
 }
 SERVICES = ("genserve", "genserve-gpu", "replica")
 _VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")

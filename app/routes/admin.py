@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from app.deps import RegistryDep
+from app.errors import Forbidden, UnsupportedMediaType
 from app.registry import ReloadReport
 from app.schemas import ErrorResponse
 
@@ -21,7 +23,23 @@ class ReloadResponse(ReloadReport):
     status: str = Field(description="reloaded")
 
 
-router = APIRouter(prefix="/admin", tags=["admin"], responses={401: {"model": ErrorResponse}})
+def _same_origin_json(request: Request) -> None:
+    origin = request.headers.get("origin")
+    host = request.headers.get("host", "")
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none") or (
+        origin is not None and urlsplit(origin).netloc.lower() != host.lower()
+    ):
+        raise Forbidden(f"a cross-origin request (from {origin or 'another site'}) cannot trigger a reload")
+    content_type = request.headers.get("content-type")
+    if content_type is not None and content_type.partition(";")[0].strip().lower() != "application/json":
+        raise UnsupportedMediaType(
+            f"the body is declared as {content_type!r}; send no body, or JSON with 'Content-Type: application/json'"
+        )
+
+
+router = APIRouter(
+    prefix="/admin", tags=["admin"], responses={code: {"model": ErrorResponse} for code in (401, 403, 415)}
+)
 
 
 @router.post(
@@ -38,7 +56,11 @@ async def reload(request: Request, registry: RegistryDep) -> JSONResponse:
     With several (GENSERVE_WORKERS > 1) a reload in one worker would leave the others behind:
     the request asks the server process to replace its workers one by one instead (as SIGHUP
     to it does); each new worker loads the repository as it is, and is in service before the
-    old one it replaces stops. That answer is 202, with nothing to report yet."""
+    old one it replaces stops. That answer is 202, with nothing to report yet.
+
+    A browser's cross-origin request is refused (403), and so is a body that is not JSON (415):
+    a web page the operator opens cannot make its browser trigger a reload, API key or not."""
+    _same_origin_json(request)
     if request.app.state.settings.workers > 1:
         os.kill(os.getppid(), signal.SIGHUP)
         return JSONResponse(

@@ -1,0 +1,269 @@
+"""The HTTP/1.1 protocol genserve runs under uvicorn: uvicorn's httptools protocol with a limit
+on every phase of a connection, so that no client can hold the server's sockets or memory
+by being slow.
+
+- **Headers**: the request line and headers must arrive within `GENSERVE_HEADER_TIMEOUT_S`
+  of the connection's opening (or of a keep-alive request's first byte), in at most
+  `GENSERVE_MAX_HEADER_BYTES` and `GENSERVE_MAX_HEADERS` lines: 408 or 431 otherwise, and the
+  connection is closed before more is parsed.
+- **Body**: an upload that pauses for `GENSERVE_BODY_TIMEOUT_S`, or that after that long
+  averages under `GENSERVE_BODY_MIN_RATE` bytes/s, is answered 408 and closed; the app sees
+  a disconnect (499) and drops what it had read. Time the server itself holds back reading
+  (flow control, while the app has not taken the body yet) is not counted against the client.
+- **Idle keep-alive**: uvicorn's `GENSERVE_KEEP_ALIVE_S`.
+- **Connections**: at most `GENSERVE_MAX_CONNECTIONS` open. One more evicts the connection
+  that has waited longest without a request in progress (still sending headers, or idle
+  between requests); when every one is busy, the new one is closed at once. The process's
+  open-file limit is raised to allow them (`raise_open_files_limit`).
+- **Shutdown**: a connection whose request has not fully arrived is closed at once instead
+  of holding the drain for `GENSERVE_SHUTDOWN_TIMEOUT_S`.
+
+A sweep every 0.5 s checks the deadlines (one timer per worker, not one per connection).
+Memory a closed upload held goes back to the operating system (`malloc_trim`, where glibc is
+the allocator).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import logging
+import resource
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+logger = logging.getLogger("genserve")
+SWEEP_S = 0.5
+SWEEP_SLICE = 32  # connections checked per turn of the event loop
+TRIM_AFTER_BYTES = 16 << 20  # bytes of request bodies dropped since the last trim
+
+
+@dataclass(frozen=True)
+class Limits:
+    header_timeout_s: float = 10.0
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
+    body_timeout_s: float = 10.0
+    body_min_rate: int = 16 * 1024
+    max_connections: int = 1000
+
+
+_STATUS = {408: b"408 Request Timeout", 431: b"431 Request Header Fields Too Large"}
+
+
+class TooManyHeaders(Exception):
+    pass
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits above (`limits` is set by `configure`)."""
+
+    limits: ClassVar[Limits] = Limits()
+    _sweeping: ClassVar[set[int]] = set()  # ids of the connection sets a sweep is running for
+    _dropped_bytes: ClassVar[int] = 0
+    _libc: ClassVar[ctypes.CDLL | None] = None
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._phase = "headers"  # headers | body | app | idle (keep-alive, between requests)
+        self._since = time.monotonic()
+        self._header_bytes = 0
+        self._header_lines = 0
+        self._body_bytes = 0
+        self._body_active_s = 0.0  # time in the body phase with reading not held back by the server
+        self._last_body = self._since
+
+    # ---- connection -------------------------------------------------------------------------
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections and not self._evict_one():
+            transport.abort()  # every other connection is serving a request: this one waits its turn
+            return
+        key = id(self.connections)
+        if key not in self._sweeping:
+            self._sweeping.add(key)
+            self.loop.call_later(SWEEP_S, _sweep, self.loop, self.connections)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._phase == "body":
+            GuardedProtocol._dropped_bytes += self._body_bytes
+        super().connection_lost(exc)
+
+    def _evict_one(self) -> bool:
+        waiting = [c for c in self.connections if isinstance(c, GuardedProtocol) and c is not self and c._waiting()]
+        if not waiting:
+            return False
+        oldest = min(waiting, key=lambda c: c._since)
+        oldest.transport.abort()
+        return True
+
+    def _waiting(self) -> bool:
+        """Open without a request in progress: still sending headers, or idle between requests."""
+        return self._phase in ("headers", "idle") and not self.transport.is_closing()
+
+    def shutdown(self) -> None:
+        if self._phase in ("headers", "body"):  # its request has not arrived: it cannot be served
+            self.transport.close()
+            return
+        super().shutdown()
+
+    # ---- parsing ----------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._phase == "idle":
+            self._enter("headers")
+        counting = self._phase == "headers"
+        if counting:
+            self._header_bytes += len(data)
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self._header_lines > self.limits.max_headers:
+                self._refuse(431, f"more than {self.limits.max_headers} header lines (GENSERVE_MAX_HEADERS)")
+            else:
+                self.logger.warning("Invalid HTTP request received.")
+                self.send_400_response("Invalid HTTP request received.")
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+        if self._phase == "headers" and counting and self._header_bytes > self.limits.max_header_bytes:
+            if not self.transport.is_closing():
+                self._refuse(
+                    431, f"request headers over {self.limits.max_header_bytes} bytes (GENSERVE_MAX_HEADER_BYTES)"
+                )
+        elif self._phase == "body":
+            self._last_body = time.monotonic()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_lines = 0
+        if self._phase != "headers":
+            self._enter("headers")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_lines += 1
+        if self._header_lines > self.limits.max_headers:
+            raise TooManyHeaders  # stops the parser: data_received answers 431
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._enter("body")
+        self._header_bytes = 0
+        self._body_bytes = 0
+        self._body_active_s = 0.0
+        self._last_body = time.monotonic()
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        if self._phase == "body":
+            GuardedProtocol._dropped_bytes += self._body_bytes  # the app frees it once answered
+            self._enter("app")
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._phase == "app":
+            self._enter("idle")
+
+    def _enter(self, phase: str) -> None:
+        self._phase = phase
+        self._since = time.monotonic()
+
+    # ---- deadlines --------------------------------------------------------------------------
+
+    def _check(self, now: float) -> None:
+        limits = self.limits
+        if self._phase == "headers" and now - self._since > limits.header_timeout_s:
+            self._refuse(408, f"request headers not received within {limits.header_timeout_s:g} s")
+        elif self._phase == "body":
+            if self.flow.read_paused:  # the server holds the upload back, not the client
+                self._last_body = now
+                return
+            self._body_active_s += SWEEP_S
+            if now - self._last_body > limits.body_timeout_s:
+                self._refuse(408, f"request body paused for over {limits.body_timeout_s:g} s")
+            elif (
+                limits.body_min_rate
+                and self._body_active_s > limits.body_timeout_s
+                and self._body_bytes < limits.body_min_rate * self._body_active_s
+            ):
+                self._refuse(408, f"request body arriving slower than {limits.body_min_rate} bytes/s")
+
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer `status` (if no response has started) and close the connection."""
+        started = self.cycle is not None and self.cycle.response_started
+        if self._phase != "app" and not started:
+            code = "timeout" if status == 408 else "headers_too_large"
+            payload = json.dumps({"error": {"code": code, "message": reason}}).encode()
+            head = b"HTTP/1.1 " + _STATUS[status] + b"\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            self.transport.write(head + b"content-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+        logger.debug("closing %s: %s", self.client, reason)
+        self.transport.close()
+
+
+def _sweep(loop, connections: set) -> None:
+    now = time.monotonic()
+    due = [c for c in list(connections) if isinstance(c, GuardedProtocol) and not c.transport.is_closing()]
+    _check_some(loop, due, now)
+    if GuardedProtocol._dropped_bytes >= TRIM_AFTER_BYTES:
+        GuardedProtocol._dropped_bytes = 0
+        trim_memory()
+    if connections:
+        loop.call_later(SWEEP_S, _sweep, loop, connections)
+    else:
+        GuardedProtocol._sweeping.discard(id(connections))
+
+
+def _check_some(loop, connections: list, now: float) -> None:
+    """Check a slice of the connections, the rest in the loop's next turn: a thousand expiring at
+    once (a slowloris flood) must not hold up the requests arriving meanwhile."""
+    for connection in connections[:SWEEP_SLICE]:
+        if not connection.transport.is_closing():
+            connection._check(now)
+    if len(connections) > SWEEP_SLICE:
+        loop.call_soon(_check_some, loop, connections[SWEEP_SLICE:], now)
+
+
+def trim_memory() -> None:
+    """Give freed heap memory back to the operating system (glibc only; elsewhere a no-op)."""
+    if GuardedProtocol._libc is None:
+        name = ctypes.util.find_library("c")
+        try:
+            GuardedProtocol._libc = ctypes.CDLL(name) if name else None
+        except OSError:
+            GuardedProtocol._libc = None
+    trim = getattr(GuardedProtocol._libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+def configure(limits: Limits) -> None:
+    GuardedProtocol.limits = limits
+
+
+def raise_open_files_limit(wanted: int) -> int:
+    """Raise the soft limit on open files towards `wanted` (up to the hard limit); return the
+    connections that fit: the limit less room for the models, threads and logs."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return max(16, soft - 128)

@@ -1,0 +1,219 @@
+"""Hostile clients against a live server on 127.0.0.1, each attack bounded in count and time.
+
+The attackers run in a child process (their own GIL, as real clients would have), while this
+process probes /healthz and /generate on fresh connections and measures each answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.conftest import LiveServer
+
+BODY_BYTES = 8 * 1024 * 1024  # GENSERVE_MAX_BODY_BYTES's default: the largest body the server reads
+GENERATE = b'{"model": "digits-cvae", "label": "3"}'
+
+
+def answer_status(port: int, request: bytes, timeout: float = 5.0) -> int:
+    """Send one request on a new connection and return the status of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        data = b""
+        while b"\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+def post(path: str, body: bytes) -> bytes:
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+    return head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+PROBES = {
+    "/healthz": b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    "/generate": post("/generate", GENERATE),
+}
+
+
+def probe(port: int, seconds: float) -> dict[str, list[float]]:
+    """Probe both endpoints every 50 ms for `seconds`: each answer's latency in ms (inf: failed)."""
+    latencies: dict[str, list[float]] = {path: [] for path in PROBES}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for path, request in PROBES.items():
+            started = time.perf_counter()
+            try:
+                ok = answer_status(port, request) == 200
+            except OSError:
+                ok = False
+            latencies[path].append((time.perf_counter() - started) * 1000 if ok else float("inf"))
+        time.sleep(0.05)
+    return latencies
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(len(ordered) * 0.99) - 1)]
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def slow_clients(port: int, trickling: int, stalled: int, ready) -> None:
+    """(In a child process.) `trickling` connections sending headers one byte every 2 s, and
+    `stalled` uploads of an 8 MB body but for its last byte; holds them until killed."""
+    socks = []
+    for _ in range(trickling):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        socks.append(s)
+    head = "POST /reconstruct HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    body = (head + f"Content-Length: {BODY_BYTES}\r\n\r\n").encode() + b"1" * (BODY_BYTES - 1)
+
+    def upload() -> None:
+        try:
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(body)
+                time.sleep(3600)
+        except OSError:
+            pass
+
+    for _ in range(stalled):
+        threading.Thread(target=upload, daemon=True).start()
+    ready.set()
+    while True:
+        for s in socks:
+            with contextlib.suppress(OSError):
+                s.send(b"X")
+        time.sleep(2)
+
+
+def big_bodies(port: int, clients: int, statuses) -> None:
+    """(In a child process.) `clients` threads posting 8 MB bodies of numbers in a loop."""
+    rows = json.dumps({"model": "digits-cvae", "inputs": [[1.25] * 64] * 26000}).encode()
+    body = rows[: BODY_BYTES - 100] + b"]]}"
+
+    def spam() -> None:
+        while True:
+            try:
+                statuses.put(answer_status(port, post("/reconstruct", body), timeout=60))
+            except OSError:
+                statuses.put(0)
+
+    for _ in range(clients):
+        threading.Thread(target=spam, daemon=True).start()
+    time.sleep(3600)
+
+
+@pytest.fixture
+def attack() -> Iterator[Callable[..., multiprocessing.Process]]:
+    started: list[multiprocessing.Process] = []
+
+    def start(target, *args) -> multiprocessing.Process:
+        process = multiprocessing.get_context("fork").Process(target=target, args=args, daemon=True)
+        process.start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+        process.join()
+
+
+@pytest.fixture
+def server() -> Iterator[LiveServer]:
+    # an open-file limit of 1,024, as where the attacks were first run: 1,100 connections exceed it
+    live = LiveServer({"GENSERVE_LOG_LEVEL": "info"}, open_files=1024)
+    yield live
+    live.stop()
+
+
+def test_slowloris_and_stalled_uploads_leave_the_server_answering(server, attack) -> None:
+    pid = server.process.pid
+    before = rss_mb(pid)
+    ready = multiprocessing.get_context("fork").Event()
+    attacker = attack(slow_clients, server.port, 1100, 120, ready)
+    assert ready.wait(120), "the attackers did not get going"
+    during = probe(server.port, 13)  # across the header and body timeouts (10 s)
+    peak = rss_mb(pid)
+    for path, latencies in during.items():
+        assert all(v != float("inf") for v in latencies), f"{path}: a probe failed during the attack"
+        assert p99(latencies) < 50, f"{path}: p99 {p99(latencies):.1f} ms over {len(latencies)} probes"
+    attacker.kill()
+    attacker.join()
+    time.sleep(2)
+    after = rss_mb(pid)
+    assert after < before + 50, f"RSS {before:.0f} MB before, {peak:.0f} MB during, {after:.0f} MB after"
+    log = server.output()
+    assert "unhandled error" not in log and "Traceback" not in log, log[-3000:]
+    metrics = answer_metrics(server.port)
+    assert 'status="499"' in metrics  # the uploads cut off: the client's side, counted as such
+
+    # SIGTERM with the attack under way again: the unfinished requests do not hold the drain
+    ready = multiprocessing.get_context("fork").Event()
+    attack(slow_clients, server.port, 300, 30, ready)
+    assert ready.wait(120)
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(30)
+    assert time.monotonic() - started < 5 and server.process.returncode == 0
+
+
+def answer_metrics(port: int) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data.decode()
+
+
+def test_a_huge_header_is_refused_at_once(server) -> None:
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        sent = 0
+        try:
+            while sent < 64 << 20:
+                s.sendall(b"a" * (1 << 20))
+                sent += 1 << 20
+        except OSError:
+            pass  # the server closed the connection: what it answered is already in our buffer
+        answer = s.recv(4096)
+    took = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
+    assert sent < 16 << 20 and took < 2, f"refused after {sent >> 20} MB, {took:.2f} s"
+    assert answer_status(server.port, PROBES["/healthz"]) == 200
+
+
+def test_too_many_headers_are_refused(server) -> None:
+    many = b"".join(b"X-%d: 1\r\n" % i for i in range(150))
+    assert answer_status(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n") == 431
+
+
+def test_large_bodies_are_parsed_without_stalling_other_requests(server, attack) -> None:
+    statuses = multiprocessing.get_context("fork").Queue()
+    for _ in range(2):  # 16 clients
+        attack(big_bodies, server.port, 8, statuses)
+    time.sleep(3)
+    during = probe(server.port, 8)
+    seen = {statuses.get(timeout=30) for _ in range(8)}
+    assert seen == {422}, seen  # 26,000 rows: refused (GENSERVE_MAX_SAMPLES), never parsed on the event loop
+    for path, latencies in during.items():
+        assert all(v != float("inf") for v in latencies), f"{path}: a probe failed"
+        assert p99(latencies) < 50, f"{path}: p99 {p99(latencies):.1f} ms over {len(latencies)} probes"
