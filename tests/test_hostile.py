@@ -68,6 +68,13 @@ def p99(values: list[float]) -> float:
     return ordered[max(0, int(len(ordered) * 0.99) - 1)]
 
 
+def report(what: str, latencies: dict[str, list[float]]) -> None:
+    """The figures, for the log of the run (pytest -s shows them)."""
+    for path, values in latencies.items():
+        median = sorted(values)[len(values) // 2]
+        print(f"{what}: {path} {len(values)} probes, median {median:.1f} ms, p99 {p99(values):.1f} ms")
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
@@ -84,16 +91,21 @@ def slow_clients(port: int, trickling: int, stalled: int, ready) -> None:
     head = "POST /reconstruct HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     body = (head + f"Content-Length: {BODY_BYTES}\r\n\r\n").encode() + b"1" * (BODY_BYTES - 1)
 
+    sent = threading.Semaphore(0)
+
     def upload() -> None:
         try:
             with socket.create_connection(("127.0.0.1", port)) as s:
                 s.sendall(body)
+                sent.release()
                 time.sleep(3600)
         except OSError:
-            pass
+            sent.release()
 
     for _ in range(stalled):
         threading.Thread(target=upload, daemon=True).start()
+    for _ in range(stalled):  # the attack is in place once every upload is stalled at its last byte
+        sent.acquire(timeout=120)
     ready.set()
     while True:
         for s in socks:
@@ -149,8 +161,9 @@ def test_slowloris_and_stalled_uploads_leave_the_server_answering(server, attack
     ready = multiprocessing.get_context("fork").Event()
     attacker = attack(slow_clients, server.port, 1100, 120, ready)
     assert ready.wait(120), "the attackers did not get going"
-    during = probe(server.port, 13)  # across the header and body timeouts (10 s)
     peak = rss_mb(pid)
+    during = probe(server.port, 13)  # across the header and body timeouts (10 s)
+    report("1,100 slowloris + 120 stalled uploads", during)
     for path, latencies in during.items():
         assert all(v != float("inf") for v in latencies), f"{path}: a probe failed during the attack"
         assert p99(latencies) < 50, f"{path}: p99 {p99(latencies):.1f} ms over {len(latencies)} probes"
@@ -158,6 +171,7 @@ def test_slowloris_and_stalled_uploads_leave_the_server_answering(server, attack
     attacker.join()
     time.sleep(2)
     after = rss_mb(pid)
+    print(f"RSS {before:.0f} MB before, {peak:.0f} MB with the uploads held, {after:.0f} MB after")
     assert after < before + 50, f"RSS {before:.0f} MB before, {peak:.0f} MB during, {after:.0f} MB after"
     log = server.output()
     assert "unhandled error" not in log and "Traceback" not in log, log[-3000:]
@@ -171,6 +185,7 @@ def test_slowloris_and_stalled_uploads_leave_the_server_answering(server, attack
     started = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
     server.process.wait(30)
+    print(f"SIGTERM under attack: exited {server.process.returncode} after {time.monotonic() - started:.2f} s")
     assert time.monotonic() - started < 5 and server.process.returncode == 0
 
 
@@ -196,6 +211,7 @@ def test_a_huge_header_is_refused_at_once(server) -> None:
             pass  # the server closed the connection: what it answered is already in our buffer
         answer = s.recv(4096)
     took = time.monotonic() - started
+    print(f"64 MB header: {answer[:40]!r} after {sent >> 20} MB sent, {took * 1000:.0f} ms")
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
     assert sent < 16 << 20 and took < 2, f"refused after {sent >> 20} MB, {took:.2f} s"
     assert answer_status(server.port, PROBES["/healthz"]) == 200
@@ -212,6 +228,7 @@ def test_large_bodies_are_parsed_without_stalling_other_requests(server, attack)
         attack(big_bodies, server.port, 8, statuses)
     time.sleep(3)
     during = probe(server.port, 8)
+    report("16 clients sending 8 MB bodies", during)
     seen = {statuses.get(timeout=30) for _ in range(8)}
     assert seen == {422}, seen  # 26,000 rows: refused (GENSERVE_MAX_SAMPLES), never parsed on the event loop
     for path, latencies in during.items():
