@@ -88,8 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
             stop_reloading()
         finally:
-            await registry.stop()
             parsing.shutdown()
+            await registry.stop()
             executor.shutdown(wait=True)
             if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # this worker's live gauges go with it
                 from prometheus_client import multiprocess

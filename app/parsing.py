@@ -12,13 +12,18 @@ cost more than the work.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import importlib
 import multiprocessing
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+
+from app.errors import NotReady
 
 INLINE_BYTES = 256 * 1024
 _MAX_ERRORS = 20
@@ -35,6 +40,10 @@ class BodyInvalid(Exception):
         self.errors = errors
 
 
+class HelperGone(NotReady):
+    """503: the helper process died with the request in it."""
+
+
 class TooManyRows(Exception):
     def __init__(self, rows: int) -> None:
         super().__init__(rows)
@@ -47,12 +56,12 @@ async def validate_json(model: type[ModelT], raw: bytes, max_rows: int | None = 
     if len(raw) <= INLINE_BYTES:
         return _checked(_validate(model, raw), max_rows)
     target = f"{model.__module__}:{model.__qualname__}"
+    pool = _executor()
     try:
-        loop = asyncio.get_running_loop()
-        outcome, value = await loop.run_in_executor(_executor(), _in_helper, target, raw, max_rows)
+        outcome, value = await asyncio.get_running_loop().run_in_executor(pool, _in_helper, target, raw, max_rows)
     except BrokenProcessPool:  # the helper died (killed, out of memory): a new one next time
-        _reset()
-        raise
+        _reset(pool)
+        raise HelperGone("the body parser process stopped; send the request again") from None
     if outcome == "invalid":
         raise BodyInvalid(value)
     if outcome == "rows":
@@ -105,15 +114,27 @@ def _executor() -> ProcessPoolExecutor:
     global _pool
     if _pool is None:
         # spawn: the server has threads (inference, onnxruntime's), which a fork would copy half-way
-        _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        _pool = ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent
+        )
     return _pool
 
 
-def _reset() -> None:
+def _die_with_parent() -> None:
+    """(In the helper.) Stop when the server process dies, even by SIGKILL: no orphans."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
+
+
+def _reset(pool: ProcessPoolExecutor | None = None) -> None:
+    """Drop the helper (`pool`: only if it is still the current one, not a fresh one)."""
     global _pool
-    if _pool is not None:
+    if _pool is not None and (pool is None or pool is _pool):
         _pool.shutdown(wait=False, cancel_futures=True)
-    _pool = None
+        _pool = None
 
 
 def shutdown() -> None:

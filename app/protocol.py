@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import json
 import logging
 import resource
@@ -64,9 +65,7 @@ class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits above (`limits` is set by `configure`)."""
 
     limits: ClassVar[Limits] = Limits()
-    _sweeping: ClassVar[set[int]] = set()  # ids of the connection sets a sweep is running for
     _dropped_bytes: ClassVar[int] = 0
-    _libc: ClassVar[ctypes.CDLL | None] = None
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -77,6 +76,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._body_bytes = 0
         self._body_active_s = 0.0  # time in the body phase with reading not held back by the server
         self._last_body = self._since
+        self._unsent = 0  # response bytes the client has not read yet, and since when they have not shrunk
+        self._unsent_since = self._since
 
     # ---- connection -------------------------------------------------------------------------
 
@@ -85,10 +86,9 @@ class GuardedProtocol(HttpToolsProtocol):
         if len(self.connections) > self.limits.max_connections and not self._evict_one():
             transport.abort()  # every other connection is serving a request: this one waits its turn
             return
-        key = id(self.connections)
-        if key not in self._sweeping:
-            self._sweeping.add(key)
-            self.loop.call_later(SWEEP_S, _sweep, self.loop, self.connections)
+        if not getattr(self.server_state, "genserve_sweeping", False):  # one sweep per server
+            self.server_state.genserve_sweeping = True
+            self.loop.call_later(SWEEP_S, _sweep, self.loop, self.server_state)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._phase == "body":
@@ -103,13 +103,20 @@ class GuardedProtocol(HttpToolsProtocol):
         oldest.transport.abort()
         return True
 
+    def _busy(self) -> bool:
+        """A response is due or in progress (a pipelined request counts too)."""
+        return (self.cycle is not None and not self.cycle.response_complete) or bool(self.pipeline)
+
     def _waiting(self) -> bool:
         """Open without a request in progress: still sending headers, or idle between requests."""
-        return self._phase in ("headers", "idle") and not self.transport.is_closing()
+        return self._phase in ("headers", "idle") and not self._busy() and not self.transport.is_closing()
 
     def shutdown(self) -> None:
-        if self._phase in ("headers", "body"):  # its request has not arrived: it cannot be served
+        if self._phase == "headers" and not self._busy():  # no request has arrived: none to serve
             self.transport.close()
+            return
+        if self._phase == "body" and not (self.cycle is not None and self.cycle.response_started):
+            self.transport.close()  # its request has not fully arrived: it cannot be served
             return
         super().shutdown()
 
@@ -173,10 +180,18 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._phase == "body":
             GuardedProtocol._dropped_bytes += self._body_bytes  # the app frees it once answered
             self._enter("app")
+        if self.cycle is not None and self.cycle.response_complete and not self._busy():
+            # answered before its body had arrived (a 404, 413, 415): idle now, on the keep-alive clock,
+            # which the body's bytes stopped
+            self._enter("idle")
+            if self.timeout_keep_alive_task is None and not self.transport.is_closing():
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self._phase == "app":
+        if self._phase == "app" and not self._busy():
             self._enter("idle")
 
     def _enter(self, phase: str) -> None:
@@ -187,6 +202,16 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def _check(self, now: float) -> None:
         limits = self.limits
+        unsent = self.transport.get_write_buffer_size()
+        if unsent == 0 or unsent < self._unsent:
+            self._unsent_since = now
+        self._unsent = unsent
+        if unsent and now - self._unsent_since > limits.body_timeout_s:  # a client that stopped reading
+            logger.debug("closing %s: it read none of its answer for %g s", self.client, limits.body_timeout_s)
+            self.transport.abort()
+            return
+        if self._busy() and self._phase != "body":
+            return  # a request is being answered: the request timeout bounds it, not these
         if self._phase == "headers" and now - self._since > limits.header_timeout_s:
             self._refuse(408, f"request headers not received within {limits.header_timeout_s:g} s")
         elif self._phase == "body":
@@ -205,8 +230,8 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, reason: str) -> None:
         """Answer `status` (if no response has started) and close the connection."""
-        started = self.cycle is not None and self.cycle.response_started
-        if self._phase != "app" and not started:
+        answering = self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete
+        if self._phase != "app" and not answering:
             code = "timeout" if status == 408 else "headers_too_large"
             payload = json.dumps({"error": {"code": code, "message": reason}}).encode()
             head = b"HTTP/1.1 " + _STATUS[status] + b"\r\ncontent-type: application/json\r\nconnection: close\r\n"
@@ -215,17 +240,21 @@ class GuardedProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def _sweep(loop, connections: set) -> None:
-    now = time.monotonic()
-    due = [c for c in list(connections) if isinstance(c, GuardedProtocol) and not c.transport.is_closing()]
-    _check_some(loop, due, now)
-    if GuardedProtocol._dropped_bytes >= TRIM_AFTER_BYTES:
-        GuardedProtocol._dropped_bytes = 0
-        trim_memory()
-    if connections:
-        loop.call_later(SWEEP_S, _sweep, loop, connections)
-    else:
-        GuardedProtocol._sweeping.discard(id(connections))
+def _sweep(loop, server_state) -> None:
+    try:
+        now = time.monotonic()
+        due = [c for c in list(server_state.connections) if isinstance(c, GuardedProtocol)]
+        _check_some(loop, [c for c in due if not c.transport.is_closing()], now)
+        if GuardedProtocol._dropped_bytes >= TRIM_AFTER_BYTES:
+            GuardedProtocol._dropped_bytes = 0
+            loop.run_in_executor(None, trim_memory)  # ctypes lets go of the GIL: off the loop, it costs nothing here
+    except Exception:  # a bug here must not end the sweep, and with it every deadline
+        logger.exception("connection sweep")
+    finally:
+        if server_state.connections:
+            loop.call_later(SWEEP_S, _sweep, loop, server_state)
+        else:
+            server_state.genserve_sweeping = False
 
 
 def _check_some(loop, connections: list, now: float) -> None:
@@ -233,22 +262,28 @@ def _check_some(loop, connections: list, now: float) -> None:
     once (a slowloris flood) must not hold up the requests arriving meanwhile."""
     for connection in connections[:SWEEP_SLICE]:
         if not connection.transport.is_closing():
-            connection._check(now)
+            try:
+                connection._check(now)
+            except Exception:
+                logger.exception("checking %s", connection.client)
     if len(connections) > SWEEP_SLICE:
         loop.call_soon(_check_some, loop, connections[SWEEP_SLICE:], now)
 
 
 def trim_memory() -> None:
     """Give freed heap memory back to the operating system (glibc only; elsewhere a no-op)."""
-    if GuardedProtocol._libc is None:
-        name = ctypes.util.find_library("c")
-        try:
-            GuardedProtocol._libc = ctypes.CDLL(name) if name else None
-        except OSError:
-            GuardedProtocol._libc = None
-    trim = getattr(GuardedProtocol._libc, "malloc_trim", None)
+    trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    name = ctypes.util.find_library("c")
+    try:
+        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    except OSError:
+        return None
 
 
 def configure(limits: Limits) -> None:

@@ -396,7 +396,7 @@ def _warm_up(
     manifest: Manifest, graphs: dict[str, LoadedGraph], shapes: dict[str, list[tuple[int, ...]]], sizes: tuple[int, ...]
 ) -> None:
     """Run each graph at several batch sizes (1 to the largest batch) on rows at the training
-    data's centre (zeros on the model's scale) and codes at the prior's: the outputs must have the
+    data's centre (zeros on the model's scale) and codes at the prior's centre (zeros): the outputs must have the
     manifest's shapes for every size, and be finite, in original units too. A model that fails
     would answer wrong rows or non-finite values to every request: it is not served."""
     dims = {"encoder": manifest.input_dim, "decoder": manifest.latent_dim}

@@ -198,7 +198,7 @@ class V2Model:
             results = await self.batcher.run(feed)
         by_name = dict(zip(self.batcher.graph.output_names, results, strict=True))
         for spec, _ in selected:
-            _require_finite_output(self.name, spec.name, by_name[spec.name], next(iter(feed.values())))
+            _require_finite_output(self.name, spec.name, by_name[spec.name], feed[self.batcher.graph.input_names[0]])
         return self._response(request.id, [(spec, by_name[spec.name], binary) for spec, binary in selected])
 
     # ---- request --------------------------------------------------------------------------

@@ -234,3 +234,27 @@ def test_large_bodies_are_parsed_without_stalling_other_requests(server, attack)
     for path, latencies in during.items():
         assert all(v != float("inf") for v in latencies), f"{path}: a probe failed"
         assert p99(latencies) < 50, f"{path}: p99 {p99(latencies):.1f} ms over {len(latencies)} probes"
+
+
+def test_a_connection_answered_before_its_body_does_not_linger(server) -> None:
+    """A 404 goes out before the body arrives; the body then comes and the client goes quiet: the
+    connection is idle and the keep-alive clock (5 s) closes it."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as s:
+        s.sendall(b"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 404 ")
+        s.sendall(b"0123456789")
+        started = time.monotonic()
+        while s.recv(4096):
+            pass
+        assert time.monotonic() - started < 8
+
+
+def test_pipelined_requests_are_answered_in_order(server) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(PROBES["/generate"].replace(b"Connection: close\r\n", b"") + PROBES["/healthz"])
+        data = b""
+        while data.count(b"HTTP/1.1 200 ") < 2:
+            chunk = s.recv(65536)
+            assert chunk, data
+            data += chunk
+    assert data.index(b'"samples"') < data.rindex(b"HTTP/1.1 200 ")
