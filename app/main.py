@@ -22,7 +22,7 @@ from app.deps import require_api_key
 from app.errors import NotReady, RepositoryUnavailable, install_error_handlers
 from app.middleware import BodyLimit, DirectRoutes, RequestMetrics
 from app.registry import Registry
-from app.routes import admin, health, inference, models, v2
+from app.routes import admin, health, inference, models, ui, v2
 from app.settings import Settings
 
 logger = logging.getLogger("genserve")
@@ -101,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Generate samples, latent codes, reconstructions and quantile bands from VAE/CVAE/QVAE models.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc from packaged assets, not a CDN: app/routes/ui.py
+        redoc_url=None,
         redirect_slashes=False,  # a redirect would name the client's Host header: /generate/ is a 404
     )
     app.state.settings = settings
@@ -115,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router, dependencies=guarded)
     app.include_router(health.router)
     app.include_router(v2.server_router)
+    ui.install(app)
     cors = []
     if settings.cors_origin_list:  # off by default: browsers then refuse cross-origin calls
         cors = [
@@ -129,7 +132,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "X-API-Key",
                     "Inference-Header-Content-Length",
                 ],
-                expose_headers=["Retry-After", "X-Model", "X-Model-Version", "Inference-Header-Content-Length"],
+                expose_headers=[
+                    "Retry-After",
+                    "X-Model",
+                    "X-Model-Version",
+                    "X-Outside",
+                    "Inference-Header-Content-Length",
+                ],
                 max_age=600,
             )
         ]

@@ -20,6 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 FORMAT_VERSION = 1
 MANIFEST_FILE = "model.json"
 MAX_MANIFEST_BYTES = 64 << 20
+# Written by training beside the manifest (optional, older versions lack them): the history of
+# every epoch, and figures (SVG): the loss curves, a table's real-against-generated columns.
+HISTORY_FILE = "history.json"
+LOSS_FIGURE = "loss.svg"
+COLUMNS_FIGURE = "columns.svg"
 
 # Bounds that keep every manifest that loads servable: a version fits any JSON encoder's
 # integers, sizes fit memory, and float32 arithmetic on normalised rows stays finite.

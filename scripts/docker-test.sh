@@ -130,6 +130,11 @@ curl -sf -X POST "$url/generate" -H 'Content-Type: application/json' -H 'Accept:
     -d '{"model": "penguins-cvae", "n": 4, "label": "Gentoo", "seed": 1}' >"$WORK/penguins.csv" || fail "/generate (table)"
 head -1 "$WORK/penguins.csv" | grep -q '^island,bill_length_mm,' && [ "$(wc -l <"$WORK/penguins.csv")" = 5 ] \
     || fail "/generate (table) as CSV: $(cat "$WORK/penguins.csv")"
+curl -sf "$url/ui" | grep -q '<title>genserve</title>' || fail "/ui"
+curl -sf "$url/docs-static/swagger-ui-bundle.js" -o /dev/null || fail "/docs assets are not in the image"
+curl -sf -X POST "$url/generate" -H 'Content-Type: application/json' -H 'Accept: image/png' \
+    -d '{"model": "digits-cvae", "n": 4, "label": "3"}' | head -c 8 | grep -q PNG || fail "/generate as PNG"
+echo "/ui, the /docs assets and a PNG of generated digits answered from the image"
 uid=$($DOCKER exec "$CONTAINER" python3 -c "import os; print(os.getuid())")
 [ "$uid" != 0 ] || fail "the server runs as root"
 echo "/generate with a label, /quantiles and a table model's CSV answered; the process runs as uid $uid"

@@ -1,6 +1,9 @@
 """Training, evaluation and export through the real command line and the real pipeline."""
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +11,7 @@ import pytest
 import torch
 
 from app.manifest import read_manifest
-from tests.conftest import run_python
+from tests.conftest import ROOT, run_python
 from tests.heavy_tailed import write_awkward_table_csv, write_heavy_tailed_csv
 from training.export import ExportError, ServedDecoder, _verify
 from training.model import VAE, ModelConfig
@@ -179,3 +182,28 @@ def test_tiny_model_manifest_records_how_it_was_trained(tiny_cvae: Path) -> None
     assert training["seed"] == 3 and training["max_epochs"] == 4 and training["data"] == "digits"
     assert set(training["versions"]) >= {"torch", "onnxruntime", "numpy", "python"}
     assert manifest["evaluation"]["split"] == "test" and manifest["evaluation"]["rows"] == 270
+
+
+def test_training_logs_plain_lines_and_keeps_its_history(tmp_path: Path) -> None:
+    """Into a file (not a terminal): no carriage returns, one progress line every few seconds at
+    most; the history and the loss figure land beside the model."""
+    log = tmp_path / "train.log"
+    args = ["train", "--data", "digits", "--name", "d", "--models-dir", str(tmp_path / "m"), "--epochs", "40"]
+    args += ["--patience", "40", "--no-quality-report", "--formats", "onnx"]
+    started = time.monotonic()
+    with log.open("w") as out:
+        result = subprocess.run(
+            [sys.executable, "-m", "training", *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=600
+        )
+    took = time.monotonic() - started
+    text = log.read_text()
+    assert result.returncode == 0, text[-2000:]
+    assert "\r" not in text
+    progress = [line for line in text.splitlines() if line.startswith("d: epoch ")]
+    assert 1 <= len(progress) <= took / 5 + 2, progress
+    assert progress[-1].startswith("d: epoch 40/40, train ") and " kl " in progress[-1]
+    version = tmp_path / "m" / "d" / "1"
+    history = json.loads((version / "history.json").read_text())
+    assert [h["epoch"] for h in history] == list(range(1, 41))
+    assert history[-1]["train"] < history[0]["train"] and history[0]["beta"] < history[-1]["beta"] == 1.0
+    assert (version / "loss.svg").read_text().startswith("<svg") and not (version / "columns.svg").exists()

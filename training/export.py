@@ -79,12 +79,14 @@ def export(
     formats: tuple[ArtifactFormat, ...] = FORMATS,
     review: Callable[[Path], dict] | None = None,
     promote: Choice = "auto",
+    files: dict[str, str] | None = None,
 ) -> Path:
     """Write `models_dir/name/<next version>/` and return it.
 
     `sample_x`/`sample_y` are real (normalised) rows the graphs are checked on. `review`, when
     given, is called with the staged (complete) version directory and returns fields that join
-    the manifest's `evaluation` (the quality report of its generated rows). The directory appears
+    the manifest's `evaluation` (the quality report of its generated rows), and may write figures
+    beside it; `files` (name -> text: the history, its figures) are written too. The directory appears
     only once every check has passed; whether `name` resolves to it is decided then
     (app/promotion.py: its figures against the default version's, or `promote`).
     """
@@ -124,6 +126,8 @@ def export(
             name=name, version=version, encoder=written["encoder"], decoder=written["decoder"], **manifest_fields
         )
         (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
+        for file_name, text in (files or {}).items():
+            (staging / file_name).write_text(text)
         if review is not None:
             evaluation = manifest.evaluation.model_copy(update=review(staging))
             manifest = manifest.model_copy(update={"evaluation": Evaluation.model_validate(evaluation.model_dump())})

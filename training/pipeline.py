@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 import time
@@ -13,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from app.columns import Table
-from app.manifest import Manifest, NumericEncoding, read_manifest
+from app.manifest import COLUMNS_FIGURE, HISTORY_FILE, LOSS_FIGURE, Manifest, NumericEncoding, read_manifest
 from app.promotion import Choice
-from training import data, evaluate, quality, tables
+from training import data, evaluate, figures, quality, tables
 from training.calibrate import MIN_CALIBRATION_ROWS, calibrate_quantiles
 from training.data import DataError, Dataset
 from training.export import export
@@ -175,8 +176,12 @@ def train_and_export(opts: TrainOptions, log=print) -> Path:
             )
             return {"quality": report}
 
+    files = {
+        HISTORY_FILE: json.dumps(result.history, indent=1) + "\n",
+        LOSS_FIGURE: figures.loss_curves(result.history, opts.name),
+    }
     path = export(
-        result.model, fields, test[0], test[1], opts.models_dir, opts.name, opts.formats, review, opts.promote
+        result.model, fields, test[0], test[1], opts.models_dir, opts.name, opts.formats, review, opts.promote, files
     )
     log(f"{opts.name}: wrote {path} (best epoch {result.best_epoch} of {result.epochs_run})")
     log(format_metrics(metrics))
@@ -222,6 +227,11 @@ def _quality_report(staged: Path, ds: Dataset, splits: data.Splits, opts: TrainO
     train, test = (quality.real_frame(p.frame, p.x, p.y, labels, schema) for p in (splits.train, splits.test))
     counts = quality.report_counts(splits.train.y if labels else None, len(labels or []), len(splits.train))
     synthetic = quality.synthetic_frame(Sampler(staged), counts, labels, schema, opts.train.seed)
+    (staged / COLUMNS_FIGURE).write_text(
+        figures.column_histograms(
+            quality.prepared(test, schema), quality.prepared(synthetic, schema), schema.numeric, schema.discrete
+        )
+    )
     return quality.quality_report(train, test, synthetic, schema, opts.train.seed)
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
+import numpy as np
 from fastapi import APIRouter, Request, Response
 
 from app.columns import rows_of
 from app.deps import resolve_model
-from app.errors import NotAcceptable
+from app.errors import InvalidInput, NotAcceptable
+from app.pictures import PNG_MEDIA_TYPE, SVG_MEDIA_TYPE, band_png, band_svg, image_grid, outside
 from app.responses import (
     CSV_MEDIA_TYPE,
     NPY_MEDIA_TYPE,
@@ -49,6 +52,7 @@ def _answer(served: ServedModel, **fields: Any) -> Response:
             "content": {
                 NPY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
                 CSV_MEDIA_TYPE: {"schema": {"type": "string"}},
+                PNG_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
             }
         }
     },
@@ -79,7 +83,7 @@ async def generate(request: Request) -> Response:
         rows = rows_of(samples.values)
         if wants_csv(accept):
             return CsvResponse(samples.columns, rows, headers=_model_headers(served))
-        if wants_npy(accept):
+        if wants_npy(accept) or wants_picture(accept):
             raise NotAcceptable(
                 f"model {served.ref} has a column schema and answers typed rows, not a float array; "
                 "ask for application/json or text/csv"
@@ -87,9 +91,39 @@ async def generate(request: Request) -> Response:
         return _answer(served, label=label, seed=body.seed, mode=mode, columns=samples.columns, samples=rows)
     if wants_npy(accept):
         return NpyResponse(samples, headers=_model_headers(served))
+    if wants_picture(accept) == PNG_MEDIA_TYPE and served.manifest.image_shape:
+        return Response(
+            image_grid(samples, served.manifest.image_shape), media_type=PNG_MEDIA_TYPE, headers=_model_headers(served)
+        )
+    if wants_picture(accept):
+        raise NotAcceptable(
+            f"model {served.ref} does not make images: ask for application/json, text/csv or application/x-npy"
+        )
     if wants_csv(accept):
         return CsvResponse(served.manifest.feature_names, samples, headers=_model_headers(served))
     return _answer(served, label=label, seed=body.seed, mode=mode, samples=samples)
+
+
+def wants_picture(accept: str | None) -> str | None:
+    """The picture type an Accept header asks for, if it asks for one (and not for JSON first)."""
+    if not accept or "application/json" in accept:
+        return None
+    return next((t for t in (PNG_MEDIA_TYPE, SVG_MEDIA_TYPE) if t in accept), None)
+
+
+def _band_plot(served: ServedModel, media_type: str, levels: list[float], bands: np.ndarray, row: Any) -> Response:
+    """One row's bands [levels, features] as SVG (with feature names) or PNG."""
+    if served.table is None:
+        names, x = served.manifest.feature_names, np.asarray(row, dtype=np.float64)
+    else:
+        names = [c.name for c in served.table.numeric]
+        values = [row.get(n) if isinstance(row, dict) else row[served.table.names.index(n)] for n in names]
+        x = np.array([np.nan if v is None else float(v) for v in values])
+    bands = np.asarray(bands, dtype=np.float64)
+    content = band_svg(levels, bands, x, names) if media_type == SVG_MEDIA_TYPE else band_png(levels, bands, x)
+    flagged = [quote(str(n), safe="") for n, o in zip(names, outside(bands, x), strict=True) if o]
+    headers = {**_model_headers(served), "X-Outside": ",".join(flagged)}  # percent-encoded feature names
+    return Response(content, media_type=media_type, headers=headers)
 
 
 def _model_headers(served: ServedModel) -> dict[str, str]:
@@ -131,6 +165,14 @@ async def reconstruct(request: Request) -> Response:
     "/quantiles",
     response_model=QuantilesResponse,
     summary="Per-feature quantile bands of each row",
+    responses={
+        200: {
+            "content": {
+                PNG_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+                SVG_MEDIA_TYPE: {"schema": {"type": "string"}},
+            }
+        }
+    },
     openapi_extra=json_body(RowsRequest),
 )
 async def quantiles(request: Request) -> Response:
@@ -141,7 +183,12 @@ async def quantiles(request: Request) -> Response:
     of each category."""
     body = await read_body(request, RowsRequest)
     served = resolve_model(request, body.model)
+    picture = wants_picture(request.headers.get("accept"))
+    if picture and len(body.inputs) != 1:
+        raise InvalidInput(f"a band plot shows one row; {len(body.inputs)} were sent")
     levels, bands, probabilities = await served.quantiles(body.inputs, body.labels)
+    if picture:
+        return _band_plot(served, picture, levels, bands[0], body.inputs[0])
     if served.table is None:
         return _answer(served, levels=levels, quantiles=bands)
     columns = [c.name for c in served.table.numeric]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Literal
+
+from fastapi import APIRouter, Query, Response
 
 from app.deps import RegistryDep
 from app.errors import ModelNotFound
+from app.manifest import COLUMNS_FIGURE, HISTORY_FILE, LOSS_FIGURE, contained_file
+from app.pictures import SVG_MEDIA_TYPE
 from app.registry import ModelRecord
 from app.schemas import ErrorResponse, ModelDetail, ModelList, ModelSummary
 
@@ -39,6 +43,38 @@ def summary(record: ModelRecord) -> ModelSummary:
 @router.get("/models", response_model=ModelList, summary="Every model version found, with its state")
 async def list_models(registry: RegistryDep) -> ModelList:
     return ModelList(models=[summary(r) for r in registry.all_records()])
+
+
+FILES = {HISTORY_FILE: "application/json", LOSS_FIGURE: SVG_MEDIA_TYPE, COLUMNS_FIGURE: SVG_MEDIA_TYPE}
+
+
+@router.get(
+    "/models/{name}/files/{file}",
+    summary="What training wrote beside a model: its history (JSON) and figures (SVG)",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}, SVG_MEDIA_TYPE: {}}}},
+)
+async def model_file(
+    name: str,
+    file: Literal["history.json", "loss.svg", "columns.svg"],
+    registry: RegistryDep,
+    version: int | None = Query(None, ge=1, description="default: the version `name` resolves to"),
+) -> Response:
+    """`history.json`: every epoch's losses (train, its reconstruction and KL terms, validation),
+    KL weight and learning rate; `loss.svg`: their curves; `columns.svg` (table models): each
+    column's real test rows against generated rows."""
+    versions = registry.records.get(name)
+    if not versions:
+        raise ModelNotFound(f"no model named {name!r}; models: {sorted(registry.records)}")
+    chosen = version if version is not None else registry.default(name)[0]
+    record = versions.get(chosen) if chosen is not None else None
+    if record is None:
+        raise ModelNotFound(f"model {name!r} has no version {chosen}; versions: {sorted(versions)}")
+    try:
+        content = contained_file(record.path, file).read_bytes()
+    except (OSError, ValueError):
+        raise ModelNotFound(f"{record.ref} has no {file} (made before training wrote it, or not a table)") from None
+    return Response(content, media_type=FILES[file])
 
 
 @router.get("/models/{name}", response_model=ModelDetail, summary="One model: versions, metrics, training")
