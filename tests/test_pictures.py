@@ -23,6 +23,18 @@ def digit_classifier():
     return LogisticRegression(max_iter=2000).fit(digits.data / 16.0, digits.target)
 
 
+def digit_cells(pixels: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """The grid's images back at 8 x 8, as ink in [0, 1] (the grid draws dark ink on white): [rows * columns, 64]."""
+    scale, cell = CELL_PIXELS // 8, CELL_PIXELS // 8 * 8 + GAP
+    assert pixels.shape == (rows * cell + GAP, columns * cell + GAP)
+    cells = [
+        pixels[GAP + r * cell : GAP + r * cell + 8 * scale : scale, GAP + c * cell : GAP + c * cell + 8 * scale : scale]
+        for r in range(rows)
+        for c in range(columns)
+    ]
+    return 1 - np.stack(cells).reshape(rows * columns, 64) / 255.0
+
+
 def decode(content: bytes) -> np.ndarray:
     image = Image.open(io.BytesIO(content))
     image.load()
@@ -37,16 +49,8 @@ def test_a_digit_grid_is_a_png_a_classifier_reads_as_the_label(client, digit_cla
     assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
     assert answer.headers["x-model"] == "digits-cvae"
     pixels = decode(answer.content)
-    scale = CELL_PIXELS // 8
-    cell = 8 * scale + GAP
-    assert pixels.shape == (5 * cell + GAP, 5 * cell + GAP)  # 25 digits, 5 x 5
     assert pixels.std() > 20  # not blank
-    cells = [
-        pixels[GAP + r * cell : GAP + r * cell + 8 * scale : scale, GAP + c * cell : GAP + c * cell + 8 * scale : scale]
-        for r in range(5)
-        for c in range(5)
-    ]
-    ink = 1 - np.stack(cells).reshape(25, 64) / 255.0  # dark ink on white
+    ink = digit_cells(pixels, 5, 5)  # 25 digits, 5 x 5
     recognised = (digit_classifier.predict(ink) == int(label)).mean()
     assert recognised >= 0.8, recognised
 
@@ -114,3 +118,20 @@ def test_training_files_are_served(client) -> None:
         assert figure.status_code == 200 and figure.headers["content-type"].startswith("image/svg+xml")
     assert client.get("/models/digits-cvae/files/columns.svg").status_code == 404  # images: no columns
     assert client.get("/models/digits-cvae/files/model.json").status_code == 422  # only the named files
+
+
+def test_a_conditional_image_model_asked_for_no_label_draws_a_row_per_label(client, digit_classifier) -> None:
+    answer = client.post("/generate", json={"model": "digits-cvae", "n": 6, "seed": 2}, headers={"accept": "image/png"})
+    assert answer.status_code == 200
+    pixels = decode(answer.content)
+    scale = CELL_PIXELS // 8
+    cell = 8 * scale + GAP
+    assert pixels.shape == (10 * cell + GAP, 6 * cell + GAP)  # labels 0-9, one row each
+    for label in range(10):
+        top = GAP + label * cell
+        cells = [
+            pixels[top : top + 8 * scale : scale, GAP + c * cell : GAP + c * cell + 8 * scale : scale] for c in range(6)
+        ]
+        ink = 1 - np.stack(cells).reshape(6, 64) / 255.0
+        assert (digit_classifier.predict(ink) == label).mean() >= 0.5, label
+    assert client.post("/generate", json={"model": "digits-cvae", "n": 6}).status_code == 422  # JSON still needs one

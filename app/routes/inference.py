@@ -71,12 +71,20 @@ async def generate(request: Request) -> Response:
     A table model answers `columns` and typed rows (integers as integers, categories as in the
     data, null for a missing value). With `Accept: text/csv` the answer is CSV with a header row
     (an empty field for a missing value); with `Accept: application/x-npy` (models without a
-    column schema) a float32 [n, features] array in NumPy's .npy format. Headers `X-Model` and
-    `X-Model-Version` name the model of a CSV or .npy answer."""
+    column schema) a float32 [n, features] array in NumPy's .npy format. With `Accept: image/png`
+    a model trained on images answers one PNG grid of its samples; a conditional one asked for
+    no label draws a row of `n` for each of its labels. Headers `X-Model` and `X-Model-Version`
+    name the model of a CSV, .npy or PNG answer."""
     body = await read_body(request, GenerateRequest)
     served = resolve_model(request, body.model)
-    samples = await served.generate(body.n, body.label, body.seed, body.temperature, body.mode)
     accept = request.headers.get("accept")
+    labels = served.manifest.labels
+    if wants_picture(accept) == PNG_MEDIA_TYPE and served.manifest.image_shape and labels and body.label is None:
+        # a conditional image model, no label asked for: a row of `n` images for each label
+        rows = [await served.generate(body.n, label, body.seed, body.temperature, body.mode) for label in labels]
+        grid = image_grid(np.concatenate(rows), served.manifest.image_shape, rows=len(labels))
+        return Response(grid, media_type=PNG_MEDIA_TYPE, headers=_model_headers(served))
+    samples = await served.generate(body.n, body.label, body.seed, body.temperature, body.mode)
     label = None if body.label is None else str(body.label)
     mode = body.mode or served.default_mode
     if isinstance(samples, TableRows):
