@@ -225,6 +225,11 @@ class Evaluation(_Strict):
         None,
         description="the quality report of the model's generated rows against the test split (training/quality.py)",
     )
+    anomaly: dict | None = Field(
+        None,
+        description="anomaly score thresholds per false-alarm rate, calibrated on held-out normal rows "
+        "(app/anomaly.py: rows, thresholds, score_quantiles, test_false_alarm_rate)",
+    )
 
 
 class TrainingInfo(_Strict):

@@ -53,6 +53,20 @@ MODELS_LOADED = Gauge(
 )
 
 
+ROWS_SCORED = Counter("genserve_anomaly_rows_scored", "Rows scored by /anomaly", ["model", "version"])
+ROWS_FLAGGED = Counter("genserve_anomaly_rows_flagged", "Rows /anomaly flagged", ["model", "version"])
+_anomaly_children: dict[tuple[str, int], tuple] = {}
+
+
+def anomaly_counters(model: str, version: int) -> tuple:
+    """(scored, flagged) for a model version: their ratio over time is a drift signal."""
+    children = _anomaly_children.get((model, version))
+    if children is None:
+        children = (ROWS_SCORED.labels(model, str(version)), ROWS_FLAGGED.labels(model, str(version)))
+        _anomaly_children[(model, version)] = children
+    return children
+
+
 def forget_version(model: str, version: int, device: str, backend: str) -> None:
     """Drop a removed version's series, so that /metrics does not grow with every version ever
     served. (Several workers: their files keep the series; the loaded gauge reads 0.)"""
@@ -64,6 +78,10 @@ def forget_version(model: str, version: int, device: str, backend: str) -> None:
                 metric.remove(model, str(version), graph)
     with contextlib.suppress(KeyError):
         MODELS_LOADED.remove(model, str(version), device, backend)
+    for counter in (ROWS_SCORED, ROWS_FLAGGED):
+        with contextlib.suppress(KeyError):
+            counter.remove(model, str(version))
+    _anomaly_children.pop((model, version), None)
 
 
 def render() -> tuple[bytes, str]:

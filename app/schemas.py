@@ -167,6 +167,40 @@ class QuantilesResponse(ModelAnswer):
     )
 
 
+class AnomalyRequest(RowsRequest):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"model": "cancer-qvae", "inputs": [[14.0] * 30], "labels": ["benign"], "level": 0.9}]
+        }
+    )
+
+    false_alarm_rate: float = Field(
+        0.01,
+        description="the share of normal rows flagged: one of the rates calibrated at training "
+        "(0.005, 0.01, 0.02, 0.05), whose threshold decides `flagged`",
+    )
+    level: float = Field(0.9, gt=0, lt=1, description="the central band features are checked against")
+
+
+class FeatureOutside(BaseModel):
+    feature: str
+    side: Literal["below", "above"]
+    band_widths: float = Field(description="how far outside its band, in widths of that band")
+
+
+class RowVerdict(BaseModel):
+    score: float = Field(description="negative ELBO at the posterior mean, in nats: higher is more anomalous")
+    flagged: bool | None = Field(description="score above the threshold; null when the model has no calibration")
+    outside: list[FeatureOutside] = Field(description="numeric features outside their band at `level`, farthest first")
+
+
+class AnomalyResponse(ModelAnswer):
+    false_alarm_rate: float
+    threshold: float | None = Field(description="calibrated at training on held-out normal rows for that rate")
+    level: float
+    rows: list[RowVerdict]
+
+
 class ModelSummary(BaseModel):
     name: str
     version: int

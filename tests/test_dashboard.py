@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, real_rows
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "genserve.json"
 
@@ -41,7 +41,16 @@ def test_the_dashboard_is_provisioned_where_compose_mounts_it() -> None:
 
 def test_it_shows_each_figure_per_model() -> None:
     titles = " | ".join(t for t, _ in queries())
-    for topic in ("Requests by model", "Errors by model", "latency", "batch size", "Queue depth", "Inference time"):
+    topics = (
+        "Requests by model",
+        "Errors by model",
+        "latency",
+        "batch size",
+        "Queue depth",
+        "Inference time",
+        "flag rate",
+    )
+    for topic in topics:
         assert topic.lower() in titles.lower(), topic
     per_model = [e for t, e in queries() if "by model" in t]
     assert len(per_model) >= 6 and all("by (model" in e or "le, model" in e for e in per_model)
@@ -51,6 +60,8 @@ def test_it_shows_each_figure_per_model() -> None:
 def test_every_query_reads_metrics_the_service_exposes(client) -> None:
     client.post("/generate", json={"model": "digits-cvae", "label": "3"})
     client.post("/generate", json={"model": "digits-cvae", "label": "nine"})  # a 422
+    rows, labels = real_rows("cancer-qvae", 2)
+    assert client.post("/anomaly", json={"model": "cancer-qvae", "inputs": rows, "labels": labels}).status_code == 200
     exposed = client.get("/metrics").text
     for title, expr in queries():
         assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), title

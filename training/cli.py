@@ -199,7 +199,7 @@ def describe_column(column: Column) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from training.pipeline import format_metrics, format_promotion
+    from training.pipeline import format_anomaly, format_metrics, format_promotion
 
     try:
         manifest = read_manifest(resolve(args.models_dir, args.model))
@@ -219,6 +219,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"({manifest.evaluation.rows} rows):"
     )
     print(format_metrics(manifest.evaluation.metrics))
+    if manifest.evaluation.anomaly is not None:
+        print(format_anomaly(manifest.name, manifest.evaluation.anomaly))
     print(format_promotion(manifest))
     return 0
 

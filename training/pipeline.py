@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from app import anomaly
+from app.anomaly import AnomalyScorer
 from app.columns import Table
 from app.manifest import COLUMNS_FIGURE, HISTORY_FILE, LOSS_FIGURE, Manifest, NumericEncoding, read_manifest
 from app.promotion import Choice
@@ -165,16 +167,20 @@ def train_and_export(opts: TrainOptions, log=print) -> Path:
         },
     }
     review = None
-    if opts.quality_report and ds.image_shape is None and "onnx" in opts.formats:
+    if "onnx" in opts.formats:  # both read the staged export's ONNX graphs, as the service will
 
         def review(staged: Path) -> dict:
-            t0 = time.perf_counter()
-            report = _quality_report(staged, ds, splits, opts)
-            log(
-                f"{opts.name}: quality of {report['rows']} generated rows against the test split "
-                f"({time.perf_counter() - t0:.1f} s):\n{quality.format_report(report)}"
-            )
-            return {"quality": report}
+            found = {"anomaly": _anomaly_calibration(staged, val, test)}
+            log(format_anomaly(opts.name, found["anomaly"]))
+            if opts.quality_report and ds.image_shape is None:
+                t0 = time.perf_counter()
+                report = _quality_report(staged, ds, splits, opts)
+                log(
+                    f"{opts.name}: quality of {report['rows']} generated rows against the test split "
+                    f"({time.perf_counter() - t0:.1f} s):\n{quality.format_report(report)}"
+                )
+                found["quality"] = report
+            return found
 
     files = {
         HISTORY_FILE: json.dumps(result.history, indent=1) + "\n",
@@ -215,6 +221,26 @@ def _evaluate(
     if opts.conditional:
         metrics["conditional_accuracy"] = evaluate.conditional_accuracy(model, train[0], train[1], seed, prior)
     return metrics
+
+
+def _anomaly_calibration(staged: Path, val: tuple, test: tuple) -> dict:
+    """Thresholds of app/anomaly.py's score on the validation split's rows (normal, held out from
+    the fit), and the false-alarm rate the 1% threshold gives on the test split's."""
+    scorer = AnomalyScorer(staged)
+    calibration = anomaly.calibrate(scorer.score(*val)[0])
+    test_scores = scorer.score(*test)[0]
+    calibration["test_false_alarm_rate"] = float((test_scores > calibration["thresholds"]["0.01"]).mean())
+    return calibration
+
+
+def format_anomaly(name: str, calibration: dict) -> str:
+    thresholds = ", ".join(f"{float(r):.1%}: {t:.3f}" for r, t in calibration["thresholds"].items())
+    q = calibration["score_quantiles"]
+    return (
+        f"{name}: anomaly score (negative ELBO, nats) on {calibration['rows']} held-out normal rows: median "
+        f"{q['0.5']:.3f}, 99th percentile {q['0.99']:.3f}; thresholds by false-alarm rate {thresholds}; "
+        f"the 1% threshold flags {calibration['test_false_alarm_rate']:.1%} of the test split"
+    )
 
 
 def _quality_report(staged: Path, ds: Dataset, splits: data.Splits, opts: TrainOptions) -> dict:

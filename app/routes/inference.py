@@ -8,6 +8,7 @@ from urllib.parse import quote
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
+from app import metrics
 from app.columns import rows_of
 from app.deps import resolve_model
 from app.errors import InvalidInput, NotAcceptable
@@ -22,6 +23,8 @@ from app.responses import (
     wants_npy,
 )
 from app.schemas import (
+    AnomalyRequest,
+    AnomalyResponse,
     EncodeResponse,
     ErrorResponse,
     GenerateRequest,
@@ -110,6 +113,27 @@ async def generate(request: Request) -> Response:
     if wants_csv(accept):
         return CsvResponse(served.manifest.feature_names, samples, headers=_model_headers(served))
     return _answer(served, label=label, seed=body.seed, mode=mode, samples=samples)
+
+
+@router.post(
+    "/anomaly",
+    response_model=AnomalyResponse,
+    summary="Anomaly verdicts: each row's score, whether it is flagged, and which features fall outside",
+    openapi_extra=json_body(AnomalyRequest),
+)
+async def anomaly(request: Request) -> Response:
+    """Each row's anomaly score is its negative ELBO at the posterior mean (nats; higher is more
+    anomalous): the model's -log p(x | z) for each value plus the KL of its latent code. `flagged`
+    compares it with the threshold calibrated at training on held-out normal rows, so that about
+    `false_alarm_rate` of normal rows are flagged. `outside` lists the numeric features outside
+    their central `level` band (Gaussian and quantile heads), farthest first, in band widths."""
+    body = await read_body(request, AnomalyRequest)
+    served = resolve_model(request, body.model)
+    threshold, rows = await served.anomaly(body.inputs, body.labels, body.false_alarm_rate, body.level)
+    counters = metrics.anomaly_counters(served.manifest.name, served.manifest.version)
+    counters[0].inc(len(rows))
+    counters[1].inc(sum(1 for r in rows if r["flagged"]))
+    return _answer(served, false_alarm_rate=body.false_alarm_rate, threshold=threshold, level=body.level, rows=rows)
 
 
 def wants_picture(accept: str | None) -> str | None:

@@ -1,0 +1,114 @@
+"""Anomaly scores from a model's own likelihood, in numpy (the serving path has no torch).
+
+A row's score is its negative ELBO at the posterior mean, in nats: -log p(x | z = mean(x))
+(the head's term for each observed numeric value, then for a table -log p of each observed
+category and of each gap indicator) plus KL(q(z | x) || N(0, I)). The head's term is exactly
+training's for Bernoulli and Gaussian heads; for a quantile head, whose asymmetric-Laplace
+scale is a training parameter the graphs do not carry, it is the same likelihood with the
+scale read off the row's own outer band (a Laplace's 5-95% band spans 2 ln(10) scales).
+
+Serving (`ServedModel.anomaly`) and training's calibration (`AnomalyScorer`, on the staged
+export) compute it with this one function, so a threshold fitted at training holds in service.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from app.columns import Table
+from app.manifest import Manifest, read_manifest
+
+LOG_2PI = math.log(2 * math.pi)
+_EPS = 1e-6
+BAND_SCALES = 2 * math.log(10)  # a Laplace's 5-95% band in units of its scale
+
+
+def row_scores(
+    manifest: Manifest,
+    x: np.ndarray,
+    mean: np.ndarray,
+    log_var: np.ndarray,
+    outputs: list[np.ndarray],
+    table: Table | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(score per row [n], the numeric features' own terms [n, numeric features]) for rows `x` on
+    the model's scale (normalised, or a table's encoded rows), from the encoder's `mean`/`log_var`
+    and the decoder's outputs at that mean."""
+    d = manifest.numeric_dim
+    xn = x[:, :d].astype(np.float64)
+    head = manifest.head
+    if head == "bernoulli":
+        p = np.clip(outputs[0].astype(np.float64), _EPS, 1 - _EPS)
+        per_value = -(xn * np.log(p) + (1 - xn) * np.log1p(-p))
+    elif head == "gaussian":
+        mu, lv = outputs[0].astype(np.float64), outputs[1].astype(np.float64)
+        per_value = 0.5 * (LOG_2PI + lv + (xn - mu) ** 2 * np.exp(-lv))
+    else:
+        q = outputs[0].astype(np.float64)  # [n, levels, d]
+        tau = np.asarray(manifest.quantile_levels, dtype=np.float64)[None, :, None]
+        scale = np.maximum(q[:, -1] - q[:, 0], _EPS)[:, None, :] / BAND_SCALES
+        u = xn[:, None, :] - q
+        pinball = np.maximum(tau * u, (tau - 1) * u)
+        per_value = (pinball / scale + np.log(scale) - np.log(tau * (1 - tau))).mean(axis=1)
+    score = np.zeros(len(x))
+    if table is not None and manifest.discrete_dim:
+        discrete, probs = x[:, d:].astype(np.float64), np.clip(outputs[-1].astype(np.float64), _EPS, 1 - _EPS)
+        first_gap = table.n_onehot
+        gaps, p_gap = discrete[:, first_gap:], probs[:, first_gap:]
+        observed = np.ones_like(xn)
+        for column, gap in enumerate(table.numeric_gap()):
+            if gap >= 0:
+                observed[:, column] = 1 - gaps[:, gap]
+        per_value = per_value * observed
+        score -= (discrete[:, :first_gap] * np.log(probs[:, :first_gap])).sum(axis=1)  # a gap's one-hot is all 0
+        score -= (gaps * np.log(p_gap) + (1 - gaps) * np.log1p(-p_gap)).sum(axis=1)
+    kl = 0.5 * (mean.astype(np.float64) ** 2 + np.exp(log_var) - log_var - 1).sum(axis=1)
+    return score + per_value.sum(axis=1) + kl, per_value
+
+
+class AnomalyScorer:
+    """Scores rows on the model's scale with an exported model's ONNX graphs, in-process: what
+    /anomaly computes (training calibrates its thresholds with it; benchmarks use it)."""
+
+    def __init__(self, model_dir: Path, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        self.manifest = read_manifest(model_dir)
+        self.table = Table(self.manifest.columns) if self.manifest.columns is not None else None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.graphs = {}
+        for name, graph in (("encoder", self.manifest.encoder), ("decoder", self.manifest.decoder)):
+            artifact = graph.artifact("onnx")
+            if artifact is None:
+                raise ValueError(f"{model_dir}: the {name} has no ONNX artifact")
+            session = ort.InferenceSession(str(model_dir / artifact.path), options, providers=["CPUExecutionProvider"])
+            self.graphs[name] = (session, artifact.inputs)
+
+    def score(self, x: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Rows on the model's scale (and label indices for a conditional model)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        mean, log_var = self._run("encoder", x, y)
+        outputs = self._run("decoder", mean, y)
+        return row_scores(self.manifest, x, mean, log_var, outputs, self.table)
+
+    def _run(self, name: str, first: np.ndarray, y: np.ndarray | None) -> list[np.ndarray]:
+        session, inputs = self.graphs[name]
+        feed = {inputs[0]: first}
+        if len(inputs) > 1:
+            feed[inputs[1]] = np.asarray(y, dtype=np.int64)
+        return session.run(None, feed)
+
+
+FALSE_ALARM_RATES = (0.005, 0.01, 0.02, 0.05)  # thresholds calibrated at training, one per rate
+
+
+def calibrate(scores: np.ndarray) -> dict:
+    """Thresholds for FALSE_ALARM_RATES from normal rows' scores (held out from training): a row
+    is flagged when its score exceeds the threshold; and the scores' distribution."""
+    thresholds = {f"{rate:g}": float(np.quantile(scores, 1 - rate, method="higher")) for rate in FALSE_ALARM_RATES}
+    quantiles = {f"{q:g}": float(np.quantile(scores, q)) for q in (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)}
+    return {"rows": len(scores), "thresholds": thresholds, "score_quantiles": quantiles}

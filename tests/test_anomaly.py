@@ -1,0 +1,85 @@
+"""POST /anomaly on the default models: scores from the model's likelihood, verdicts against the
+threshold calibrated at training, and the features outside their band."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.manifest import read_manifest
+from tests.conftest import DEFAULT_MODELS_DIR, metric_value, real_rows
+
+PENGUIN = {"island": "Biscoe", "bill_length_mm": 47.5, "bill_depth_mm": 15.0, "flipper_length_mm": 217}
+PENGUIN |= {"body_mass_g": 5200, "sex": "male", "year": 2008}
+
+
+@pytest.mark.parametrize("name", ["cancer-qvae", "penguins-cvae", "digits-vae", "digits-cvae"])
+def test_training_stored_a_calibration(name) -> None:
+    calibration = read_manifest(DEFAULT_MODELS_DIR / name / "1").evaluation.anomaly
+    assert calibration is not None and calibration["rows"] > 50
+    thresholds = [calibration["thresholds"][r] for r in ("0.05", "0.02", "0.01", "0.005")]
+    assert thresholds == sorted(thresholds)  # fewer false alarms, a higher threshold
+    assert calibration["test_false_alarm_rate"] <= 0.05, calibration
+
+
+def test_a_feature_moved_far_out_is_flagged_and_named(client) -> None:
+    rows, labels = real_rows("cancer-qvae", 4)
+    moved = [list(row) for row in rows]
+    moved[2][3] = rows[2][3] * 8  # mean area, eight times its value
+    body = {"model": "cancer-qvae", "inputs": rows + moved[2:3], "labels": labels + labels[2:3]}
+    answer = client.post("/anomaly", json={**body, "false_alarm_rate": 0.05})
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert (
+        result["threshold"]
+        == read_manifest(DEFAULT_MODELS_DIR / "cancer-qvae" / "1").evaluation.anomaly["thresholds"]["0.05"]
+    )
+    original, changed = result["rows"][2], result["rows"][4]
+    assert changed["score"] > original["score"] and changed["flagged"] is True
+    assert changed["outside"][0]["feature"] == "mean area" and changed["outside"][0]["side"] == "above"
+    assert changed["outside"][0]["band_widths"] > 1
+    assert [f["band_widths"] for f in changed["outside"]] == sorted(
+        (f["band_widths"] for f in changed["outside"]), reverse=True
+    )
+    single = client.post("/anomaly", json={**body, "inputs": moved[2:3], "labels": labels[2:3]}).json()["rows"][0]
+    assert single["score"] == pytest.approx(changed["score"], rel=1e-5)  # alone or batched, the same score
+
+
+def test_a_table_rows_verdict(client) -> None:
+    odd = {**PENGUIN, "bill_depth_mm": 40.0}
+    answer = client.post(
+        "/anomaly", json={"model": "penguins-cvae", "inputs": [PENGUIN, odd], "labels": ["Gentoo"] * 2}
+    )
+    assert answer.status_code == 200, answer.text
+    normal, off = answer.json()["rows"]
+    assert off["score"] > normal["score"] and off["flagged"] is True
+    assert off["outside"][0]["feature"] == "bill_depth_mm"
+
+
+def test_a_bernoulli_model_scores_but_names_no_band(client) -> None:
+    rows, _ = real_rows("digits-vae", 3)
+    answer = client.post("/anomaly", json={"model": "digits-vae", "inputs": rows})
+    assert answer.status_code == 200
+    assert all(r["outside"] == [] and isinstance(r["flagged"], bool) for r in answer.json()["rows"])
+
+
+def test_anomaly_errors_say_what_is_allowed(client) -> None:
+    rows, labels = real_rows("cancer-qvae", 1)
+    body = {"model": "cancer-qvae", "inputs": rows, "labels": labels}
+    rate = client.post("/anomaly", json={**body, "false_alarm_rate": 0.03})
+    assert rate.status_code == 422 and "calibrated: [0.005, 0.01, 0.02, 0.05]" in rate.json()["error"]["message"]
+    level = client.post("/anomaly", json={**body, "level": 0.8})
+    assert level.status_code == 422 and "central bands: [0.5, 0.9]" in level.json()["error"]["message"]
+    assert client.post("/anomaly", json={**body, "labels": ["other"]}).status_code == 422
+    assert client.post("/anomaly", json={**body, "level": 1.5}).status_code == 422
+
+
+def test_rows_scored_and_flagged_are_counted(client) -> None:
+    rows, labels = real_rows("cancer-qvae", 3)
+    labelled = {"model": "cancer-qvae", "version": "1"}
+    before = metric_value(client.get("/metrics").text, "genserve_anomaly_rows_scored_total", **labelled)
+    flagged = client.post("/anomaly", json={"model": "cancer-qvae", "inputs": rows, "labels": labels}).json()
+    text = client.get("/metrics").text
+    assert metric_value(text, "genserve_anomaly_rows_scored_total", **labelled) == before + 3
+    assert metric_value(text, "genserve_anomaly_rows_flagged_total", **labelled) >= sum(
+        r["flagged"] for r in flagged["rows"]
+    )
