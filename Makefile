@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: serve train test lint format models bench bench-tables bench-synthetic docker-test fuzz clean
+.PHONY: serve train test lint format models bench bench-tables bench-synthetic bench-anomaly docker-test fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,12 @@ bench-tables: $(VENV)/.dev-installed
 # minutes; SDV runs from its own venv, bench/.sdv-venv, made on first use); bench/results/<date>-synthetic.md.
 bench-synthetic: $(VENV)/.dev-installed
 	$(BIN)/python bench/synthetic.py
+
+# Anomaly detection side by side: genserve's scores (app/anomaly.py) against IsolationForest and LOF on
+# breast-cancer, digits 0/4/7 held out, and diamonds with one column moved or swapped, over 5 seeded
+# splits (about 7 minutes on 2 cores); bench/results/<date>-anomaly.md.
+bench-anomaly: $(VENV)/.dev-installed
+	$(BIN)/python bench/anomaly.py
 
 # Fuzz the whole API from its OpenAPI schema against a live server on 127.0.0.1 (thousands of
 # cases; prints the number of cases run and failures). FUZZ_EXAMPLES: cases per operation and phase.

