@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 
@@ -69,6 +70,42 @@ def row_scores(
     return score + per_value.sum(axis=1) + kl, per_value
 
 
+def typical_codes(mean: np.ndarray) -> np.ndarray:
+    """Posterior means pulled back within the radius where N(0, I) codes lie (sqrt(d) + 2): a row far
+    out drags its code to where the decoder widens every band, and its own bands would hide it."""
+    radius = math.sqrt(mean.shape[1]) + 2
+    norms = np.linalg.norm(mean, axis=1, keepdims=True)
+    return np.where(norms > radius, mean * (radius / np.maximum(norms, 1e-9)), mean).astype(np.float32)
+
+
+def central_band(manifest: Manifest, outputs: list[np.ndarray], level: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each numeric feature's central `level` band on the model's scale, from the decoder's outputs
+    (None for a Bernoulli head, which has no spread); ValueError if a quantile head lacks that band."""
+    if manifest.head == "gaussian":
+        z = NormalDist().inv_cdf(0.5 + level / 2)
+        sigma = np.exp(0.5 * outputs[1])
+        return outputs[0] - z * sigma, outputs[0] + z * sigma
+    if manifest.head == "quantile":
+        levels = list(manifest.quantile_levels or [])
+        pairs = [(i, len(levels) - 1 - i) for i in range(len(levels) // 2)]  # 0.05 with 0.95, 0.25 with 0.75
+        for i, j in pairs:
+            if abs(levels[i] - (1 - level) / 2) < 1e-9 and abs(levels[j] - (1 + level) / 2) < 1e-9:
+                return outputs[0][:, i], outputs[0][:, j]
+        central = sorted({round(levels[j] - levels[i], 6) for i, j in pairs})
+        raise ValueError(f"no {level:g} band; its central bands: {central}")
+    return None
+
+
+def band_distances(x: np.ndarray, band: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """Per row and numeric feature how far outside its band the value lies, in band widths: below
+    negative, above positive, inside 0 ([n, numeric features]; all 0 without a band)."""
+    if band is None:
+        return np.zeros_like(x, dtype=np.float64)
+    lo, hi = (b.astype(np.float64) for b in band)
+    width = np.maximum(hi - lo, 1e-9)
+    return np.where(x < lo, (x - lo) / width, np.where(x > hi, (x - hi) / width, 0.0))
+
+
 class AnomalyScorer:
     """Scores rows on the model's scale with an exported model's ONNX graphs, in-process: what
     /anomaly computes (training calibrates its thresholds with it; benchmarks use it)."""
@@ -94,6 +131,14 @@ class AnomalyScorer:
         mean, log_var = self._run("encoder", x, y)
         outputs = self._run("decoder", mean, y)
         return row_scores(self.manifest, x, mean, log_var, outputs, self.table)
+
+    def distances(self, x: np.ndarray, y: np.ndarray | None = None, level: float = 0.9) -> np.ndarray:
+        """band_distances of rows on the model's scale, as /anomaly ranks the features it names."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        mean, _ = self._run("encoder", x, y)
+        outputs = self._run("decoder", typical_codes(mean), y)
+        band = central_band(self.manifest, outputs, level)
+        return band_distances(x[:, : self.manifest.numeric_dim].astype(np.float64), band)
 
     def _run(self, name: str, first: np.ndarray, y: np.ndarray | None) -> list[np.ndarray]:
         session, inputs = self.graphs[name]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
-import math
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Literal, ParamSpec, TypeVar
 
 import numpy as np
 
-from app.anomaly import row_scores
+from app.anomaly import band_distances, central_band, row_scores, typical_codes
 from app.batching import Batcher
 from app.columns import Cell, Mixture, RowError, Table, head_values, latent_codes
 from app.errors import InvalidInput, ModelFault
@@ -342,50 +341,33 @@ class ServedModel:
         outputs = await self._decode(mean, y)
         scores, _ = row_scores(self.manifest, x_norm, mean, log_var, outputs, self.table)
         self._require_finite(scores, "anomaly score", x_norm)
-        # bands at the nearest typical code: a row far out drags its own code out, where the decoder
-        # widens every band (a 40 mm penguin bill: sigma 16 on the model's scale) and nothing is outside
-        radius = math.sqrt(self.manifest.latent_dim) + 2  # N(0, I) codes lie within this, nearly all
-        norms = np.linalg.norm(mean, axis=1, keepdims=True)
-        typical = np.where(norms > radius, mean * (radius / np.maximum(norms, 1e-9)), mean).astype(np.float32)
-        band_outputs = outputs if (norms <= radius).all() else await self._decode(typical, y)
-        lo, hi = self._band(band_outputs, level)
-        d = self.manifest.numeric_dim
+        typical = typical_codes(mean)
+        band_outputs = outputs if np.array_equal(typical, mean) else await self._decode(typical, y)
+        try:
+            band = central_band(self.manifest, band_outputs, level)
+        except ValueError as e:
+            raise InvalidInput(f"model {self.ref} has {e}") from None
+        distances = band_distances(x_norm[:, : self.manifest.numeric_dim].astype(np.float64), band)
         names = [c.name for c in self.table.numeric] if self.table is not None else self.manifest.feature_names
         verdicts = []
-        for row, score in enumerate(scores):
-            outside = []
-            if lo is not None:
-                x, a, b = x_norm[row, :d], lo[row], hi[row]
-                width = np.maximum(b - a, 1e-9)
-                for j in np.flatnonzero((x < a) | (x > b)):
-                    side = "below" if x[j] < a[j] else "above"
-                    distance = (a[j] - x[j] if side == "below" else x[j] - b[j]) / width[j]
-                    outside.append({"feature": names[j], "side": side, "band_widths": round(float(distance), 4)})
-                outside.sort(key=lambda f: -f["band_widths"])
-            flagged = None if threshold is None else bool(score > threshold)
-            verdicts.append({"score": float(score), "flagged": flagged, "outside": outside})
-        return threshold, verdicts
-
-    def _band(self, outputs: list[np.ndarray], level: float) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """The central `level` band of each numeric feature on the model's scale (None: a Bernoulli head)."""
-        head = self.manifest.head
-        if head == "gaussian":
-            z = NormalDist().inv_cdf(0.5 + level / 2)
-            sigma = np.exp(0.5 * outputs[1])
-            return outputs[0] - z * sigma, outputs[0] + z * sigma
-        if head == "quantile":
-            levels = list(self.manifest.quantile_levels or [])
-            low, high = (1 - level) / 2, (1 + level) / 2
-            pairs = [
-                (i, j) for i, a in enumerate(levels) for j, b in enumerate(levels) if i < j and abs(a + b - 1) < 1e-9
+        for score, row in zip(scores, distances, strict=True):
+            off = np.flatnonzero(row)
+            outside = [
+                {
+                    "feature": names[j],
+                    "side": "below" if row[j] < 0 else "above",
+                    "band_widths": round(abs(float(row[j])), 4),
+                }
+                for j in off[np.argsort(-np.abs(row[off]), kind="stable")]
             ]
-            found = [(i, j) for i, j in pairs if abs(levels[i] - low) < 1e-9 and abs(levels[j] - high) < 1e-9]
-            if not found:
-                central = sorted({round(levels[j] - levels[i], 6) for i, j in pairs})
-                raise InvalidInput(f"model {self.ref} has no {level:g} band; its central bands: {central}")
-            i, j = found[0]
-            return outputs[0][:, i], outputs[0][:, j]
-        return None, None
+            verdicts.append(
+                {
+                    "score": float(score),
+                    "flagged": None if threshold is None else bool(score > threshold),
+                    "outside": outside,
+                }
+            )
+        return threshold, verdicts
 
     @_holding
     async def quantiles(

@@ -83,3 +83,23 @@ def test_rows_scored_and_flagged_are_counted(client) -> None:
     assert metric_value(text, "genserve_anomaly_rows_flagged_total", **labelled) >= sum(
         r["flagged"] for r in flagged["rows"]
     )
+
+
+def test_the_in_process_scorer_agrees_with_the_service(client) -> None:
+    """AnomalyScorer (training's calibration, the benchmark) scores and ranks as /anomaly does."""
+    import numpy as np
+
+    from app.anomaly import AnomalyScorer
+
+    rows, labels = real_rows("cancer-qvae", 3)
+    rows[1][3] *= 8
+    served = client.post("/anomaly", json={"model": "cancer-qvae", "inputs": rows, "labels": labels}).json()["rows"]
+    scorer = AnomalyScorer(DEFAULT_MODELS_DIR / "cancer-qvae" / "1")
+    norm = scorer.manifest.normalization
+    x = (np.asarray(rows, np.float32) - np.asarray(norm.shift, np.float32)) / np.asarray(norm.scale, np.float32)
+    y = np.asarray([scorer.manifest.labels.index(label) for label in labels])
+    scores, _ = scorer.score(x, y)
+    assert scores == pytest.approx([r["score"] for r in served], rel=1e-4)
+    distances = scorer.distances(x, y)
+    names = scorer.manifest.feature_names
+    assert names[int(np.abs(distances[1]).argmax())] == served[1]["outside"][0]["feature"] == "mean area"
