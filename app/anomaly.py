@@ -156,4 +156,6 @@ def calibrate(scores: np.ndarray) -> dict:
     is flagged when its score exceeds the threshold; and the scores' distribution."""
     thresholds = {f"{rate:g}": float(np.quantile(scores, 1 - rate, method="higher")) for rate in FALSE_ALARM_RATES}
     quantiles = {f"{q:g}": float(np.quantile(scores, q)) for q in (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)}
-    return {"rows": len(scores), "thresholds": thresholds, "score_quantiles": quantiles}
+    # with n rows, a rate under 1/n cannot be told apart from the next: its threshold is the largest score
+    coarse = [f"{rate:g}" for rate in FALSE_ALARM_RATES if rate * len(scores) < 1]
+    return {"rows": len(scores), "thresholds": thresholds, "score_quantiles": quantiles, "coarse_rates": coarse}

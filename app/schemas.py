@@ -246,6 +246,11 @@ class ModelDetail(BaseModel):
     coverage_by_feature: dict[str, dict[str, float]] | None = Field(
         None, description="a quantile model's band coverage per numeric feature on the test split"
     )
+    anomaly: dict | None = Field(
+        None,
+        description="the default version's anomaly calibration: thresholds per false-alarm rate fitted on held-out "
+        "normal rows, the score's quantiles there, and the test split's false alarms at 1%",
+    )
     warnings: list[str] = Field(default_factory=list, description="what training found wrong with the default version")
     training: dict | None = None
 

@@ -103,3 +103,15 @@ def test_the_in_process_scorer_agrees_with_the_service(client) -> None:
     distances = scorer.distances(x, y)
     names = scorer.manifest.feature_names
     assert names[int(np.abs(distances[1]).argmax())] == served[1]["outside"][0]["feature"] == "mean area"
+
+
+def test_calibration_marks_rates_too_fine_for_its_rows(client) -> None:
+    import numpy as np
+
+    from app.anomaly import calibrate
+
+    few = calibrate(np.arange(53.0))
+    assert few["coarse_rates"] == ["0.005", "0.01"] and few["thresholds"]["0.01"] == few["thresholds"]["0.005"] == 52
+    assert calibrate(np.arange(1000.0))["coarse_rates"] == []
+    detail = client.get("/models/cancer-qvae").json()
+    assert detail["anomaly"]["thresholds"].keys() == {"0.005", "0.01", "0.02", "0.05"}

@@ -240,6 +240,11 @@ def format_anomaly(name: str, calibration: dict) -> str:
         f"{name}: anomaly score (negative ELBO, nats) on {calibration['rows']} held-out normal rows: median "
         f"{q['0.5']:.3f}, 99th percentile {q['0.99']:.3f}; thresholds by false-alarm rate {thresholds}; "
         f"the 1% threshold flags {calibration['test_false_alarm_rate']:.1%} of the test split"
+    ) + (
+        f"\nWARNING: {name}: only {calibration['rows']} normal rows to calibrate on: the thresholds for "
+        f"{', '.join(calibration['coarse_rates'])} are all the largest score, and their false-alarm rates are rough"
+        if calibration.get("coarse_rates")
+        else ""
     )
 
 

@@ -97,6 +97,7 @@ async def model_detail(name: str, registry: RegistryDep) -> ModelDetail:
         metrics=manifest.evaluation.metrics if manifest else None,
         quality=manifest.evaluation.quality if manifest else None,
         coverage_by_feature=manifest.evaluation.coverage_by_feature if manifest else None,
+        anomaly=manifest.evaluation.anomaly if manifest else None,
         warnings=manifest.evaluation.warnings if manifest else [],
         training=manifest.training.model_dump() if manifest else None,
     )
