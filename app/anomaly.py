@@ -21,6 +21,7 @@ import numpy as np
 
 from app.columns import Table
 from app.manifest import Manifest, read_manifest
+from app.sampler import onnx_graph
 
 LOG_2PI = math.log(2 * math.pi)
 _EPS = 1e-6
@@ -111,19 +112,9 @@ class AnomalyScorer:
     /anomaly computes (training calibrates its thresholds with it; benchmarks use it)."""
 
     def __init__(self, model_dir: Path, threads: int = 1) -> None:
-        import onnxruntime as ort
-
         self.manifest = read_manifest(model_dir)
         self.table = Table(self.manifest.columns) if self.manifest.columns is not None else None
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        self.graphs = {}
-        for name, graph in (("encoder", self.manifest.encoder), ("decoder", self.manifest.decoder)):
-            artifact = graph.artifact("onnx")
-            if artifact is None:
-                raise ValueError(f"{model_dir}: the {name} has no ONNX artifact")
-            session = ort.InferenceSession(str(model_dir / artifact.path), options, providers=["CPUExecutionProvider"])
-            self.graphs[name] = (session, artifact.inputs)
+        self.graphs = {name: onnx_graph(model_dir, self.manifest, name, threads) for name in ("encoder", "decoder")}
 
     def score(self, x: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Rows on the model's scale (and label indices for a conditional model)."""

@@ -38,6 +38,8 @@ from typing import ClassVar
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app.errors import error_body
+
 logger = logging.getLogger("genserve")
 SWEEP_S = 0.5
 SWEEP_SLICE = 32  # connections checked per turn of the event loop
@@ -233,7 +235,7 @@ class GuardedProtocol(HttpToolsProtocol):
         answering = self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete
         if self._phase != "app" and not answering:
             code = "timeout" if status == 408 else "headers_too_large"
-            payload = json.dumps({"error": {"code": code, "message": reason}}).encode()
+            payload = json.dumps(error_body(code, reason)).encode()  # the app's own error shape
             head = b"HTTP/1.1 " + _STATUS[status] + b"\r\ncontent-type: application/json\r\nconnection: close\r\n"
             self.transport.write(head + b"content-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
         logger.debug("closing %s: %s", self.client, reason)

@@ -8,6 +8,7 @@ the benchmarks and anything else that wants many rows at once.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,18 +16,23 @@ from app.columns import Cell, Mixture, Table, head_values, latent_codes
 from app.manifest import Manifest, read_manifest
 
 
+def onnx_graph(model_dir: Path, manifest: Manifest, graph: str, threads: int = 1) -> tuple[Any, list[str]]:
+    """An exported graph's ONNX session on the CPU, in-process, with its input names."""
+    import onnxruntime as ort
+
+    artifact = getattr(manifest, graph).artifact("onnx")
+    if artifact is None:
+        raise ValueError(f"{model_dir}: the {graph} has no ONNX artifact")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(model_dir / artifact.path), options, providers=["CPUExecutionProvider"])
+    return session, artifact.inputs
+
+
 class Sampler:
     def __init__(self, model_dir: Path, threads: int = 1) -> None:
-        import onnxruntime as ort
-
         self.manifest: Manifest = read_manifest(model_dir)
-        artifact = self.manifest.decoder.artifact("onnx")
-        if artifact is None:
-            raise ValueError(f"{model_dir}: the decoder has no ONNX artifact")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(model_dir / artifact.path), options, providers=["CPUExecutionProvider"])
-        self.inputs = artifact.inputs
+        self.session, self.inputs = onnx_graph(model_dir, self.manifest, "decoder", threads)
         self.table = Table(self.manifest.columns) if self.manifest.columns is not None else None
         priors = self.manifest.latent_prior
         self.prior = None if priors is None else [Mixture.of(p) for p in priors]

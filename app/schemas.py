@@ -75,9 +75,8 @@ class RowsRequest(_Request):
 RequestT = TypeVar("RequestT", bound=_Request)
 
 
-async def read_body(request: Request, model: type[RequestT]) -> RequestT:
-    """The request's JSON body as `model`. A body declared as something else (a form, text) is
-    refused with 415; one that declares no content type at all is read as JSON."""
+def require_json(request: Request) -> None:
+    """415 for a body declared as anything but JSON (a form, text); none declared is fine."""
     content_type = request.headers.get("content-type")
     if content_type is not None:
         media_type = content_type.partition(";")[0].strip().lower()
@@ -85,6 +84,12 @@ async def read_body(request: Request, model: type[RequestT]) -> RequestT:
             raise UnsupportedMediaType(
                 f"the body is declared as {media_type or 'nothing'!r}; send JSON with 'Content-Type: application/json'"
             )
+
+
+async def read_body(request: Request, model: type[RequestT]) -> RequestT:
+    """The request's JSON body as `model`. A body declared as something else (a form, text) is
+    refused with 415; one that declares no content type at all is read as JSON."""
+    require_json(request)
     settings = request.app.state.settings
     try:
         return await validate_json(model, await request.body(), settings.max_samples)

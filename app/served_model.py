@@ -244,20 +244,7 @@ class ServedModel:
         return x
 
     def _require_finite(self, values: np.ndarray, what: str, inputs: np.ndarray | None) -> None:
-        """A non-finite value computed from the request's (normalised) `inputs`, or from the
-        model's own latent draws when None: the input's fault (422) only when the input lies far
-        outside the training data; otherwise the model's (500, named)."""
-        if np.isfinite(values).all():
-            return
-        row = int(np.argwhere(~np.isfinite(values))[0][0])
-        if inputs is not None and not np.abs(inputs[row]).max() <= FAR_INPUT:
-            _require_finite_input(values, what)
-        source = "its latent draws" if inputs is None else "an input within the range of its training data"
-        logger.error("model %s computed a non-finite %s for row %d from %s", self.ref, what, row, source)
-        raise ModelFault(
-            f"model {self.ref} computed a non-finite {what} for row {row} from {source}: the model is faulty",
-            details={"row": row},
-        )
+        require_finite(values, what, f"model {self.ref}", inputs)
 
     # ---- endpoints ----------------------------------------------------------------------
 
@@ -398,6 +385,22 @@ class ServedModel:
         rows, k, d = q.shape  # every column's map from the model's scale is increasing: levels stay in order
         bands = self.table.from_scale(q.reshape(rows * k, d)).reshape(rows, k, d)
         return levels, bands, self.table.probabilities(self._discrete(outputs), rows)
+
+
+def require_finite(values: np.ndarray, what: str, model: str, inputs: np.ndarray | None) -> None:
+    """A non-finite value computed from a request's `inputs` (on the model's scale), or from the
+    model's own latent draws when None: the input's fault (422) only when the input lies far
+    outside the training data; otherwise the model's (500, naming `model`)."""
+    if np.isfinite(values).all():
+        return
+    row = int(np.argwhere(~np.isfinite(values))[0][0])
+    if inputs is not None and not np.abs(inputs[row]).max() <= FAR_INPUT:
+        _require_finite_input(values, what)
+    source = "its latent draws" if inputs is None else "an input within the range of its training data"
+    logger.error("%s computed a non-finite %s for row %d from %s", model, what, row, source)
+    raise ModelFault(
+        f"{model} computed a non-finite {what} for row {row} from {source}: the model is faulty", {"row": row}
+    )
 
 
 def _require_finite_input(values: np.ndarray, what: str) -> None:

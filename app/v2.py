@@ -23,11 +23,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from app.batching import Batcher
-from app.errors import InvalidInput, ModelFault, ModelNotFound, NotReady
+from app.errors import InvalidInput, ModelNotFound, NotReady
 from app.manifest import is_version_name
 from app.parsing import BodyInvalid, validate_json
 from app.registry import Registry
-from app.served_model import FAR_INPUT, ServedModel
+from app.served_model import ServedModel, require_finite
 
 GRAPHS = ("encoder", "decoder")
 EXTENSIONS = ("binary_tensor_data",)
@@ -198,7 +198,9 @@ class V2Model:
             results = await self.batcher.run(feed)
         by_name = dict(zip(self.batcher.graph.output_names, results, strict=True))
         for spec, _ in selected:
-            _require_finite_output(self.name, spec.name, by_name[spec.name], feed[self.batcher.graph.input_names[0]])
+            require_finite(
+                by_name[spec.name], f"output {spec.name!r}", self.name, feed[self.batcher.graph.input_names[0]]
+            )
         return self._response(request.id, [(spec, by_name[spec.name], binary) for spec, binary in selected])
 
     # ---- request --------------------------------------------------------------------------
@@ -407,22 +409,6 @@ def _bool_parameter(parameters: dict[str, object] | None, key: str, owner: str) 
     if value is not None and not isinstance(value, bool):
         raise InvalidInput(f"{owner}: parameter {key!r} is {value!r}; it must be true or false")
     return value
-
-
-def _require_finite_output(model: str, name: str, values: np.ndarray, inputs: np.ndarray) -> None:
-    """Finite inputs far outside the training data can still overflow float32 in the graph (422);
-    from inputs within it, a non-finite output is the model's fault (500)."""
-    if not np.isfinite(values).all():
-        row = int(np.argwhere(~np.isfinite(values))[0][0])
-        if np.abs(inputs[row]).max() <= FAR_INPUT:
-            raise ModelFault(
-                f"{model} computed a non-finite output {name!r} at row {row} from an input within the range of its "
-                "training data: the model is faulty"
-            )
-        raise InvalidInput(
-            f"output {name!r} is not finite in float32 at row {row}; the input lies too far outside the range "
-            "of the data the model was trained on"
-        )
 
 
 def _describe(errors: list[dict]) -> str:

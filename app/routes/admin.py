@@ -12,9 +12,9 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from app.deps import RegistryDep
-from app.errors import Forbidden, UnsupportedMediaType
+from app.errors import Forbidden
 from app.registry import ReloadReport
-from app.schemas import ErrorResponse
+from app.schemas import ErrorResponse, require_json
 
 logger = logging.getLogger("genserve")
 
@@ -30,11 +30,7 @@ def _same_origin_json(request: Request) -> None:
         origin is not None and urlsplit(origin).netloc.lower() != host.lower()
     ):
         raise Forbidden(f"a cross-origin request (from {origin or 'another site'}) cannot trigger a reload")
-    content_type = request.headers.get("content-type")
-    if content_type is not None and content_type.partition(";")[0].strip().lower() != "application/json":
-        raise UnsupportedMediaType(
-            f"the body is declared as {content_type!r}; send no body, or JSON with 'Content-Type: application/json'"
-        )
+    require_json(request)  # a cross-site form or text/plain POST needs no CORS preflight: refuse it
 
 
 router = APIRouter(

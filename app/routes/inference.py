@@ -81,8 +81,9 @@ async def generate(request: Request) -> Response:
     body = await read_body(request, GenerateRequest)
     served = resolve_model(request, body.model)
     accept = request.headers.get("accept")
+    picture = wants_picture(accept)
     labels = served.manifest.labels
-    if wants_picture(accept) == PNG_MEDIA_TYPE and served.manifest.image_shape and labels and body.label is None:
+    if picture == PNG_MEDIA_TYPE and served.manifest.image_shape and labels and body.label is None:
         # a conditional image model, no label asked for: a row of `n` images for each label
         rows = [await served.generate(body.n, label, body.seed, body.temperature, body.mode) for label in labels]
         grid = image_grid(np.concatenate(rows), served.manifest.image_shape, rows=len(labels))
@@ -94,7 +95,7 @@ async def generate(request: Request) -> Response:
         rows = rows_of(samples.values)
         if wants_csv(accept):
             return CsvResponse(samples.columns, rows, headers=_model_headers(served))
-        if wants_npy(accept) or wants_picture(accept):
+        if wants_npy(accept) or picture:
             raise NotAcceptable(
                 f"model {served.ref} has a column schema and answers typed rows, not a float array; "
                 "ask for application/json or text/csv"
@@ -102,11 +103,11 @@ async def generate(request: Request) -> Response:
         return _answer(served, label=label, seed=body.seed, mode=mode, columns=samples.columns, samples=rows)
     if wants_npy(accept):
         return NpyResponse(samples, headers=_model_headers(served))
-    if wants_picture(accept) == PNG_MEDIA_TYPE and served.manifest.image_shape:
+    if picture == PNG_MEDIA_TYPE and served.manifest.image_shape:
         return Response(
             image_grid(samples, served.manifest.image_shape), media_type=PNG_MEDIA_TYPE, headers=_model_headers(served)
         )
-    if wants_picture(accept):
+    if picture:
         raise NotAcceptable(
             f"model {served.ref} does not make images: ask for application/json, text/csv or application/x-npy"
         )
