@@ -313,26 +313,28 @@ class RssSampler:
 def epoch_marks() -> Iterator[list[tuple[float, float]]]:
     """(time, VmRSS) when training.train.fit's first epoch starts and as each epoch ends.
 
-    fit iterates over a tqdm progress bar, one item per epoch; while in the block, the bar is a
-    subclass whose iterator takes a mark before the first epoch and each time the loop asks for
-    the next epoch (after the previous one's training pass and validation) and at the end."""
+    fit reports each epoch to a `Progress`, made just before the first epoch and told each
+    epoch's losses once its training pass and validation are done: while in the block, Progress
+    is a subclass that takes a mark at each of those points."""
     import training.train as loop
 
     marks: list[tuple[float, float]] = []
-    original = loop.tqdm
+    original = loop.Progress
 
     class Marked(original):  # type: ignore[misc, valid-type]
-        def __iter__(self) -> Iterator[Any]:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
             marks.append((time.perf_counter(), rss_mib()))
-            for item in super().__iter__():
-                yield item
-                marks.append((time.perf_counter(), rss_mib()))
 
-    loop.tqdm = Marked
+        def record(self, **figures: float) -> None:
+            super().record(**figures)
+            marks.append((time.perf_counter(), rss_mib()))
+
+    loop.Progress = Marked
     try:
         yield marks
     finally:
-        loop.tqdm = original
+        loop.Progress = original
 
 
 def bench_memory(csv: Path, epochs: int, work: Path) -> str:
@@ -382,7 +384,7 @@ def bench_memory(csv: Path, epochs: int, work: Path) -> str:
             "",
             f"`train_and_export` on the CSV above: default head (gaussian), latent 8, hidden (128, 64), batch 64, "
             f"{epochs} epochs (patience {epochs + 1}, so all run). RSS is VmRSS from /proc/self/status: read at "
-            "each epoch's end (the training loop's tqdm bar is wrapped for the run, so the reading falls exactly "
+            "each epoch's end (the training loop's Progress is wrapped for the run, so the reading falls exactly "
             f"between epochs) and sampled every {RSS_INTERVAL_S:g} s by a background thread "
             f"({len(sampler.samples)} samples) for the peak within each epoch.",
             "",
