@@ -108,6 +108,10 @@ class Mixture:
     means: np.ndarray  # [k, d]
     cholesky: np.ndarray  # [k, d, d]
 
+    def __post_init__(self) -> None:
+        cdf = np.cumsum(self.weights)
+        object.__setattr__(self, "_cdf", cdf / cdf[-1])
+
     @classmethod
     def of(cls, prior: LatentPrior) -> Mixture:
         weights = np.asarray(prior.weights, dtype=np.float64)
@@ -119,7 +123,9 @@ class Mixture:
 
     def draw(self, n: int, rng: np.random.Generator, temperature: float = 1.0) -> np.ndarray:
         """n codes: a component by its weight, then mean + temperature * L eps."""
-        k = rng.choice(len(self.weights), size=n, p=self.weights)
+        # rng.choice(len(weights), n, p=weights) draws exactly this, but validates p on every call:
+        # a tenth of a small /generate request's time
+        k = self._cdf.searchsorted(rng.random(n), side="right")
         eps = rng.standard_normal((n, self.means.shape[1]), dtype=np.float32) * np.float32(temperature)
         return self.means[k] + np.einsum("nij,nj->ni", self.cholesky[k], eps)
 

@@ -83,6 +83,7 @@ class Registry:
         self.records: dict[str, dict[int, ModelRecord]] = {}
         self.pins: dict[str, Pin] = {}  # read with the versions, at start-up and at each reload
         self.duplicates: dict[tuple[str, int], list[str]] = {}  # version -> the directory names claiming it
+        self._defaults: dict[str, tuple[int | None, str]] = {}  # name -> (version `name` serves, why)
         self._said_cpu = False
         self._reload_lock = asyncio.Lock()
         self._retiring: set[asyncio.Task] = set()
@@ -97,6 +98,7 @@ class Registry:
             self.records.setdefault(name, {})[version] = record
             if record.served is not None:
                 _set_loaded(record, 1)
+        self._choose_defaults()
         ready = [r for r in self.all_records() if r.state == "ready"]
         logger.info(
             "serving %d model version(s) from %s; %d failed",
@@ -271,6 +273,7 @@ class Registry:
                     report.loaded.append(new.ref)
                 _set_loaded(new, 1)
             self.records = {name: dict(sorted(v.items())) for name, v in sorted(self.records.items())}
+            self._choose_defaults()
             logger.info(
                 "reload: %d loaded, %d replaced, %d removed, %d failed, %d kept (changed copy failed), %d unchanged",
                 *(len(getattr(report, f)) for f in ("loaded", "replaced", "removed", "failed", "kept", "unchanged")),
@@ -341,10 +344,15 @@ class Registry:
         return record.served
 
     def default(self, name: str) -> tuple[int | None, str]:
-        """The version `name` resolves to, and why (app/promotion.py)."""
-        versions = self.records.get(name, {})
-        servable = {v: r.manifest.promotion for v, r in versions.items() if r.served is not None and r.manifest}
-        return choose_default(servable, self.pins.get(name))
+        """The version `name` resolves to, and why (app/promotion.py). Chosen when the records or
+        pins change (start-up, reload), not per request."""
+        return self._defaults.get(name, (None, f"no model named {name!r}"))
+
+    def _choose_defaults(self) -> None:
+        self._defaults = {}
+        for name, versions in self.records.items():
+            servable = {v: r.manifest.promotion for v, r in versions.items() if r.served is not None and r.manifest}
+            self._defaults[name] = choose_default(servable, self.pins.get(name))
 
     def start(self) -> None:
         for served in self.served():
