@@ -52,6 +52,8 @@ MODELS_LOADED = Gauge(
     multiprocess_mode="livemax",
 )
 
+STREAM_ROWS = Counter("genserve_stream_rows", "Rows sent by /generate/stream", ["model", "version"])
+STREAMS_ACTIVE = Gauge("genserve_streams_active", "Streams being sent", ["model"], multiprocess_mode="livesum")
 
 ROWS_SCORED = Counter("genserve_anomaly_rows_scored", "Rows scored by /anomaly", ["model", "version"])
 ROWS_FLAGGED = Counter("genserve_anomaly_rows_flagged", "Rows /anomaly flagged", ["model", "version"])
@@ -78,7 +80,7 @@ def forget_version(model: str, version: int, device: str, backend: str) -> None:
                 metric.remove(model, str(version), graph)
     with contextlib.suppress(KeyError):
         MODELS_LOADED.remove(model, str(version), device, backend)
-    for counter in (ROWS_SCORED, ROWS_FLAGGED):
+    for counter in (ROWS_SCORED, ROWS_FLAGGED, STREAM_ROWS):
         with contextlib.suppress(KeyError):
             counter.remove(model, str(version))
     _anomaly_children.pop((model, version), None)

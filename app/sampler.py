@@ -7,13 +7,15 @@ the benchmarks and anything else that wants many rows at once.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from app.columns import Cell, Mixture, Table, head_values, latent_codes
+from app.columns import Cell, Mixture, Table, latent_codes
 from app.manifest import Manifest, read_manifest
+from app.streaming import Block, block_rng, block_sizes, rows_block
 
 
 def onnx_graph(model_dir: Path, manifest: Manifest, graph: str, threads: int = 1) -> tuple[Any, list[str]]:
@@ -49,16 +51,29 @@ class Sampler:
     def generate(
         self, n: int, label: int | None, rng: np.random.Generator, mode: str | None = None
     ) -> list[list[Cell]] | np.ndarray:
-        """`n` rows for label index `label`: a table model's values per column (schema order), else an
-        array [n, features] in original units. `mode`: sample (draws) or mean (central values)."""
+        """`n` rows for label index `label`, all drawn from `rng`: a table model's values per column
+        (schema order), else an array [n, features] in original units. `mode`: sample (draws) or
+        mean (central values)."""
+        block = self.block(n, label, rng, mode)
+        if self.table is None:
+            return block.numeric
+        return self.table.values(block.numeric, block.codes, block.missing)
+
+    def block(
+        self, n: int, label: int | None, rng: np.random.Generator, mode: str | None = None, temperature: float = 1.0
+    ) -> Block:
+        """`n` rows as arrays, made as /generate makes one block of them (app/streaming.py)."""
         m = self.manifest
-        feed = {self.inputs[0]: latent_codes(self.prior, m.latent_dim, n, label, rng, 1.0)}
+        feed = {self.inputs[0]: latent_codes(self.prior, m.latent_dim, n, label, rng, temperature)}
         if m.conditional:
             feed[self.inputs[1]] = np.full(n, label, dtype=np.int64)
-        outputs = self.session.run(None, feed)
         draws = rng if (mode or self.default_mode) == "sample" else None
-        numeric = head_values(m.head, outputs, m.quantile_levels, bool(m.discrete_dim), draws)
-        if self.table is None:
-            return numeric * self.scale + self.shift
-        codes, missing = self.table.choose(outputs[-1] if m.discrete_dim else None, n, draws)
-        return self.table.values(self.table.from_scale(numeric), codes, missing)
+        return rows_block(m, self.table, self.session.run(None, feed), draws, self.shift, self.scale)[1]
+
+    def blocks(
+        self, n: int, label: int | None, seed: int | None, mode: str | None = None, temperature: float = 1.0
+    ) -> Iterator[Block]:
+        """`n` rows in blocks, the rows /generate and /generate/stream answer for `seed` (None: unseeded)."""
+        shared = np.random.default_rng()
+        for k, size in enumerate(block_sizes(n)):
+            yield self.block(size, label, block_rng(seed, k, shared), mode, temperature)

@@ -57,6 +57,14 @@ class GenerateRequest(_Request):
     )
 
 
+class GenerateStreamRequest(GenerateRequest):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"model": "penguins-cvae", "n": 100000, "label": "Gentoo", "seed": 42}]}
+    )
+
+    n: int = Field(1, ge=1, description="number of rows (at most GENSERVE_MAX_STREAM_ROWS)")
+
+
 class RowsRequest(_Request):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"model": "cancer-qvae", "inputs": [[14.0] * 30], "labels": ["benign"]}]}

@@ -7,10 +7,11 @@ outputs. Routes only call these methods.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -21,8 +22,9 @@ import numpy as np
 from app.anomaly import band_distances, central_band, row_scores, typical_codes
 from app.batching import Batcher
 from app.columns import Cell, Mixture, RowError, Table, head_values, latent_codes
-from app.errors import InvalidInput, ModelFault
+from app.errors import InvalidInput, ModelFault, Overloaded
 from app.manifest import Manifest
+from app.streaming import Block, block_rng, block_sizes, rows_block
 
 # Levels returned by /quantiles for a Gaussian head (a quantile head returns its own).
 GAUSSIAN_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -218,21 +220,17 @@ class ServedModel:
         m = self.manifest
         return head_values(m.head, outputs, m.quantile_levels, bool(m.discrete_dim), rng)
 
-    def _table_values(
+    def _rows(
         self, outputs: list[np.ndarray], rng: np.random.Generator | None, inputs: np.ndarray | None = None
-    ) -> tuple[TableRows, np.ndarray, np.ndarray, np.ndarray]:
-        """A table model's rows from the decoder's outputs (drawn with `rng`, else central values),
-        with the numeric block on the model's scale, the category indices and the gaps behind them."""
-        assert self.table is not None
-        z = self._numeric(outputs, rng)
-        self._require_finite(z, "the decoded value", inputs)
-        codes, missing = self.table.choose(self._discrete(outputs), len(z), rng)
-        return (
-            TableRows(self.table.names, self.table.values(self.table.from_scale(z), codes, missing)),
-            z,
-            codes,
-            missing,
-        )
+    ) -> tuple[np.ndarray, Block]:
+        """Rows from the decoder's outputs (drawn with `rng`, else central values), checked, with
+        the numeric block on the model's scale behind them."""
+        z, block = rows_block(self.manifest, self.table, outputs, rng, self.shift, self.scale)
+        if self.table is None:
+            self._require_finite(block.numeric, "the result in original units", inputs)
+        else:
+            self._require_finite(z, "the decoded value", inputs)
+        return z, block
 
     def _discrete(self, outputs: list[np.ndarray]) -> np.ndarray | None:
         return outputs[-1] if self.manifest.discrete_dim else None
@@ -248,28 +246,75 @@ class ServedModel:
 
     # ---- endpoints ----------------------------------------------------------------------
 
+    def _label(self, label: str | int | None) -> int | None:
+        """A request's label -> its index (None for an unconditional model), or a 422 with the valid ones."""
+        index = self.label_index.get(label) if label is not None else None  # type: ignore[arg-type]
+        if index is not None:  # a known label of a conditional model: the common case, quickly
+            return index
+        y = self.check_labels(None if label is None else [label], 1)  # anything else: checked, refused when wrong
+        return None if y is None else int(y[0])
+
+    async def _block(
+        self, rows: int, label: int | None, rng: np.random.Generator, temperature: float, draws: bool, patient: bool
+    ) -> Block:
+        """One block of generated rows: codes from the latent prior, decoded, then drawn from
+        p(x | z[, y]) (`draws`) or the head's central value, all with `rng`. A `patient` block (a
+        stream's) waits for room in a full queue instead of refusing: a long stream yields to others."""
+        z = latent_codes(self.latent_prior, self.manifest.latent_dim, rows, label, rng, temperature)
+        y = None if label is None else np.full(rows, label, dtype=np.int64)
+        outputs = await (self._decode_patiently(z, y) if patient else self._decode(z, y))
+        return self._rows(outputs, rng if draws else None)[1]
+
+    async def _decode_patiently(self, z: np.ndarray, y: np.ndarray | None) -> list[np.ndarray]:
+        piece = min(len(z), self.max_rows)  # always fits an empty queue (GENSERVE_MAX_QUEUE >= MAX_SAMPLES)
+        parts = []
+        for start in range(0, len(z), piece):
+            part = slice(start, start + piece)
+            while True:
+                try:
+                    parts.append(await self._decode(z[part], None if y is None else y[part]))
+                    break
+                except Overloaded:
+                    await asyncio.sleep(0.005)
+        return parts[0] if len(parts) == 1 else [np.concatenate(p) for p in zip(*parts, strict=True)]
+
     @_holding
     async def generate(
         self, n: int, label: str | int | None, seed: int | None, temperature: float, mode: Mode | None = None
     ) -> np.ndarray | TableRows:
         """`n` rows for `label`: draws from p(x | z[, y]) (`sample`) or the decoder's central value
-        (`mean`); an all-numeric model answers an array in original units, a table model typed rows."""
+        (`mean`); an all-numeric model answers an array in original units, a table model typed rows.
+        Made in blocks (app/streaming.py), so a seed's rows are those /generate/stream gives."""
         if n > self.max_rows:
-            raise InvalidInput(f"n={n} is above the limit of {self.max_rows} samples (GENSERVE_MAX_SAMPLES)")
-        index = self.label_index.get(label) if label is not None else None
-        if index is not None:  # a known label of a conditional model: the common case, quickly
-            y = np.full(n, index, dtype=np.int64)
-        else:  # anything else: checked, and refused with the reason when wrong
-            y = self.check_labels(None if label is None else [label] * n, n)
-        rng = self._rng if seed is None else np.random.default_rng(seed)
-        z = latent_codes(
-            self.latent_prior, self.manifest.latent_dim, n, None if y is None else int(y[0]), rng, temperature
-        )
-        outputs = await self._decode(z, y)
-        draws = rng if (mode or self.default_mode) == "sample" else None
+            raise InvalidInput(
+                f"n={n} is above the limit of {self.max_rows} samples (GENSERVE_MAX_SAMPLES); "
+                "POST /generate/stream streams up to GENSERVE_MAX_STREAM_ROWS rows"
+            )
+        index = self._label(label)
+        draws = (mode or self.default_mode) == "sample"
+        blocks = [
+            await self._block(size, index, block_rng(seed, k, self._rng), temperature, draws, patient=False)
+            for k, size in enumerate(block_sizes(n))
+        ]
+        block = Block.join(blocks)
         if self.table is not None:
-            return self._table_values(outputs, draws)[0]
-        return self._original_units(self._numeric(outputs, draws))
+            return TableRows(self.table.names, self.table.values(block.numeric, block.codes, block.missing))
+        return block.numeric
+
+    def stream(
+        self, n: int, label: str | int | None, seed: int | None, temperature: float, mode: Mode | None = None
+    ) -> AsyncIterator[Block]:
+        """`n` rows as blocks, made as they are consumed: the label is checked now (a 422 before any
+        row), the model held from the first block to the last (or until the consumer stops)."""
+        index = self._label(label)
+        draws = (mode or self.default_mode) == "sample"
+
+        async def blocks() -> AsyncIterator[Block]:
+            with self.hold():
+                for k, size in enumerate(block_sizes(n)):
+                    yield await self._block(size, index, block_rng(seed, k, self._rng), temperature, draws, True)
+
+        return blocks()
 
     @_holding
     async def encode(self, inputs: Sequence[Row], labels: Sequence[str | int] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -301,9 +346,10 @@ class ServedModel:
         y = self.check_labels(labels, len(x_enc))
         mean, _ = await self._encode(x_enc, y)
         outputs = await self._decode(mean, y)
-        rows, z, recon_codes, recon_missing = self._table_values(outputs, None, x_enc)
-        column_errors = table.errors(x_enc, codes, z, recon_codes, recon_missing)
+        z, block = self._rows(outputs, None, x_enc)
+        column_errors = table.errors(x_enc, codes, z, block.codes, block.missing)
         modelled = [i for i, c in enumerate(table.columns) if c.kind != "constant"]
+        rows = TableRows(table.names, table.values(block.numeric, block.codes, block.missing))
         return rows, column_errors[:, modelled].mean(axis=1), column_errors
 
     @_holding

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
         30.0, ge=0, description="longest wait for a request's rows to be run before 504 (0: no limit)"
     )
     max_samples: int = Field(1024, ge=1, description="largest n / number of rows in one request")
+    max_stream_rows: int = Field(
+        100_000_000, ge=1, description="largest n of one /generate/stream (rows are made as they are sent)"
+    )
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body")
 
     api_key: str | None = Field(None, description="when set, inference, model and admin endpoints require it")

@@ -1,4 +1,5 @@
-"""`python -m training train ...`, `evaluate NAME[@VERSION]`, `pin NAME@VERSION` and `unpin NAME`."""
+"""`python -m training train ...`, `evaluate NAME[@VERSION]`, `sample NAME[@VERSION] --n N --out FILE`,
+`pin NAME@VERSION` and `unpin NAME`."""
 
 from __future__ import annotations
 
@@ -113,6 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
     pin.add_argument("model", help="NAME@VERSION")
     pin.add_argument("--reason", default="", help="why (shown by GET /models/NAME)")
     pin.add_argument("--models-dir", type=Path, default=Path("models"))
+    sample = commands.add_parser(
+        "sample", help="write N generated rows to a file (.csv, .parquet, .ndjson, .arrow) with the served graphs"
+    )
+    sample.add_argument("model", help="NAME or NAME@VERSION")
+    sample.add_argument("--n", type=int, required=True, help="number of rows")
+    sample.add_argument("--out", type=Path, required=True, help="FILE.csv, FILE.parquet, FILE.ndjson or FILE.arrow")
+    sample.add_argument("--label", help="the condition label (a conditional model needs one)")
+    sample.add_argument("--seed", type=int, help="the same seed gives the rows /generate gives for it")
+    sample.add_argument("--mode", choices=["sample", "mean"], help="as /generate's mode (default: the model's)")
+    sample.add_argument("--temperature", type=float, default=1.0, help="scales the latent prior's spread")
+    sample.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    sample.add_argument("--models-dir", type=Path, default=Path("models"))
     unpin = commands.add_parser("unpin", help="NAME resolves to its newest promoted version again")
     unpin.add_argument("model", help="NAME")
     unpin.add_argument("--models-dir", type=Path, default=Path("models"))
@@ -125,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         return _evaluate(args)
     if args.command in ("pin", "unpin"):
         return _pin(args)
+    if args.command == "sample":
+        return _sample(args)
     from training.data import DataError, ReadOptions
     from training.export import ExportError
     from training.pipeline import TrainOptions, progress_log, train_and_export
@@ -222,6 +237,31 @@ def _evaluate(args: argparse.Namespace) -> int:
     if manifest.evaluation.anomaly is not None:
         print(format_anomaly(manifest.name, manifest.evaluation.anomaly))
     print(format_promotion(manifest))
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from training.sample import SampleOptions, sample_to_file
+
+    try:
+        if args.seed is not None and not 0 <= args.seed < 2**64:
+            raise ValueError("--seed must be in [0, 2^64)")
+        sample_to_file(
+            SampleOptions(
+                model=args.model,
+                n=args.n,
+                out=args.out,
+                label=args.label,
+                seed=args.seed,
+                mode=args.mode,
+                temperature=args.temperature,
+                models_dir=args.models_dir,
+                threads=max(1, args.threads),
+            )
+        )
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

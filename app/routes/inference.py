@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
 
 from app import metrics
 from app.columns import rows_of
@@ -29,6 +32,7 @@ from app.schemas import (
     ErrorResponse,
     GenerateRequest,
     GenerateResponse,
+    GenerateStreamRequest,
     QuantilesResponse,
     ReconstructResponse,
     RowsRequest,
@@ -36,6 +40,7 @@ from app.schemas import (
     read_body,
 )
 from app.served_model import ServedModel, TableRows
+from app.streaming import ARROW, NDJSON, PARQUET, Block, RowWriter, negotiate
 
 ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 406, 413, 415, 422, 500, 503, 504)}
 router = APIRouter(tags=["inference"], responses=ERRORS)  # the API key is attached in create_app
@@ -114,6 +119,71 @@ async def generate(request: Request) -> Response:
     if wants_csv(accept):
         return CsvResponse(served.manifest.feature_names, samples, headers=_model_headers(served))
     return _answer(served, label=label, seed=body.seed, mode=mode, samples=samples)
+
+
+@router.post(
+    "/generate/stream",
+    summary="Stream many generated rows, made as they are sent: NDJSON, CSV, Arrow or Parquet",
+    responses={
+        200: {
+            "content": {
+                NDJSON: {"schema": {"type": "string"}},
+                CSV_MEDIA_TYPE: {"schema": {"type": "string"}},
+                ARROW: {"schema": {"type": "string", "format": "binary"}},
+                PARQUET: {"schema": {"type": "string", "format": "binary"}},
+            }
+        }
+    },
+    openapi_extra=json_body(GenerateStreamRequest),
+)
+async def generate_stream(request: Request) -> Response:
+    """Up to GENSERVE_MAX_STREAM_ROWS rows, as /generate makes them (the same `seed` gives the
+    same rows, row for row), streamed in blocks of 1,024 rows as they are made: the server's
+    memory stays the same whatever `n` is, and the rows share the model with other requests batch
+    by batch. The format follows `Accept`: `application/x-ndjson` (the default; one JSON object
+    per row, keyed by column), `text/csv` (a header row first), `application/vnd.apache.arrow.stream`
+    (an Arrow IPC stream, a record batch per block) or `application/vnd.apache.parquet` (a row
+    group per 65,536 rows). A client that goes away stops the work. Errors found before the first
+    row are JSON 4xx answers as elsewhere; a failure mid-stream ends the response unfinished (no
+    last chunk), so it cannot pass for a complete one."""
+    body = await read_body(request, GenerateStreamRequest)
+    served = resolve_model(request, body.model)
+    media_type = negotiate(request.headers.get("accept"))
+    limit = request.app.state.settings.max_stream_rows
+    if body.n > limit:
+        raise InvalidInput(f"n={body.n} is above the limit of {limit} rows per stream (GENSERVE_MAX_STREAM_ROWS)")
+    blocks = served.stream(body.n, body.label, body.seed, body.temperature, body.mode)
+    names = served.table.names if served.table is not None else served.manifest.feature_names
+    writer = RowWriter(media_type, names, served.table)
+    headers = {**_model_headers(served), "X-Rows": str(body.n), "Cache-Control": "no-store"}
+    return StreamingResponse(_streamed(writer, blocks, served), media_type=writer.content_type, headers=headers)
+
+
+async def _streamed(writer: RowWriter, blocks: AsyncIterator[Block], served: ServedModel) -> AsyncIterator[bytes]:
+    """The bytes of each part as its blocks are made; the work stops when the client goes away
+    (Starlette cancels this at the disconnect)."""
+    m = served.manifest
+    sent, active = metrics.STREAM_ROWS.labels(m.name, str(m.version)), metrics.STREAMS_ACTIVE.labels(m.name)
+    loop = asyncio.get_running_loop()
+    active.inc()
+    try:
+        part: list[Block] = []
+        async for block in blocks:
+            part.append(block)
+            if sum(len(b) for b in part) < writer.part_rows:
+                continue
+            # Parquet's large row groups are encoded off the event loop (pyarrow lets go of the GIL)
+            data = await loop.run_in_executor(None, writer.write, part) if writer.threaded else writer.write(part)
+            sent.inc(sum(len(b) for b in part))
+            part = []
+            yield data
+        if part:
+            yield writer.write(part)
+            sent.inc(sum(len(b) for b in part))
+        yield writer.close()
+    finally:
+        active.dec()
+        await blocks.aclose()  # type: ignore[attr-defined]
 
 
 @router.post(

@@ -1,0 +1,281 @@
+"""Many rows with constant memory: `POST /generate/stream` and `python -m training sample`.
+
+Rows are made in blocks of `BLOCK_ROWS`. Block k of a seeded request draws everything (its
+latent codes, then its values) from a generator of its own: the seed's own for block 0, so
+that up to `BLOCK_ROWS` rows are exactly what /generate answers for that seed, and
+`SeedSequence(seed, spawn_key=(k,))`, an independent stream, for each block after it. So the
+`n` rows of a seed are the same whether streamed or not, served or written by the CLI, and a
+whole block is the same in any request that reaches past it (a partial last block draws its
+rows' codes and values in another order than a whole one would).
+
+A `RowWriter` turns blocks into the bytes of one format, a part at a time: NDJSON (one object
+per row, keyed by column), CSV (a header row first), an Arrow IPC stream (a record batch per
+part) or Parquet (a row group per part, the footer at the end). Values are those of the JSON
+answer: integers as integers, categories as in the data, null (an empty CSV field) where missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from app.columns import Table, head_values
+from app.errors import NotAcceptable
+from app.manifest import Manifest
+
+BLOCK_ROWS = 1024
+
+NDJSON = "application/x-ndjson"
+CSV = "text/csv"
+ARROW = "application/vnd.apache.arrow.stream"
+PARQUET = "application/vnd.apache.parquet"
+# media types asked for -> the format answered (the first of each group is the one answered)
+_ACCEPTED = {
+    NDJSON: NDJSON,
+    "application/jsonl": NDJSON,
+    "application/json-lines": NDJSON,
+    CSV: CSV,
+    ARROW: ARROW,
+    PARQUET: PARQUET,
+    "application/x-parquet": PARQUET,
+}
+MEDIA_TYPES = [NDJSON, CSV, ARROW, PARQUET]
+SUFFIXES = {".ndjson": NDJSON, ".jsonl": NDJSON, ".csv": CSV, ".arrow": ARROW, ".arrows": ARROW, ".parquet": PARQUET}
+
+
+def block_rng(seed: int | None, k: int, shared: np.random.Generator) -> np.random.Generator:
+    """The generator block k draws from: `shared` for an unseeded request."""
+    if seed is None:
+        return shared
+    if k == 0:
+        return np.random.default_rng(seed)
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(k,))))
+
+
+def block_sizes(n: int) -> list[int]:
+    return [min(BLOCK_ROWS, n - start) for start in range(0, n, BLOCK_ROWS)]
+
+
+@dataclass
+class Block:
+    """Rows as arrays: the numeric block in original units ([rows, numeric columns] for a table,
+    [rows, features] otherwise), and a table's category indices and missing-value flags."""
+
+    numeric: np.ndarray
+    codes: np.ndarray | None = None
+    missing: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.numeric)
+
+    @staticmethod
+    def join(blocks: Sequence[Block]) -> Block:
+        if len(blocks) == 1:
+            return blocks[0]
+        codes = None if blocks[0].codes is None else np.concatenate([b.codes for b in blocks])  # type: ignore[misc]
+        missing = None if blocks[0].missing is None else np.concatenate([b.missing for b in blocks])  # type: ignore[misc]
+        return Block(np.concatenate([b.numeric for b in blocks]), codes, missing)
+
+
+def rows_block(
+    manifest: Manifest,
+    table: Table | None,
+    outputs: list[np.ndarray],
+    rng: np.random.Generator | None,
+    shift: np.ndarray,
+    scale: np.ndarray,
+) -> tuple[np.ndarray, Block]:
+    """The decoder's outputs -> (the numeric block on the model's scale, the rows): drawn from
+    p(x | z[, y]) with `rng` (the head's draw, then each category and gap), else central values.
+    The one way /generate, /generate/stream and the in-process Sampler make rows. Not checked
+    for finite values here: the callers check what they answer."""
+    m = manifest
+    numeric = head_values(m.head, outputs, m.quantile_levels, bool(m.discrete_dim), rng)
+    if table is None:
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused by the caller's check
+            return numeric, Block(numeric * scale + shift)
+    codes, missing = table.choose(outputs[-1] if m.discrete_dim else None, len(numeric), rng)
+    return numeric, Block(table.from_scale(numeric), codes, missing)
+
+
+def negotiate(accept: str | None) -> str:
+    """The format an Accept header asks for (NDJSON when it names none of ours but accepts anything)."""
+    if not accept:
+        return NDJSON
+    asked = [part.partition(";")[0].strip().lower() for part in accept.split(",")]
+    for media_type in asked:
+        if media_type in _ACCEPTED:
+            return _ACCEPTED[media_type]
+    if any(m in ("*/*", "application/*") for m in asked):
+        return NDJSON
+    raise NotAcceptable(f"a stream of rows is answered as one of {MEDIA_TYPES}; Accept asked for {accept!r}")
+
+
+class RowWriter:
+    """Blocks -> bytes of one format, a part at a time: `write` each group of blocks, then `close`."""
+
+    def __init__(self, media_type: str, names: Sequence[str], table: Table | None) -> None:
+        self.media_type = media_type
+        self.names = list(names)
+        self.table = table
+        self._started = False
+        self._sink = io.BytesIO()
+        self._writer: Any = None
+        if media_type != NDJSON:
+            import pyarrow as pa
+
+            self._pa = pa
+            types = self._types()
+            self.schema = pa.schema(list(zip(self.names, types, strict=True)), metadata=self._pandas_metadata(types))
+            if table is not None:  # each categorical column's categories as an Arrow array, indexed by codes
+                self._categories = [pa.array(c.categories, type=self.schema.field(c.name).type) for c in table.discrete]
+
+    @property
+    def part_rows(self) -> int:
+        """Rows written at once: a Parquet row group of 64 blocks (smaller ones bloat the file and
+        slow its readers), one block for the other formats."""
+        return 64 * BLOCK_ROWS if self.media_type == PARQUET else BLOCK_ROWS
+
+    @property
+    def threaded(self) -> bool:
+        return self.media_type == PARQUET
+
+    @property
+    def content_type(self) -> str:
+        return f"{CSV}; charset=utf-8" if self.media_type == CSV else self.media_type
+
+    def write(self, blocks: Sequence[Block]) -> bytes:
+        if self.media_type == NDJSON:
+            return self._ndjson(Block.join(blocks))
+        batch = self._record_batch(Block.join(blocks))
+        if self.media_type == CSV:
+            return self._csv(batch)
+        if self._writer is None:
+            if self.media_type == ARROW:
+                self._writer = self._pa.ipc.new_stream(self._sink, self.schema)
+            else:
+                import pyarrow.parquet as pq
+
+                self._writer = pq.ParquetWriter(self._sink, self.schema, compression="snappy")
+        if self.media_type == ARROW:
+            self._writer.write_batch(batch)
+        else:
+            self._writer.write_table(self._pa.Table.from_batches([batch]))
+        return self._drain()
+
+    def close(self) -> bytes:
+        """The format's ending (Arrow's end-of-stream marker, Parquet's footer); for a stream of no
+        rows, a complete empty file."""
+        if self.media_type == CSV and not self._started:
+            return self._csv_header()
+        if self.media_type in (ARROW, PARQUET):
+            if self._writer is None:
+                self.write([Block(np.zeros((0, len(self.names))), *self._no_discrete())])
+            self._writer.close()
+            return self._drain()
+        return b""
+
+    # ---- formats ----
+
+    def _drain(self) -> bytes:
+        data = self._sink.getvalue()
+        self._sink.seek(0)
+        self._sink.truncate()
+        return data
+
+    def _csv_header(self) -> bytes:
+        self._started = True
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerow(self.names)  # as /generate's CSV writes it
+        return text.getvalue().encode()
+
+    def _csv(self, batch: Any) -> bytes:
+        import pyarrow.csv as pacsv
+
+        header = b"" if self._started else self._csv_header()
+        sink = io.BytesIO()
+        pacsv.write_csv(batch, sink, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+        return header + sink.getvalue()
+
+    def _ndjson(self, block: Block) -> bytes:
+        names = self.names
+        if self.table is None:
+            rows: Any = np.asarray(block.numeric, dtype=np.float32)  # numpy scalars: float32's shortest repr
+        else:
+            rows = zip(*self.table.values(block.numeric, block.codes, block.missing), strict=True)
+        dumps, option = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+        return b"".join([dumps(dict(zip(names, row, strict=True)), option=option) for row in rows])
+
+    def _types(self) -> list[Any]:
+        pa = self._pa
+        if self.table is None:
+            return [pa.float32()] * len(self.names)
+        types = []
+        for column in self.table.columns:
+            if column.numeric:
+                types.append(pa.int64() if column.kind == "integer" else pa.float64())
+            elif column.discrete:
+                try:
+                    types.append(pa.array(column.categories).type)
+                except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed kinds: as text
+                    types.append(pa.string())
+            else:
+                types.append(pa.array([column.value]).type)
+        return types
+
+    def _pandas_metadata(self, types: list[Any]) -> dict[bytes, bytes] | None:
+        """pandas reads an integer column with gaps as its nullable Int64 (not as float64) when the
+        schema's pandas metadata names that dtype: pyarrow's `to_pandas` follows it."""
+        if self.table is None:
+            return None
+        columns = []
+        for column, t in zip(self.table.columns, types, strict=True):
+            nullable_int = column.kind == "integer" and column.gaps
+            kind = "int64" if nullable_int else "mixed"
+            columns.append(
+                {
+                    "name": column.name,
+                    "field_name": column.name,
+                    "pandas_type": kind,
+                    "metadata": None,
+                    "numpy_type": "Int64" if nullable_int else "object" if self._pa.types.is_string(t) else str(t),
+                }
+            )
+        pandas = {"index_columns": [], "column_indexes": [], "columns": columns, "pandas_version": "2.2.0"}
+        return {b"pandas": orjson.dumps(pandas)}
+
+    def _no_discrete(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        if self.table is None:
+            return None, None
+        return np.zeros((0, len(self.table.discrete)), np.int64), np.zeros((0, len(self.table.gapped)), bool)
+
+    def _record_batch(self, block: Block) -> Any:
+        pa = self._pa
+        if self.table is None:
+            numeric = np.asarray(block.numeric, dtype=np.float32)
+            return pa.record_batch([pa.array(numeric[:, j]) for j in range(numeric.shape[1])], schema=self.schema)
+        table, rows = self.table, len(block)
+        gap = {c.name: k for k, c in enumerate(table.gapped)}
+        arrays, num_i, disc_i = [], 0, 0
+        for column, field in zip(table.columns, self.schema, strict=True):
+            k = gap.get(column.name)
+            mask = None if k is None or block.missing is None else block.missing[:, k]
+            if column.numeric:
+                values = block.numeric[:, num_i]
+                values = values.astype(np.int64) if column.kind == "integer" else np.ascontiguousarray(values)
+                arrays.append(pa.array(values, type=field.type, mask=mask))
+                num_i += 1
+            elif column.discrete:
+                assert block.codes is not None
+                indices = pa.array(block.codes[:, disc_i], mask=mask)
+                arrays.append(self._categories[disc_i].take(indices))
+                disc_i += 1
+            else:
+                arrays.append(pa.array([column.value] * rows, type=field.type, mask=mask))
+        return pa.record_batch(arrays, schema=self.schema)

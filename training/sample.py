@@ -1,0 +1,116 @@
+"""`python -m training sample NAME[@VERSION] --n N --out FILE`: many generated rows into a file,
+offline, with the service's ONNX graph and sampling code (app/sampler.py, app/streaming.py), so
+that a seed gives the rows /generate and /generate/stream answer. Memory stays flat whatever N:
+rows are written a part at a time. The format follows the file's suffix: .csv, .parquet,
+.ndjson (.jsonl) or .arrow (an Arrow IPC stream). Torch is not needed."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from app.manifest import resolve
+from app.sampler import Sampler
+from app.streaming import SUFFIXES, RowWriter
+
+LOG_EVERY_S = 5.0
+
+
+@dataclass
+class SampleOptions:
+    model: str
+    n: int
+    out: Path
+    label: str | None = None
+    seed: int | None = None
+    mode: str | None = None
+    temperature: float = 1.0
+    models_dir: Path = Path("models")
+    threads: int = 1
+
+
+class _Progress:
+    """A bar in a terminal (tqdm), a plain line every LOG_EVERY_S seconds otherwise."""
+
+    def __init__(self, total: int, desc: str, stream: IO[str]) -> None:
+        self.total, self.desc, self.stream, self.done = total, desc, stream, 0
+        self.started = self.last = time.perf_counter()
+        self.bar = None
+        if getattr(stream, "isatty", lambda: False)():
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, desc=desc, unit=" rows", unit_scale=True, file=stream)
+            except ImportError:
+                pass
+
+    def update(self, rows: int) -> None:
+        self.done += rows
+        if self.bar is not None:
+            self.bar.update(rows)
+        elif time.perf_counter() - self.last >= LOG_EVERY_S:
+            self.last = time.perf_counter()
+            print(f"{self.desc}: {self.done:,}/{self.total:,} rows ({self._rate()})", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def _rate(self) -> str:
+        return f"{self.done / max(time.perf_counter() - self.started, 1e-9):,.0f} rows/s"
+
+
+def sample_to_file(opts: SampleOptions, stream: IO[str] = sys.stderr) -> float:
+    """Writes the rows; returns the seconds taken. ValueError / FileNotFoundError say what is wrong."""
+    media_type = SUFFIXES.get(opts.out.suffix.lower())
+    if media_type is None:
+        raise ValueError(f"--out {opts.out}: the suffix names the format, one of {sorted(SUFFIXES)}")
+    if opts.n < 1:
+        raise ValueError("--n must be at least 1")
+    if not 0 < opts.temperature <= 10:
+        raise ValueError("--temperature must be in (0, 10]")
+    sampler = Sampler(resolve(opts.models_dir, opts.model), threads=opts.threads)
+    m = sampler.manifest
+    label = None
+    if m.labels is None:
+        if opts.label is not None:
+            raise ValueError(f"model {m.name}@{m.version} is unconditional: leave out --label")
+    elif opts.label not in m.labels:
+        given = "no --label" if opts.label is None else f"unknown label {opts.label!r}"
+        raise ValueError(f"{given} for conditional model {m.name}@{m.version}; valid labels: {m.labels}")
+    else:
+        label = m.labels.index(opts.label)
+    writer = RowWriter(media_type, sampler.names, sampler.table)
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    partial = opts.out.with_name(f".{opts.out.name}.partial-{os.getpid()}")  # renamed once complete
+    progress = _Progress(opts.n, f"{m.name}@{m.version} -> {opts.out.name}", stream)
+    started = time.perf_counter()
+    try:
+        with open(partial, "wb") as f:
+            part, rows = [], 0
+            for block in sampler.blocks(opts.n, label, opts.seed, opts.mode, opts.temperature):
+                part.append(block)
+                rows += len(block)
+                if rows >= writer.part_rows:
+                    f.write(writer.write(part))
+                    progress.update(rows)
+                    part, rows = [], 0
+            if part:
+                f.write(writer.write(part))
+                progress.update(rows)
+            f.write(writer.close())
+        partial.replace(opts.out)
+    finally:
+        progress.close()
+        partial.unlink(missing_ok=True)
+    took = time.perf_counter() - started
+    print(
+        f"wrote {opts.n:,} rows of {m.name}@{m.version} to {opts.out} ({media_type}) in {took:.1f} s "
+        f"({opts.n / took:,.0f} rows/s)",
+        file=stream,
+    )
+    return took
