@@ -7,9 +7,11 @@ endpoint on the same uvicorn settings returning a body of the same size; (b) the
 limit, onnxruntime in-process on the same graph, plus the cost of encoding its result.
 Then overload: the heavy model's capacity C measured closed-loop, an open-loop load at 4 x C
 for 30 s against a small GENSERVE_MAX_QUEUE, and what was accepted, shed and lost, memory,
-and how soon the service answers normally again. Writes bench/results/<date>.md.
+and how soon the service answers normally again. Then streaming (bench/streaming.py): /generate/stream
+against the same rows in-process, and a 10-million-row stream's memory and its effect on short
+requests. Writes bench/results/<date>.md.
 
-    python bench/run.py [--seconds 8] [--quick] [--only throughput|overload]
+    python bench/run.py [--seconds 8] [--quick] [--only throughput|overload|streaming]
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 from open_loop import OpenLoop, Probe, post
+from streaming import Streaming, streaming
+from streaming import lines as streaming_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -531,7 +535,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="2-second runs (5 s of overload), for a smoke test")
     parser.add_argument("--overload-seconds", type=float, default=30, help="length of the load at 4 x capacity")
     parser.add_argument(
-        "--only", choices=("throughput", "overload"), help="run one part alone; writes <date>-<part>.md"
+        "--only", choices=("throughput", "overload", "streaming"), help="run one part alone; writes <date>-<part>.md"
     )
     args = parser.parse_args()
     seconds = 2 if args.quick else args.seconds
@@ -540,11 +544,14 @@ def main() -> int:
         return 1
     started = time.perf_counter()
     heavy_dir = ensure_heavy_model()
-    measured = throughput(seconds, heavy_dir) if args.only != "overload" else None
+    measured = throughput(seconds, heavy_dir) if args.only in (None, "throughput") else None
     overloaded = None
-    if args.only != "throughput":
+    if args.only in (None, "overload"):
         overloaded = overload(seconds, 5 if args.quick else args.overload_seconds)
-    report = render(measured, overloaded, time.perf_counter() - started)
+    streamed = None
+    if args.only in (None, "streaming"):
+        streamed = streaming(genserve, wrk, log=lambda line: print(line, file=sys.stderr, flush=True))
+    report = render(measured, overloaded, streamed, time.perf_counter() - started)
     print(report)
     name = datetime.date.today().isoformat() + (f"-{args.only}" if args.only else "")
     out = BENCH / "results" / f"{name}.md"
@@ -566,7 +573,7 @@ def _digits_rows(n: int) -> np.ndarray:
     return load_digits().data[:n] / 16.0
 
 
-def render(measured: Throughput | None, overloaded: Overload | None, took_s: float) -> str:
+def render(measured: Throughput | None, overloaded: Overload | None, streamed: Streaming | None, took_s: float) -> str:
     lines = [
         f"# genserve benchmark, {datetime.date.today().isoformat()}",
         "",
@@ -577,6 +584,8 @@ def render(measured: Throughput | None, overloaded: Overload | None, took_s: flo
         lines += _throughput_lines(measured)
     if overloaded is not None:
         lines += _overload_lines(overloaded)
+    if streamed is not None:
+        lines += streaming_lines(streamed)
     return "\n".join(lines) + "\n"
 
 
