@@ -12,6 +12,7 @@ A `RowWriter` turns blocks into the bytes of one format, a part at a time: NDJSO
 per row, keyed by column), CSV (a header row first), an Arrow IPC stream (a record batch per
 part) or Parquet (a row group per part, the footer at the end). Values are those of the JSON
 answer: integers as integers, categories as in the data, null (an empty CSV field) where missing.
+NDJSON rows of a model without a column schema (images) are arrays in feature order.
 """
 
 from __future__ import annotations
@@ -204,13 +205,18 @@ class RowWriter:
         return header + sink.getvalue()
 
     def _ndjson(self, block: Block) -> bytes:
-        names = self.names
         if self.table is None:
-            rows: Any = np.asarray(block.numeric, dtype=np.float32)  # numpy scalars: float32's shortest repr
-        else:
-            rows = zip(*self.table.values(block.numeric, block.codes, block.missing), strict=True)
-        dumps, option = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
-        return b"".join([dumps(dict(zip(names, row, strict=True)), option=option) for row in rows])
+            # a model without a column schema: one array per row, in feature order, float32 in its
+            # shortest form as /generate writes it; encoded whole by orjson, then cut into lines
+            if len(block) == 0:
+                return b""
+            whole = orjson.dumps(
+                np.ascontiguousarray(block.numeric, dtype=np.float32), option=orjson.OPT_SERIALIZE_NUMPY
+            )
+            return whole[1:-1].replace(b"],[", b"]\n[") + b"\n"
+        names, dumps = self.names, orjson.dumps
+        rows = zip(*self.table.values(block.numeric, block.codes, block.missing), strict=True)
+        return b"".join([dumps(dict(zip(names, row, strict=True)), option=orjson.OPT_APPEND_NEWLINE) for row in rows])
 
     def _types(self) -> list[Any]:
         pa = self._pa

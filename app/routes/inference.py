@@ -141,9 +141,10 @@ async def generate_stream(request: Request) -> Response:
     same rows, row for row), streamed in blocks of 1,024 rows as they are made: the server's
     memory stays the same whatever `n` is, and the rows share the model with other requests batch
     by batch. The format follows `Accept`: `application/x-ndjson` (the default; one JSON object
-    per row, keyed by column), `text/csv` (a header row first), `application/vnd.apache.arrow.stream`
-    (an Arrow IPC stream, a record batch per block) or `application/vnd.apache.parquet` (a row
-    group per 65,536 rows). A client that goes away stops the work. Errors found before the first
+    per row, keyed by column; for a model without a column schema an array in feature order),
+    `text/csv` (a header row first), `application/vnd.apache.arrow.stream` (an Arrow IPC
+    stream, a record batch per block) or `application/vnd.apache.parquet` (a row group per
+    65,536 rows). A client that goes away stops the work. Errors found before the first
     row are JSON 4xx answers as elsewhere; a failure mid-stream ends the response unfinished (no
     last chunk), so it cannot pass for a complete one."""
     body = await read_body(request, GenerateStreamRequest)
