@@ -20,6 +20,13 @@ runs took less than `inline_max_s` (a moving average). Handing work to a thread 
 costs tens of microseconds, more than a small MLP's whole run: such a graph runs on the
 event loop directly, which stalls it for no longer than the hand-off would have cost. A
 heavier graph, or a run that turns out slow (a large batch), moves back to the thread.
+A run in the pool is measured by its CPU time on a CPU graph, not its wall time: there, the
+wall time also counts the wait for the GIL, which the loop holds under load, and the time the
+thread spent preempted by the loop and the clients on a busy machine. Those kept a cheap graph
+in the thread for good once it got there, at the cost of two hand-offs per request. (A GPU
+graph's run waits for the device: wall time there.) A run on the loop is measured by its wall
+time (reading a thread's CPU clock is a system call), and one outlier counts at most twice
+`inline_max_s`: a single preemption does not move a cheap graph to the thread.
 """
 
 from __future__ import annotations
@@ -86,7 +93,8 @@ class Batcher:
         self.max_queue_rows = max_queue_rows
         self.inline_max_s = inline_max_s
         self.timeout_s = timeout_s
-        self._run_s: float | None = None  # moving average of a run's duration; None until measured
+        self._run_s: float | None = None  # moving average of a run's cost (see above); None until measured
+        self._thread_clock = time.thread_time if graph.device == "cpu" else time.perf_counter
         self._queue: deque[_Chunk] = deque()
         self._queued_rows = 0
         self._wakeup = asyncio.Event()
@@ -179,10 +187,10 @@ class Batcher:
         """Nothing is queued or running and the graph is cheap: run this request's rows at once,
         here, with none of the queue's hand-offs (which would cost more than the run)."""
         try:
-            outputs, took = self._timed_run(inputs)
+            outputs, took, cost = self._timed_run(inputs)
         except Exception as exc:
             raise self._failed(exc, rows) from None
-        self._ran(rows, took)
+        self._ran(rows, took, cost)
         self._queue_wait.observe(0.0)
         return outputs
 
@@ -194,21 +202,38 @@ class Batcher:
         logger.exception("%s: inference failed on %d rows", self.name, rows)
         return InferenceFailed(f"{self.name}: inference failed ({type(exc).__name__})")
 
-    def _timed_run(self, inputs: dict[str, np.ndarray]) -> tuple[list[np.ndarray], float]:
-        """The graph's outputs and the run's own duration, timed where it runs: timed from the
-        event loop, a run in the thread would also count the loop's delay in taking it back,
-        which grows with load and would keep a cheap graph off the loop for good."""
+    def _timed_run(self, inputs: dict[str, np.ndarray]) -> tuple[list[np.ndarray], float, float]:
+        """On the event loop: the graph's outputs, the run's duration, and its cost (the same)."""
         started = time.perf_counter()
         outputs = self.graph.run(inputs)
         took = time.perf_counter() - started
+        self._check(outputs, inputs)
+        return outputs, took, took
+
+    def _timed_run_in_thread(self, inputs: dict[str, np.ndarray]) -> tuple[list[np.ndarray], float, float]:
+        """In the pool: the graph's outputs, the run's duration and its cost (CPU time on a CPU
+        graph), timed where it runs: timed from the event loop, the run would also count the
+        loop's delay in taking it back, which grows with load."""
+        clock = self._thread_clock
+        cost_started = clock()
+        started = time.perf_counter()
+        outputs = self.graph.run(inputs)
+        took = time.perf_counter() - started
+        cost = clock() - cost_started
+        self._check(outputs, inputs)
+        return outputs, took, cost
+
+    def _check(self, outputs: list[np.ndarray], inputs: dict[str, np.ndarray]) -> None:
         if self.output_shapes is not None:
             rows = len(next(iter(inputs.values())))
             check_outputs(outputs, rows, self.output_shapes)
-        return outputs, took
 
-    def _ran(self, rows: int, took: float) -> None:
+    def _ran(self, rows: int, took: float, cost: float) -> None:
         if rows <= self.max_batch_size:  # the typical run; a lone large request's single run is not
-            self._run_s = took if self._run_s is None else 0.8 * self._run_s + 0.2 * took
+            if self._run_s is None:
+                self._run_s = cost
+            else:  # an outlier (a preemption) counts at most twice the limit: one cannot flip a cheap graph
+                self._run_s = 0.8 * self._run_s + 0.2 * min(cost, 2 * self.inline_max_s or cost)
         self._inference_time.observe(took)
         self._batch_size.observe(rows)
 
@@ -272,16 +297,18 @@ class Batcher:
             inputs = {k: np.concatenate([c.inputs[k] for c in batch]) for k in batch[0].inputs}
         try:
             if self._cheap and rows <= self.max_batch_size:
-                outputs, took = self._timed_run(inputs)
+                outputs, took, cost = self._timed_run(inputs)
             else:
-                outputs, took = await asyncio.get_running_loop().run_in_executor(self.executor, self._timed_run, inputs)
+                outputs, took, cost = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, self._timed_run_in_thread, inputs
+                )
         except Exception as exc:  # a failing graph fails its requests, never the worker
             failure = self._failed(exc, rows)
             for chunk in batch:
                 if not chunk.future.done():
                     chunk.future.set_exception(InferenceFailed(failure.message))  # one each: tracebacks differ
             return
-        self._ran(rows, took)
+        self._ran(rows, took, cost)
         offset = 0
         for chunk in batch:
             if not chunk.future.done():  # cancelled while its batch ran

@@ -15,12 +15,12 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.middleware import Middleware
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import parsing, protocol
 from app.deps import require_api_key
 from app.errors import NotReady, RepositoryUnavailable, install_error_handlers
-from app.middleware import BodyLimit, DirectRoutes, RequestMetrics
+from app.middleware import BodyLimit, DirectRoutes, HotRoutes, RequestMetrics
 from app.registry import Registry
 from app.routes import admin, health, inference, models, ui, v2
 from app.settings import Settings
@@ -36,6 +36,20 @@ class GenserveAPI(FastAPI):
     other request goes on through the standard stack as usual."""
 
     outer_middleware: Sequence[Middleware] = ()
+    # The inference POSTs' own path in front of everything (app/middleware.py): set by the
+    # lifespan once the app is up, unless FastAPI's OpenTelemetry bridge is on, which wraps
+    # every request it sees.
+    hot_routes: HotRoutes | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hot = self.hot_routes
+        if hot is not None and scope["type"] == "http" and scope["method"] == "POST":
+            route = hot.route_for(scope)
+            if route is not None:
+                scope["app"] = self
+                await hot(route, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
     def build_middleware_stack(self) -> ASGIApp:
         app = super().build_middleware_stack()
@@ -85,6 +99,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gc.collect()
             gc.freeze()
             stop_reloading = _reload_on_sighup(registry)
+            telemetry = getattr(app, "_native_telemetry", None)
+            if isinstance(app, GenserveAPI) and not (telemetry is not None and telemetry.enabled()):
+                app.hot_routes = hot_routes
             yield
             stop_reloading()
         finally:
@@ -142,6 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 max_age=600,
             )
         ]
+    hot_routes = HotRoutes(app, inference.router.routes, settings.max_body_bytes, guards=guarded_by, cors=bool(cors))
     app.outer_middleware = [
         Middleware(RequestMetrics),  # outermost: sees the 413s and CORS preflights too
         *cors,

@@ -1,5 +1,6 @@
-"""ASGI middleware: the request body limit (413 before any parsing), request metrics, and
-the direct path to the hot endpoints."""
+"""ASGI middleware: the request body limit (413 before any parsing), request metrics, the
+direct path to the hot endpoints, and `HotRoutes`, which answers those endpoints' plain
+requests in front of the whole stack, doing all of the above in one frame."""
 
 from __future__ import annotations
 
@@ -61,15 +62,37 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, send: Send) -> None:
-        error = BodyTooLarge(f"request body is larger than {self.max_bytes} bytes (GENSERVE_MAX_BODY_BYTES)")
-        payload = json.dumps(error_body(error.code, error.message), ensure_ascii=True).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(payload)).encode()),
-            (b"connection", b"close"),
-        ]
-        await send({"type": "http.response.start", "status": error.status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        await send_too_large(send, self.max_bytes)
+
+
+async def send_too_large(send: Send, max_bytes: int) -> None:
+    """The 413 answer (and the connection is closed: the rest of the body is not read)."""
+    error = BodyTooLarge(f"request body is larger than {max_bytes} bytes (GENSERVE_MAX_BODY_BYTES)")
+    payload = json.dumps(error_body(error.code, error.message), ensure_ascii=True).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class _RequestCounters:
+    """The request counter and latency histogram children per (endpoint, model, status): label
+    lookups cost more than the increments."""
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[str, str, str], tuple] = {}
+
+    def record(self, endpoint: str, model: str, status: int, seconds: float) -> None:
+        key = (endpoint, model, str(status))
+        children = self._children.get(key)
+        if children is None:
+            children = (metrics.REQUESTS.labels(*key), metrics.REQUEST_LATENCY.labels(endpoint))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class RequestMetrics:
@@ -77,7 +100,7 @@ class RequestMetrics:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._children: dict[tuple[str, str, str], tuple] = {}  # label lookups cost more than the increments
+        self.counters = _RequestCounters()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -98,13 +121,7 @@ class RequestMetrics:
             route = scope.get("route")
             endpoint = getattr(route, "path", "unmatched")  # a template, so unknown paths cannot blow up cardinality
             model = scope.get("state", {}).get("model", "")
-            key = (endpoint, model, str(status))
-            children = self._children.get(key)
-            if children is None:
-                children = (metrics.REQUESTS.labels(*key), metrics.REQUEST_LATENCY.labels(endpoint))
-                self._children[key] = children
-            children[0].inc()
-            children[1].observe(time.perf_counter() - started)
+            self.counters.record(endpoint, model, status, time.perf_counter() - started)
 
 
 class DirectRoutes:
@@ -142,13 +159,111 @@ class DirectRoutes:
                 await guard(request)
             response = await route.endpoint(request)
         except Exception as exc:
-            response = await self._render(request, exc)
+            response = await render_exception(self.owner, request, exc)
         await response(scope, receive, send)
 
-    async def _render(self, request: Request, exc: Exception) -> Response:
-        handlers = self.owner.exception_handlers
-        for cls in type(exc).__mro__:
-            handler = handlers.get(cls)
-            if handler is not None:
-                return await handler(request, exc)
-        raise exc
+
+class HotRoutes:
+    """The inference POSTs (`DirectRoutes`' routes) answered in one frame, in front of FastAPI
+    and every middleware layer (`GenserveAPI.__call__` hands them here): with a small model
+    those layers' awaits, wrappers and per-request objects cost as much as the inference.
+
+    It does what the layers would, in their order: the request metrics (`RequestMetrics`:
+    endpoint, model, status, 499 when no answer was started; timed), the body limit
+    (`BodyLimit`: 413 at once for a declared length over the limit, or once a chunked body
+    passes it), the guards (the API key), the endpoint, and the app's exception handlers for
+    its errors. The body is read here, before the guards, as BodyLimit's count of a chunked
+    body did; the endpoint finds it already read. A request with an `Origin` header goes the
+    usual way when CORS is on (CORSMiddleware answers it), and so does every other request."""
+
+    def __init__(
+        self,
+        owner: FastAPI,
+        routes: Sequence[APIRoute],
+        max_body_bytes: int,
+        guards: Sequence[Callable[[Request], Awaitable[None]]] = (),
+        cors: bool = False,
+    ) -> None:
+        self.owner = owner
+        self.routes = {route.path: route for route in routes if route.methods == {"POST"}}
+        self.max_body_bytes = max_body_bytes
+        self.guards = tuple(guards)
+        self.cors = cors
+        self.counters = _RequestCounters()
+
+    def route_for(self, scope: Scope) -> APIRoute | None:
+        """The hot route this request goes to, or None: it takes the usual way."""
+        route = self.routes.get(scope["path"])
+        if route is None or not self.cors:
+            return route
+        for name, _ in scope["headers"]:
+            if name == b"origin":  # a cross-origin call: CORSMiddleware adds its headers
+                return None
+        return route
+
+    async def __call__(self, route: APIRoute, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        status = 499  # nginx's "client closed request": no response was started
+        scope["route"] = route
+        try:
+            declared = None
+            for name, value in scope["headers"]:
+                if name == b"content-length":
+                    declared = value
+                    break
+            if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+                status = 413
+                await send_too_large(send, self.max_body_bytes)
+                return
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client left: nothing to answer
+            body = message.get("body", b"")
+            if message.get("more_body", False) or declared is None or not declared.isdigit():  # counted
+                parts, size = [body], len(body)
+                while size <= self.max_body_bytes and message.get("more_body", False):
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return  # the client left
+                    part = message.get("body", b"")
+                    size += len(part)
+                    parts.append(part)
+                if size > self.max_body_bytes:
+                    status = 413
+                    await send_too_large(send, self.max_body_bytes)
+                    return
+                body = b"".join(parts) if len(parts) > 1 else body
+            request = Request(scope, receive, send)
+            request._body = body  # read: the endpoint's request.body() answers it
+            try:
+                for guard in self.guards:
+                    await guard(request)
+                response = await route.endpoint(request)
+            except Exception as exc:
+                response = await render_exception(self.owner, request, exc)
+            if response.background is None and type(response).__call__ is Response.__call__:
+                status = response.status_code
+                await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+                await send({"type": "http.response.body", "body": response.body})
+            else:  # a response of its own kind (streamed, with a background task): it sends itself
+
+                async def record_status(message: Message) -> None:
+                    nonlocal status
+                    if message["type"] == "http.response.start":
+                        status = message["status"]
+                    await send(message)
+
+                await response(scope, receive, record_status)
+        finally:
+            model = scope["state"].get("model", "") if "state" in scope else ""
+            self.counters.record(route.path, model, status, time.perf_counter() - started)
+
+
+async def render_exception(owner: FastAPI, request: Request, exc: Exception) -> Response:
+    """An exception raised on a direct path, answered by the app's own exception handlers."""
+    handlers = owner.exception_handlers
+    for cls in type(exc).__mro__:
+        handler = handlers.get(cls)
+        if handler is not None:
+            return await handler(request, exc)
+    raise exc

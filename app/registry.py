@@ -17,6 +17,7 @@ stops the start-up instead: that is a configuration error, not a model's.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 from concurrent.futures import Executor
@@ -322,9 +323,13 @@ class Registry:
     def get(self, ref: str) -> ServedModel:
         """The model a request names; 404 with the reason when it is unknown or not served."""
         try:
-            name, version = parse_model_ref(ref)
+            name, version = _parse_ref(ref)
         except ValueError as e:
             raise ModelNotFound(str(e)) from None
+        if version is None:  # the common case, quickly: the name's default version, served
+            record = self.records.get(name, {}).get(self._defaults.get(name, (None, ""))[0])
+            if record is not None and record.served is not None:
+                return record.served
         versions = self.records.get(name)
         if not versions:
             known = sorted(self.records)
@@ -434,3 +439,10 @@ def _warm_up(
                     restored = central * scale + shift
                 if not np.isfinite(restored).all():
                     raise ValueError("the decoder's output is not finite in original units: check normalization.scale")
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_ref(ref: str) -> tuple[str, int | None]:
+    """parse_model_ref, remembered for the references requests name again and again (a
+    malformed one raises, and is not remembered)."""
+    return parse_model_ref(ref)

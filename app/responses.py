@@ -30,6 +30,16 @@ def _fallback(value: Any) -> Any:
 class ArrayJSONResponse(Response):
     media_type = "application/json"
 
+    def __init__(self, content: Any, status_code: int = 200, **kwargs: Any) -> None:
+        if kwargs:
+            super().__init__(content, status_code, **kwargs)
+            return
+        # the usual answer: its two headers as Response.init_headers writes them, without its checks
+        self.status_code = status_code
+        self.background = None
+        self.body = encode_json(content)
+        self.raw_headers = [(b"content-length", str(len(self.body)).encode()), (b"content-type", b"application/json")]
+
     def render(self, content: Any) -> bytes:
         return encode_json(content)
 

@@ -24,7 +24,7 @@ from app.batching import Batcher
 from app.columns import Cell, Mixture, RowError, Table, head_values, latent_codes
 from app.errors import InvalidInput, ModelFault, Overloaded
 from app.manifest import Manifest
-from app.streaming import Block, block_rng, block_sizes, rows_block
+from app.streaming import BLOCK_ROWS, Block, block_rng, block_sizes, rows_block
 
 # Levels returned by /quantiles for a Gaussian head (a quantile head returns its own).
 GAUSSIAN_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -51,8 +51,11 @@ def _holding(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
     @functools.wraps(method)
     async def held(self: ServedModel, *args: P.args, **kwargs: P.kwargs) -> R:
-        with self.hold():
+        self.in_flight += 1  # as `with self.hold()`, without a generator's context manager per request
+        try:
             return await method(self, *args, **kwargs)
+        finally:
+            self.in_flight -= 1
 
     return held  # type: ignore[return-value]
 
@@ -69,6 +72,8 @@ class ServedModel:
     def __post_init__(self) -> None:
         self.shift = np.asarray(self.manifest.normalization.shift, dtype=np.float32)
         self.scale = np.asarray(self.manifest.normalization.scale, dtype=np.float32)
+        # shift 0 and scale 1 (most image models): original units are the model's own
+        self._identity_units = bool((self.shift == 0).all() and (self.scale == 1).all())
         self.label_index = {name: i for i, name in enumerate(self.manifest.labels or [])}
         self.table = Table(self.manifest.columns) if self.manifest.columns is not None else None
         priors = self.manifest.latent_prior
@@ -223,21 +228,21 @@ class ServedModel:
     def _rows(
         self, outputs: list[np.ndarray], rng: np.random.Generator | None, inputs: np.ndarray | None = None
     ) -> tuple[np.ndarray, Block]:
-        """Rows from the decoder's outputs (drawn with `rng`, else central values), checked, with
-        the numeric block on the model's scale behind them."""
+        """A table model's rows from the decoder's outputs (drawn with `rng`, else central values),
+        checked, with the numeric block on the model's scale behind them."""
         z, block = rows_block(self.manifest, self.table, outputs, rng, self.shift, self.scale)
-        if self.table is None:
-            self._require_finite(block.numeric, "the result in original units", inputs)
-        else:
-            self._require_finite(z, "the decoded value", inputs)
+        self._require_finite(z, "the decoded value", inputs)
         return z, block
 
     def _discrete(self, outputs: list[np.ndarray]) -> np.ndarray | None:
         return outputs[-1] if self.manifest.discrete_dim else None
 
     def _original_units(self, x_norm: np.ndarray, inputs: np.ndarray | None = None) -> np.ndarray:
-        with np.errstate(over="ignore"):
-            x = x_norm * self.scale + self.shift
+        if self._identity_units:  # x * 1 is x: adding the zero shift gives the same values (and -0.0 as 0.0)
+            x = x_norm + self.shift
+        else:
+            with np.errstate(over="ignore"):
+                x = x_norm * self.scale + self.shift
         self._require_finite(x, "the result in original units", inputs)
         return x
 
@@ -263,6 +268,8 @@ class ServedModel:
         z = latent_codes(self.latent_prior, self.manifest.latent_dim, rows, label, rng, temperature)
         y = None if label is None else np.full(rows, label, dtype=np.int64)
         outputs = await (self._decode_patiently(z, y) if patient else self._decode(z, y))
+        if self.table is None:  # the values rows_block gives, with the identity units' shortcut
+            return Block(self._original_units(self._numeric(outputs, rng if draws else None)))
         return self._rows(outputs, rng if draws else None)[1]
 
     async def _decode_patiently(self, z: np.ndarray, y: np.ndarray | None) -> list[np.ndarray]:
@@ -292,11 +299,15 @@ class ServedModel:
             )
         index = self._label(label)
         draws = (mode or self.default_mode) == "sample"
-        blocks = [
-            await self._block(size, index, block_rng(seed, k, self._rng), temperature, draws, patient=False)
-            for k, size in enumerate(block_sizes(n))
-        ]
-        block = Block.join(blocks)
+        if n <= BLOCK_ROWS:  # one block: its generator is the seed's own
+            rng = self._rng if seed is None else np.random.default_rng(seed)
+            block = await self._block(n, index, rng, temperature, draws, patient=False)
+        else:
+            blocks = [
+                await self._block(size, index, block_rng(seed, k, self._rng), temperature, draws, patient=False)
+                for k, size in enumerate(block_sizes(n))
+            ]
+            block = Block.join(blocks)
         if self.table is not None:
             return TableRows(self.table.names, self.table.values(block.numeric, block.codes, block.missing))
         return block.numeric

@@ -45,5 +45,13 @@ class OnnxGraph:
                 f"{artifact.inputs} -> {artifact.outputs}"
             )
 
+        # On the CPU, the session's own run (its C++ binding) with the output names known: the
+        # Python wrapper only re-checks the feed's names (always the graph's, from the manifest)
+        # and handles a GPU provider's fallback. It costs a tenth of a small graph's run.
+        binding = getattr(self.session, "_sess", None)
+        self._run_cpu = binding.run if device == "cpu" and binding is not None else None
+
     def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if self._run_cpu is not None:
+            return self._run_cpu(self.output_names, inputs, None)
         return self.session.run(None, inputs)
