@@ -144,9 +144,26 @@ FALSE_ALARM_RATES = (0.005, 0.01, 0.02, 0.05)  # thresholds calibrated at traini
 
 def calibrate(scores: np.ndarray) -> dict:
     """Thresholds for FALSE_ALARM_RATES from normal rows' scores (held out from training): a row
-    is flagged when its score exceeds the threshold; and the scores' distribution."""
-    thresholds = {f"{rate:g}": float(np.quantile(scores, 1 - rate, method="higher")) for rate in FALSE_ALARM_RATES}
+    is flagged when its score exceeds the threshold; and the scores' distribution.
+
+    Where the rows resolve a rate (rate x n >= 1) its threshold is the empirical quantile. Where they
+    do not, the largest score would flag about 1 / (n + 1) of normal rows (a new row exceeds the
+    largest of n exchangeable ones with that probability: 1.9% for 53 rows, not 1%), so the threshold
+    continues beyond it on an exponential tail anchored there: largest + s x ln(1 / ((n + 1) rate)),
+    s the mean excess of the top m scores over the (m + 1)-th largest (m = max(5, ceil(sqrt(n))))."""
+    scores = np.asarray(scores, dtype=np.float64)
+    thresholds = {f"{rate:g}": _threshold(scores, rate) for rate in FALSE_ALARM_RATES}
     quantiles = {f"{q:g}": float(np.quantile(scores, q)) for q in (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)}
-    # with n rows, a rate under 1/n cannot be told apart from the next: its threshold is the largest score
+    # with n rows, a rate under 1/n cannot be read off them: its threshold is extrapolated beyond the largest
     coarse = [f"{rate:g}" for rate in FALSE_ALARM_RATES if rate * len(scores) < 1]
     return {"rows": len(scores), "thresholds": thresholds, "score_quantiles": quantiles, "coarse_rates": coarse}
+
+
+def _threshold(scores: np.ndarray, rate: float) -> float:
+    n = len(scores)
+    if rate * n >= 1 or n < 3:
+        return float(np.quantile(scores, 1 - rate, method="higher"))
+    top = np.sort(scores)
+    m = min(max(5, math.ceil(math.sqrt(n))), n - 1)
+    scale = float(np.mean(top[n - m :] - top[n - m - 1]))
+    return float(top[-1] + scale * max(0.0, math.log(1 / ((n + 1) * rate))))

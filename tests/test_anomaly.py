@@ -111,7 +111,13 @@ def test_calibration_marks_rates_too_fine_for_its_rows(client) -> None:
     from app.anomaly import calibrate
 
     few = calibrate(np.arange(53.0))
-    assert few["coarse_rates"] == ["0.005", "0.01"] and few["thresholds"]["0.01"] == few["thresholds"]["0.005"] == 52
-    assert calibrate(np.arange(1000.0))["coarse_rates"] == []
+    assert few["coarse_rates"] == ["0.005", "0.01"]
+    # beyond the largest score (52, which 1 in 54 new normal rows exceed) on an exponential tail: the top 8
+    # scores exceed the 9th largest by 4.5 on average
+    assert few["thresholds"]["0.01"] == pytest.approx(52 + 4.5 * np.log(100 / 54))
+    assert few["thresholds"]["0.005"] == pytest.approx(52 + 4.5 * np.log(200 / 54))
+    assert few["thresholds"]["0.02"] == 51 and few["thresholds"]["0.05"] == 50  # resolved: empirical quantiles
+    many = calibrate(np.arange(1000.0))
+    assert many["coarse_rates"] == [] and many["thresholds"]["0.005"] == 995
     detail = client.get("/models/cancer-qvae").json()
     assert detail["anomaly"]["thresholds"].keys() == {"0.005", "0.01", "0.02", "0.05"}
