@@ -48,7 +48,7 @@ models: $(VENV)/.dev-installed
 
 # Load benchmarks on 127.0.0.1 (wrk from Debian's packages); writes bench/results/<date>.md.
 bench: $(VENV)/.dev-installed
-	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
+	@command -v wrk >/dev/null && command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk curl >/dev/null)
 	$(BIN)/python bench/run.py
 
 # Tables: read/encode speed of a 53,940-row table, memory per epoch, generated rows per encoding and head
