@@ -153,13 +153,7 @@ class DirectRoutes:
             await self.app(scope, receive, send)
             return
         scope["route"] = route
-        request = Request(scope, receive, send)
-        try:
-            for guard in self.guards:
-                await guard(request)
-            response = await route.endpoint(request)
-        except Exception as exc:
-            response = await render_exception(self.owner, request, exc)
+        response = await answer(self.owner, self.guards, route, Request(scope, receive, send))
         await response(scope, receive, send)
 
 
@@ -235,12 +229,7 @@ class HotRoutes:
                 body = b"".join(parts) if len(parts) > 1 else body
             request = Request(scope, receive, send)
             request._body = body  # read: the endpoint's request.body() answers it
-            try:
-                for guard in self.guards:
-                    await guard(request)
-                response = await route.endpoint(request)
-            except Exception as exc:
-                response = await render_exception(self.owner, request, exc)
+            response = await answer(self.owner, self.guards, route, request)
             if response.background is None and type(response).__call__ is Response.__call__:
                 status = response.status_code
                 await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
@@ -257,6 +246,19 @@ class HotRoutes:
         finally:
             model = scope["state"].get("model", "") if "state" in scope else ""
             self.counters.record(route.path, model, status, time.perf_counter() - started)
+
+
+async def answer(
+    owner: FastAPI, guards: Sequence[Callable[[Request], Awaitable[None]]], route: APIRoute, request: Request
+) -> Response:
+    """A direct path's answer: the guards, then the endpoint; an exception either raises is
+    answered by the app's own exception handlers, as FastAPI's stack would."""
+    try:
+        for guard in guards:
+            await guard(request)
+        return await route.endpoint(request)
+    except Exception as exc:
+        return await render_exception(owner, request, exc)
 
 
 async def render_exception(owner: FastAPI, request: Request, exc: Exception) -> Response:
