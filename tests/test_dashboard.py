@@ -49,6 +49,7 @@ def test_it_shows_each_figure_per_model() -> None:
         "Queue depth",
         "Inference time",
         "flag rate",
+        "Streamed rows",
     )
     for topic in topics:
         assert topic.lower() in titles.lower(), topic
@@ -62,6 +63,8 @@ def test_every_query_reads_metrics_the_service_exposes(client) -> None:
     client.post("/generate", json={"model": "digits-cvae", "label": "nine"})  # a 422
     rows, labels = real_rows("cancer-qvae", 2)
     assert client.post("/anomaly", json={"model": "cancer-qvae", "inputs": rows, "labels": labels}).status_code == 200
+    streamed = client.post("/generate/stream", json={"model": "penguins-cvae", "label": "Adelie", "n": 5})
+    assert streamed.status_code == 200
     exposed = client.get("/metrics").text
     for title, expr in queries():
         assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), title
