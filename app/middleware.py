@@ -198,7 +198,6 @@ class HotRoutes:
     async def __call__(self, route: APIRoute, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = 499  # nginx's "client closed request": no response was started
-        scope["route"] = route
         try:
             declared = None
             for name, value in scope["headers"]:
@@ -227,6 +226,9 @@ class HotRoutes:
                     await send_too_large(send, self.max_body_bytes)
                     return
                 body = b"".join(parts) if len(parts) > 1 else body
+            scope["route"] = (
+                route  # matched once the body is within the limit: a 413 is "unmatched", as on the usual path
+            )
             request = Request(scope, receive, send)
             request._body = body  # read: the endpoint's request.body() answers it
             response = await answer(self.owner, self.guards, route, request)
@@ -245,7 +247,8 @@ class HotRoutes:
                 await response(scope, receive, record_status)
         finally:
             model = scope["state"].get("model", "") if "state" in scope else ""
-            self.counters.record(route.path, model, status, time.perf_counter() - started)
+            endpoint = route.path if "route" in scope else "unmatched"
+            self.counters.record(endpoint, model, status, time.perf_counter() - started)
 
 
 async def answer(

@@ -82,7 +82,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._body_bytes = 0
         self._body_active_s = 0.0  # time in the body phase with reading not held back by the server
         self._last_body = self._since
-        self._unsent = 0  # response bytes the client has not read yet, and since when they have not shrunk
+        self._sent = 0  # response bytes the client has taken so far, and since when none were taken
         self._unsent_since = self._since
 
     # ---- connection -------------------------------------------------------------------------
@@ -115,7 +115,12 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def _waiting(self) -> bool:
         """Open without a request in progress: still sending headers, or idle between requests."""
-        return self._phase in ("headers", "idle") and not self._busy() and not self.transport.is_closing()
+        return (
+            self._phase in ("headers", "idle")
+            and not self._busy()
+            and not self.transport.is_closing()
+            and not self.transport.get_write_buffer_size()  # an answer still on its way out (held or unsent)
+        )
 
     def shutdown(self) -> None:
         if self._phase == "headers" and not self._busy():  # no request has arrived: none to serve
@@ -209,9 +214,12 @@ class GuardedProtocol(HttpToolsProtocol):
     def _check(self, now: float) -> None:
         limits = self.limits
         unsent = self.transport.get_write_buffer_size()
-        if unsent == 0 or unsent < self._unsent:
+        # progress is bytes taken by the client since the last sweep (a buffer that flow control keeps
+        # refilling can read the same size twice while a slow reader reads steadily)
+        sent = getattr(self.transport, "accepted", 0) - unsent
+        if unsent == 0 or sent > self._sent:
             self._unsent_since = now
-        self._unsent = unsent
+        self._sent = sent
         if unsent and now - self._unsent_since > limits.body_timeout_s:  # a client that stopped reading
             logger.debug("closing %s: it read none of its answer for %g s", self.client, limits.body_timeout_s)
             self.transport.abort()
@@ -256,7 +264,7 @@ class CoalescingTransport:
     sends what is held first, `abort` drops it as the transport would; the write buffer's size
     counts it. Everything else is the transport's own."""
 
-    __slots__ = ("_held", "_held_bytes", "_loop", "_transport")
+    __slots__ = ("_held", "_held_bytes", "_loop", "_transport", "accepted")
     HOLD_BYTES = 256 * 1024
 
     def __init__(self, transport, loop) -> None:
@@ -264,8 +272,10 @@ class CoalescingTransport:
         self._loop = loop
         self._held: list[bytes] | None = None
         self._held_bytes = 0
+        self.accepted = 0  # bytes given to write so far: less the write buffer's size, those sent
 
     def write(self, data: bytes) -> None:
+        self.accepted += len(data)
         if self._held is None:
             self._held, self._held_bytes = [data], len(data)
             self._loop.call_soon(self._flush)

@@ -11,7 +11,7 @@ import asyncio
 import functools
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -22,7 +22,7 @@ import numpy as np
 from app.anomaly import band_distances, central_band, row_scores, typical_codes
 from app.batching import Batcher
 from app.columns import Cell, Mixture, RowError, Table, head_values, latent_codes
-from app.errors import InvalidInput, ModelFault, Overloaded
+from app.errors import InvalidInput, ModelFault, Overloaded, RequestTimeout
 from app.manifest import Manifest
 from app.streaming import BLOCK_ROWS, Block, block_rng, block_sizes, rows_block
 
@@ -273,16 +273,20 @@ class ServedModel:
         return self._rows(outputs, rng if draws else None)[1]
 
     async def _decode_patiently(self, z: np.ndarray, y: np.ndarray | None) -> list[np.ndarray]:
-        piece = min(len(z), self.max_rows)  # always fits an empty queue (GENSERVE_MAX_QUEUE >= MAX_SAMPLES)
-        parts = []
-        for start in range(0, len(z), piece):
-            part = slice(start, start + piece)
-            while True:
-                try:
-                    parts.append(await self._decode(z[part], None if y is None else y[part]))
-                    break
-                except Overloaded:
-                    await asyncio.sleep(0.005)
+        """Decode as `_decode`, waiting for room instead of failing: after the queue refuses a piece
+        (full) or lets it time out, the piece is asked again at half the size, down to one row, so it
+        gets in whenever the queue has any room at all."""
+        piece = min(len(z), self.max_rows)  # fits an empty queue (GENSERVE_MAX_QUEUE >= MAX_SAMPLES)
+        parts, start = [], 0
+        while start < len(z):
+            end = min(start + piece, len(z))
+            try:
+                parts.append(await self._decode(z[start:end], None if y is None else y[start:end]))
+            except (Overloaded, RequestTimeout):
+                piece = max(1, piece // 2)
+                await asyncio.sleep(0.005)
+                continue
+            start = end
         return parts[0] if len(parts) == 1 else [np.concatenate(p) for p in zip(*parts, strict=True)]
 
     @_holding
@@ -314,16 +318,18 @@ class ServedModel:
 
     def stream(
         self, n: int, label: str | int | None, seed: int | None, temperature: float, mode: Mode | None = None
-    ) -> AsyncIterator[Block]:
-        """`n` rows as blocks, made as they are consumed: the label is checked now (a 422 before any
-        row), the model held from the first block to the last (or until the consumer stops)."""
+    ) -> AsyncGenerator[Block, None]:
+        """`n` rows as blocks, made as they are consumed. The label is checked now (a 422 before any
+        row). The model is held from the first block's request (`anext`) until the last block, or
+        until the generator is closed."""
         index = self._label(label)
         draws = (mode or self.default_mode) == "sample"
 
-        async def blocks() -> AsyncIterator[Block]:
+        async def blocks() -> AsyncGenerator[Block, None]:
             with self.hold():
-                for k, size in enumerate(block_sizes(n)):
-                    yield await self._block(size, index, block_rng(seed, k, self._rng), temperature, draws, True)
+                for k, start in enumerate(range(0, n, BLOCK_ROWS)):
+                    rng = block_rng(seed, k, self._rng)
+                    yield await self._block(min(BLOCK_ROWS, n - start), index, rng, temperature, draws, True)
 
         return blocks()
 

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 
-from app.columns import Table, head_values
+from app.columns import Table, category_key, head_values
 from app.errors import NotAcceptable
 from app.manifest import Manifest
 
@@ -59,8 +59,8 @@ def block_rng(seed: int | None, k: int, shared: np.random.Generator) -> np.rando
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(k,))))
 
 
-def block_sizes(n: int) -> list[int]:
-    return [min(BLOCK_ROWS, n - start) for start in range(0, n, BLOCK_ROWS)]
+def block_sizes(n: int) -> Iterator[int]:
+    return (min(BLOCK_ROWS, n - start) for start in range(0, n, BLOCK_ROWS))
 
 
 @dataclass
@@ -106,15 +106,30 @@ def rows_block(
 
 
 def negotiate(accept: str | None) -> str:
-    """The format an Accept header asks for (NDJSON when it names none of ours but accepts anything)."""
+    """The format an Accept header asks for, by its q-values (the first listed among equals):
+    NDJSON when it names none of ours but accepts anything, CSV for `text/*`."""
     if not accept:
         return NDJSON
-    asked = [part.partition(";")[0].strip().lower() for part in accept.split(",")]
-    for media_type in asked:
+    ranked = []
+    for i, part in enumerate(accept.split(",")):
+        media_type, *params = (p.strip().lower() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if q > 0:
+            ranked.append((-q, i, media_type))
+    for _, _, media_type in sorted(ranked):
         if media_type in _ACCEPTED:
             return _ACCEPTED[media_type]
-    if any(m in ("*/*", "application/*") for m in asked):
-        return NDJSON
+        if media_type == "text/*":
+            return CSV
+        if media_type in ("*/*", "application/*"):
+            return NDJSON
     raise NotAcceptable(f"a stream of rows is answered as one of {MEDIA_TYPES}; Accept asked for {accept!r}")
 
 
@@ -135,7 +150,9 @@ class RowWriter:
             types = self._types()
             self.schema = pa.schema(list(zip(self.names, types, strict=True)), metadata=self._pandas_metadata(types))
             if table is not None:  # each categorical column's categories as an Arrow array, indexed by codes
-                self._categories = [pa.array(c.categories, type=self.schema.field(c.name).type) for c in table.discrete]
+                self._categories = [
+                    self._category_array(c.categories or [], self.schema.field(c.name).type) for c in table.discrete
+                ]
 
     @property
     def part_rows(self) -> int:
@@ -234,6 +251,13 @@ class RowWriter:
             else:
                 types.append(pa.array([column.value]).type)
         return types
+
+    def _category_array(self, categories: list, kind: Any) -> Any:
+        """A column's categories as an Arrow array of its type; categories of mixed kinds as text,
+        spelled as genserve spells categories (`category_key`)."""
+        if self._pa.types.is_string(kind) and not all(isinstance(c, str) for c in categories):
+            categories = [category_key(c) for c in categories]
+        return self._pa.array(categories, type=kind)
 
     def _pandas_metadata(self, types: list[Any]) -> dict[bytes, bytes] | None:
         """pandas reads an integer column with gaps as its nullable Int64 (not as float64) when the

@@ -94,6 +94,9 @@ def test_a_graph_that_drops_rows_at_run_time_fails_the_request_naming_the_model(
     assert answer.status_code == 500, answer.text
     message = answer.json()["error"]["message"]
     assert "short@1" in message and "[(3, 64)] for 5 rows in" in message and "faulty" in message
+    # a stream makes its first block before its answer starts: the same JSON 500, not a 200 cut short
+    streamed = client.post("/generate/stream", json={"model": "short", "n": 5})
+    assert streamed.status_code == 500 and streamed.json()["error"]["message"] == message
 
 
 def test_normalization_that_overflows_float32_is_refused(tmp_path, make_client):

@@ -142,6 +142,33 @@ def test_stream_refuses_what_it_cannot_do(big_client):
     assert post({**PENGUINS, "n": 3}, accept="*/*").headers["content-type"].startswith(NDJSON)
 
 
+def test_accept_ranks_by_q_values() -> None:
+    from app.streaming import negotiate
+
+    assert negotiate("text/csv;q=0, application/x-ndjson") == NDJSON  # q=0: not acceptable
+    assert negotiate("application/x-ndjson;q=0.1, text/csv;q=0.9") == CSV
+    assert negotiate("text/*") == CSV
+    assert negotiate("image/png, */*;q=0.1") == NDJSON
+    assert negotiate("application/x-parquet") == PARQUET
+
+
+def test_a_body_over_the_limit_counts_as_unmatched_as_elsewhere(make_client):
+    client = make_client(max_body_bytes=2048)
+    padded = {**PENGUINS, "n": 5, "pad": "x" * 3000}
+
+    def counts() -> tuple[float, float]:  # the process's counters: other tests' requests count too
+        text = client.get("/metrics").text
+        return tuple(
+            metric_value(text, "genserve_requests_total", endpoint=e, status="413") for e in ("unmatched", "/generate")
+        )
+
+    before = counts()
+    assert client.post("/generate/stream", json=padded).status_code == 413
+    assert client.post("/generate", json=padded).status_code == 413
+    after = counts()
+    assert (after[0] - before[0], after[1] - before[1]) == (2, 0)
+
+
 def test_stream_needs_the_api_key(make_client):
     client = make_client(api_key="s3cret")
     assert client.post("/generate/stream", json={**PENGUINS, "n": 5}).status_code == 401

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -154,37 +154,50 @@ async def generate_stream(request: Request) -> Response:
     if body.n > limit:
         raise InvalidInput(f"n={body.n} is above the limit of {limit} rows per stream (GENSERVE_MAX_STREAM_ROWS)")
     blocks = served.stream(body.n, body.label, body.seed, body.temperature, body.mode)
+    first = await anext(blocks)  # made before the answer starts: its errors are JSON answers, not a cut stream
     names = served.table.names if served.table is not None else served.manifest.feature_names
     writer = RowWriter(media_type, names, served.table)
     headers = {**_model_headers(served), "X-Rows": str(body.n), "Cache-Control": "no-store"}
-    return StreamingResponse(_streamed(writer, blocks, served), media_type=writer.content_type, headers=headers)
+    body_parts = _streamed(writer, first, blocks, served)
+    return StreamingResponse(body_parts, media_type=writer.content_type, headers=headers)
 
 
-async def _streamed(writer: RowWriter, blocks: AsyncIterator[Block], served: ServedModel) -> AsyncIterator[bytes]:
+async def _streamed(
+    writer: RowWriter, first: Block, blocks: AsyncGenerator[Block, None], served: ServedModel
+) -> AsyncIterator[bytes]:
     """The bytes of each part as its blocks are made; the work stops when the client goes away
-    (Starlette cancels this at the disconnect)."""
+    (Starlette cancels this at the disconnect). Should this never start (the client left before
+    the answer did), `blocks`, already started, is closed when collected, which lets go of the model."""
     m = served.manifest
     sent, active = metrics.STREAM_ROWS.labels(m.name, str(m.version)), metrics.STREAMS_ACTIVE.labels(m.name)
     loop = asyncio.get_running_loop()
     active.inc()
     try:
-        part: list[Block] = []
-        async for block in blocks:
+        part, rows = [first], len(first)
+        while True:
+            if rows >= writer.part_rows:
+                yield await _encoded(writer, part, rows, sent, loop)
+                part, rows = [], 0
+            block = await anext(blocks, None)
+            if block is None:
+                break
             part.append(block)
-            if sum(len(b) for b in part) < writer.part_rows:
-                continue
-            # Parquet's large row groups are encoded off the event loop (pyarrow lets go of the GIL)
-            data = await loop.run_in_executor(None, writer.write, part) if writer.threaded else writer.write(part)
-            sent.inc(sum(len(b) for b in part))
-            part = []
-            yield data
+            rows += len(block)
         if part:
-            yield writer.write(part)
-            sent.inc(sum(len(b) for b in part))
+            yield await _encoded(writer, part, rows, sent, loop)
         yield writer.close()
     finally:
         active.dec()
-        await blocks.aclose()  # type: ignore[attr-defined]
+        await blocks.aclose()
+
+
+async def _encoded(
+    writer: RowWriter, part: list[Block], rows: int, sent: Any, loop: asyncio.AbstractEventLoop
+) -> bytes:
+    # Parquet's large row groups are encoded off the event loop (pyarrow lets go of the GIL)
+    data = await loop.run_in_executor(None, writer.write, part) if writer.threaded else writer.write(part)
+    sent.inc(rows)
+    return data
 
 
 @router.post(
