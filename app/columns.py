@@ -432,6 +432,9 @@ def rows_of(columns: list[list[Cell]]) -> list[list[Cell]]:
     return [list(row) for row in zip(*columns, strict=True)]
 
 
+IQR_SCORES = (-0.6744897501960817, 0.6744897501960817)  # normal scores of the quartiles
+
+
 @dataclass(frozen=True)
 class QuantileMap:
     """A column's quantile encoding: value -> normal score through the training split's quantiles.
@@ -441,7 +444,8 @@ class QuantileMap:
     [knots[0], knots[-1]]. Encoding is its inverse: a tied value sits at the middle probability of
     its run, a value between two knots on the segment that joins them (so that it
     decodes back to itself), and a value outside the training range continues the outermost
-    tenth of the map in a straight line (an outlier stays an outlier on the model's scale)."""
+    tenth of the map in a straight line, never flatter than the body's (an outlier stays an outlier
+    on the model's scale)."""
 
     knots: np.ndarray  # as stored: non-decreasing values at increasing scores
     scores: np.ndarray
@@ -471,6 +475,12 @@ class QuantileMap:
         tenth = max(1, n // 10)
         low = (self.middle[tenth] - self.middle[0]) / (d[tenth] - d[0])
         high = (self.middle[-1] - self.middle[-1 - tenth]) / (d[-1] - d[-1 - tenth])
+        # never flatter than the body: an IQR beyond the range moves at least the 1.349 normal scores a
+        # Gaussian's IQR spans (one extreme training value, such as diamonds' `table` at 95 where the rest
+        # end near 70, would otherwise flatten the outer tenth until 5 IQR beyond it encoded as the maximum)
+        iqr = float(np.diff(np.interp(IQR_SCORES, self.scores, self.knots))[0])
+        if iqr > 0:
+            low, high = max(low, 2 * IQR_SCORES[1] / iqr), max(high, 2 * IQR_SCORES[1] / iqr)
         z = np.where(x < d[0], self.middle[0] + (x - d[0]) * low, z)
         return np.where(x > d[-1], self.middle[-1] + (x - d[-1]) * high, z)
 

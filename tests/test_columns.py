@@ -45,6 +45,22 @@ def test_quantile_encoding_round_trips_inside_the_range_and_keeps_ties_exact() -
     assert (decoded == np.round(decoded)).all() and abs((decoded == 0).mean() - 0.6) < 0.05
 
 
+def test_a_lone_extreme_training_value_does_not_flatten_the_encoding_beyond_the_range() -> None:
+    """diamonds' `table`: values near 53-70 and one at 95. Beyond the range the map continues at least
+    as steeply as a normal with the column's IQR (1.349 normal scores per IQR), so a value 5 IQR past
+    the maximum is an outlier on the model's scale too, not barely past the maximum's score."""
+    rng = np.random.default_rng(1)
+    values = np.append(rng.normal(57.5, 2.2, 3499).clip(53, 70), 95.0)
+    table = Table([quantile_column("table", values)])
+    iqr = np.subtract(*np.percentile(values, [75, 25]))
+    at_max, beyond = table.to_scale(np.array([[95.0], [95.0 + 5 * iqr]]))[:, 0]
+    assert beyond - at_max >= 5 * 1.349 - 0.05
+    below_min = table.to_scale(np.array([[values.min() - 5 * iqr]]))[0, 0]
+    assert table.to_scale(np.array([[values.min()]]))[0, 0] - below_min >= 5 * 1.349 - 0.05
+    inside = np.array([[55.0], [60.0], [70.0]])  # inside the range nothing changes: values round-trip
+    assert np.allclose(table.from_scale(table.to_scale(inside)), inside)
+
+
 def test_encode_layout_and_parse_rows() -> None:
     amount = quantile_column("amount", np.exp(np.random.default_rng(1).normal(size=500)), missing_rate=0.1)
     region = Column(name="region", kind="categorical", categories=["east", "north"], missing_rate=0.2)
