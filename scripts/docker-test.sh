@@ -26,6 +26,11 @@ cleanup() {
     if [ -n "$DOCKER" ] && $DOCKER info >/dev/null 2>&1; then
         $DOCKER rm -f "$CONTAINER" >/dev/null 2>&1
         compose down --volumes --remove-orphans >/dev/null 2>&1
+        # the test image and the build's leftovers go (the base images stay): with the vfs storage
+        # driver every layer is a full copy, and repeated runs filled a 250 GB disk here
+        $DOCKER image rm -f "$IMAGE" >/dev/null 2>&1
+        $DOCKER image prune -f >/dev/null 2>&1
+        $DOCKER builder prune -af >/dev/null 2>&1
     fi
     if [ -n "$DOCKERD_PID" ]; then
         echo "stopping the Docker engine this test started (pid $DOCKERD_PID)"
