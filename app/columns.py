@@ -189,8 +189,7 @@ class Table:
         self._shift = np.array([self.numeric[i].shift for i in self._standard], dtype=np.float64)
         self._scale = np.array([self.numeric[i].scale for i in self._standard], dtype=np.float64)
         self._quantile = [(i, QuantileMap.of(c)) for i, c in enumerate(self.numeric) if c.encoding == "quantile"]
-        self._min = np.array([c.min for c in self.numeric], dtype=np.float64)
-        self._max = np.array([c.max for c in self.numeric], dtype=np.float64)
+        self._min, self._max = np.array([c.output_bounds for c in self.numeric], dtype=np.float64).reshape(-1, 2).T
         self._integer = np.array([c.kind == "integer" for c in self.numeric], dtype=bool)
         self._decimals = [(i, c.decimals) for i, c in enumerate(self.numeric) if c.decimals is not None]
 
@@ -217,7 +216,7 @@ class Table:
         return z
 
     def from_scale(self, z: np.ndarray) -> np.ndarray:
-        """The model's scale -> values within each column's training bounds, integers rounded."""
+        """The model's scale -> values within each column's output bounds (Column.output_bounds), integers rounded."""
         values = np.empty(z.shape, dtype=np.float64)
         if len(self._standard):
             values[:, self._standard] = z[:, self._standard] * self._scale + self._shift

@@ -106,6 +106,10 @@ class Column(_Strict):
     # numeric columns: bounds seen in training (outputs stay inside), and the map to the model's scale
     min: float | None = None
     max: float | None = None
+    # what outputs are clipped to (None: min and max): the training split's second lowest and second highest
+    # value. Bottom- and top-coding: a lone extreme, one training row's own value, is never given out.
+    floor: float | None = None
+    ceiling: float | None = None
     nonnegative: bool = False
     decimals: int | None = Field(None, ge=0, le=12, description="outputs are rounded to the decimals the data had")
     encoding: NumericEncoding | None = Field(
@@ -131,6 +135,15 @@ class Column(_Strict):
         return self.kind in ("categorical", "boolean")
 
     @property
+    def output_bounds(self) -> tuple[float, float]:
+        """(lowest, highest) value given out for a numeric column."""
+        assert self.min is not None and self.max is not None
+        return (
+            self.min if self.floor is None else self.floor,
+            self.max if self.ceiling is None else self.ceiling,
+        )
+
+    @property
     def gaps(self) -> bool:
         """Modelled with a missing-value indicator."""
         return self.missing_rate > 0 and self.kind != "constant"
@@ -140,6 +153,9 @@ class Column(_Strict):
         if self.numeric:
             if self.min is None or self.max is None or not self.min <= self.max:
                 raise ValueError(f"column {self.name!r}: a numeric column needs min <= max")
+            low, high = self.output_bounds
+            if not self.min <= low <= high <= self.max:
+                raise ValueError(f"column {self.name!r}: floor and ceiling must lie within min and max, in order")
             if self.encoding == "standard" and (self.shift is None or self.scale is None):
                 raise ValueError(f"column {self.name!r}: the standard encoding needs shift and scale")
             if self.encoding == "quantile":

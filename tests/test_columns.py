@@ -61,6 +61,34 @@ def test_a_lone_extreme_training_value_does_not_flatten_the_encoding_beyond_the_
     assert np.allclose(table.from_scale(table.to_scale(inside)), inside)
 
 
+def test_outputs_stop_short_of_a_lone_extreme_training_value() -> None:
+    """Bottom- and top-coding: decoded values stay within the training split's second lowest and second
+    highest value, so one row's own extreme (diamonds' depth 44 where the rest start at 53) is never given
+    out; an extreme that several rows share (a zero-inflated column's 0) still is."""
+    import pandas as pd
+
+    from training.tables import fit_encodings
+
+    rng = np.random.default_rng(2)
+    depth = np.concatenate([rng.normal(61.8, 1.4, 3498).clip(53, 70), [44.0, 79.0]])
+    refunds = np.where(rng.random(3500) < 0.6, 0.0, rng.poisson(3, 3500)).astype(float)
+    frame = pd.DataFrame({"depth": depth, "refunds": refunds})
+    placeholder = {"encoding": "standard", "shift": 0.0, "scale": 1.0}
+    columns = [
+        Column(name=c, kind="continuous", min=float(frame[c].min()), max=float(frame[c].max()), **placeholder)
+        for c in frame
+    ]
+    fitted = fit_encodings(columns, frame, "quantile")
+    assert fitted[0].output_bounds == (np.sort(depth)[1], np.sort(depth)[-2])
+    assert fitted[1].output_bounds == (0.0, np.sort(refunds)[-2])
+    decoded = Table(fitted).from_scale(rng.normal(0, 3, size=(20_000, 2)))
+    assert decoded[:, 0].min() == np.sort(depth)[1] > 44 and decoded[:, 0].max() == np.sort(depth)[-2] < 79
+    assert decoded[:, 1].min() == 0.0
+    assert columns[0].output_bounds == (44.0, 79.0)  # a manifest without floor and ceiling: min and max
+    with pytest.raises(ValueError, match="floor and ceiling"):
+        Column(name="x", kind="continuous", min=0.0, max=1.0, floor=2.0, **placeholder)
+
+
 def test_encode_layout_and_parse_rows() -> None:
     amount = quantile_column("amount", np.exp(np.random.default_rng(1).normal(size=500)), missing_rate=0.1)
     region = Column(name="region", kind="categorical", categories=["east", "north"], missing_rate=0.2)

@@ -261,6 +261,8 @@ def fit_encodings(columns: list[Column], train: pd.DataFrame, encoding: NumericE
             if len(x) == 0:
                 raise DataError(f"column {column.name!r} has no values in the training split")
             update: dict = {"encoding": encoding, "shift": None, "scale": None, "knots": None, "scores": None}
+            if len(x) >= 2:  # bottom- and top-coding (Column.floor): the second most extreme values
+                update |= {"floor": float(np.partition(x, 1)[1]), "ceiling": float(np.partition(x, -2)[-2])}
             if encoding == "standard":
                 std = float(x.std())
                 update |= {"shift": float(x.mean()), "scale": std if std > 1e-12 else 1.0}
