@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gc.collect()
             gc.freeze()
             stop_reloading = _reload_on_sighup(registry)
+            logging.getLogger("uvicorn.error").addFilter(CUT_AT_SHUTDOWN)
             telemetry = getattr(app, "_native_telemetry", None)
             if isinstance(app, GenserveAPI) and not (telemetry is not None and telemetry.enabled()):
                 app.hot_routes = hot_routes
@@ -170,6 +171,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 _early_sighup = threading.Event()
+
+
+class CutAtShutdown(logging.Filter):
+    """uvicorn cancels what still runs when its graceful shutdown times out
+    (GENSERVE_SHUTDOWN_TIMEOUT_S), a long stream for one, and logs each as "Exception in ASGI
+    application" with the CancelledError's traceback. The cut is by design, and its client sees
+    the response end unfinished: one warning line without the traceback says so."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, asyncio.CancelledError) and record.msg.startswith("Exception in ASGI application"):
+            record.msg, record.args = "a response still running was cut: %s", (error or "cancelled",)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        return True
+
+
+CUT_AT_SHUTDOWN = CutAtShutdown()
 
 
 def catch_early_sighup() -> None:

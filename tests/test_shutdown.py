@@ -107,3 +107,29 @@ def test_idle_keep_alive_connections_close_after_the_setting(live_server) -> Non
         started = time.monotonic()
         assert conn.recv(4096) == b""  # then the server closes it, once idle for 0.5 s
         assert 0.3 < time.monotonic() - started < 5
+
+
+def test_a_stream_cut_by_the_shutdown_timeout_logs_one_warning_and_ends_unfinished(live_server) -> None:
+    """A client that stops reading a long stream holds its response past the graceful-shutdown
+    timeout: uvicorn cancels it. The log says so in one warning line, without uvicorn's
+    traceback of the CancelledError, and the client's response ends without its last chunk."""
+    import json
+    import socket
+
+    server = live_server(shutdown_timeout_s="1", max_stream_rows="100000000", log_level="info")
+    body = json.dumps({"model": "penguins-cvae", "n": 50_000_000, "label": "Gentoo", "seed": 1}).encode()
+    with socket.create_connection(("127.0.0.1", server.port)) as client:
+        head = b"POST /generate/stream HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        client.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        assert client.recv(64).startswith(b"HTTP/1.1 200")
+        time.sleep(1.0)  # not reading: the server's writes back up
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=30) == 0
+        client.settimeout(10)
+        tail = b""
+        while chunk := client.recv(1 << 20):
+            tail = (tail + chunk)[-16:]
+    assert not tail.endswith(b"0\r\n\r\n")  # no closing chunk: the client can tell the stream was cut
+    log = server.output()
+    assert "a response still running was cut" in log, log[-3000:]
+    assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-3000:]
