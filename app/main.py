@@ -181,8 +181,13 @@ class CutAtShutdown(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, asyncio.CancelledError) and record.msg.startswith("Exception in ASGI application"):
-            record.msg, record.args = "a response still running was cut: %s", (error or "cancelled",)
+        if (
+            isinstance(error, asyncio.CancelledError)
+            and isinstance(record.msg, str)
+            and record.msg.startswith("Exception in ASGI application")
+            and "graceful shutdown" in str(error)  # uvicorn's cancel; any other keeps its traceback
+        ):
+            record.msg, record.args = "a response still running was cut: %s", (str(error),)
             record.exc_info, record.exc_text = None, None
             record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
         return True

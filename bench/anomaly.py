@@ -526,7 +526,7 @@ def _verdict(rows: list[dict], seeds: list[int]) -> str:
     our_auc = np.mean([r["auc"] for r in ours])
     # the target is an AUC at least as high as the better peer's: a tie (both 1.0) holds it
     wins, ties = (
-        sum(1 for r in ours if compare(r["auc"], max(p["auc"] for p in peers if p["seed"] == r["seed"])))
+        sum(1 for r in ours if compare(float(r["auc"]), float(max(p["auc"] for p in peers if p["seed"] == r["seed"]))))
         for compare in (float.__gt__, float.__eq__)
     )  # against the better peer on each split
     verdict = "beats" if our_auc > mean[best] else "ties" if our_auc == mean[best] else "LOSES"

@@ -85,6 +85,10 @@ def test_outputs_stop_short_of_a_lone_extreme_training_value() -> None:
     assert decoded[:, 0].min() == np.sort(depth)[1] > 44 and decoded[:, 0].max() == np.sort(depth)[-2] < 79
     assert decoded[:, 1].min() == 0.0
     assert columns[0].output_bounds == (44.0, 79.0)  # a manifest without floor and ceiling: min and max
+    few = pd.DataFrame({"depth": [1.5, 2.5, 3.5], "refunds": [0.0, 0.0, 5.0]})  # too few values to cut
+    refit = fit_encodings(fitted, few, "standard")  # refitted: the bounds fitted before are dropped
+    assert [(c.floor, c.ceiling) for c in refit] == [(None, None)] * 2
+    assert [c.output_bounds for c in refit] == [c.output_bounds for c in columns]
     with pytest.raises(ValueError, match="floor and ceiling"):
         Column(name="x", kind="continuous", min=0.0, max=1.0, floor=2.0, **placeholder)
 

@@ -133,3 +133,23 @@ def test_a_stream_cut_by_the_shutdown_timeout_logs_one_warning_and_ends_unfinish
     log = server.output()
     assert "a response still running was cut" in log, log[-3000:]
     assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-3000:]
+
+
+def test_only_the_shutdown_cancel_loses_its_traceback() -> None:
+    """CutAtShutdown rewrites uvicorn's record of its own graceful-shutdown cancel; any other
+    CancelledError (a bug) keeps its traceback and level, and an odd record passes untouched."""
+    import asyncio
+    import logging
+
+    from app.main import CUT_AT_SHUTDOWN
+
+    def record(msg: object, error: BaseException) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, msg, None, (type(error), error, None))
+
+    cut = record("Exception in ASGI application\n", asyncio.CancelledError("timeout graceful shutdown exceeded"))
+    assert CUT_AT_SHUTDOWN.filter(cut) and cut.levelno == logging.WARNING and cut.exc_info is None
+    assert cut.getMessage() == "a response still running was cut: timeout graceful shutdown exceeded"
+    other = record("Exception in ASGI application\n", asyncio.CancelledError())
+    assert CUT_AT_SHUTDOWN.filter(other) and other.levelno == logging.ERROR and other.exc_info is not None
+    odd = record(ValueError("not text"), asyncio.CancelledError("graceful shutdown"))
+    assert CUT_AT_SHUTDOWN.filter(odd) and odd.levelno == logging.ERROR

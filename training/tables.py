@@ -26,6 +26,9 @@ MISSING_SPELLINGS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "non
 LOW_CARDINALITY = 10  # an integer column with at most this many distinct values is categorical
 SMALL_TABLE = 300  # below this many rows the trained figures are unreliable: say so
 MAX_KNOTS = 256  # quantile encoding: knots per numeric column
+# a column's outputs stop at its second most extreme values only when it has at least this many in the
+# training split: on a handful of values that would cut the range itself (3 values: one constant)
+MIN_VALUES_TO_CODE = 20
 MAX_DECIMALS = 6
 _ID_NAME = re.compile(r"(^|[_\W])(id|key|uuid|index|rownames?)$", re.IGNORECASE)
 
@@ -261,7 +264,8 @@ def fit_encodings(columns: list[Column], train: pd.DataFrame, encoding: NumericE
             if len(x) == 0:
                 raise DataError(f"column {column.name!r} has no values in the training split")
             update: dict = {"encoding": encoding, "shift": None, "scale": None, "knots": None, "scores": None}
-            if len(x) >= 2:  # bottom- and top-coding (Column.floor): the second most extreme values
+            update |= {"floor": None, "ceiling": None}  # bottom- and top-coding (Column.floor), on enough values
+            if len(x) >= MIN_VALUES_TO_CODE:
                 update |= {"floor": float(np.partition(x, 1)[1]), "ceiling": float(np.partition(x, -2)[-2])}
             if encoding == "standard":
                 std = float(x.std())
