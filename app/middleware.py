@@ -38,19 +38,14 @@ class BodyLimit:
             # the server reads exactly the declared length: nothing more can arrive
             await self.app(scope, receive, send)
             return
-        parts, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            part = message.get("body", b"")
-            size += len(part)
-            if size > self.max_bytes:
-                await self._too_large(send)
-                return
-            parts.append(part)
-            more = message.get("more_body", False)
-        body, replayed = b"".join(parts), False
+        try:
+            body = await read_body(receive, self.max_bytes)
+        except BodyOverLimit:
+            await self._too_large(send)
+            return
+        if body is None:
+            return  # the client left
+        replayed = False
 
         async def replay() -> Message:
             nonlocal replayed
@@ -63,6 +58,27 @@ class BodyLimit:
 
     async def _too_large(self, send: Send) -> None:
         await send_too_large(send, self.max_bytes)
+
+
+class BodyOverLimit(Exception):
+    """More than the limit arrived (`read_body`); the rest is left unread."""
+
+
+async def read_body(receive: Receive, max_bytes: int) -> bytes | None:
+    """A request's body, read and counted as it arrives: BodyOverLimit as soon as it passes
+    `max_bytes`, None when the client leaves first."""
+    parts, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        part = message.get("body", b"")
+        size += len(part)
+        if size > max_bytes:
+            raise BodyOverLimit
+        parts.append(part)
+        if not message.get("more_body", False):
+            return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 async def send_too_large(send: Send, max_bytes: int) -> None:
@@ -208,24 +224,14 @@ class HotRoutes:
                 status = 413
                 await send_too_large(send, self.max_body_bytes)
                 return
-            message = await receive()
-            if message["type"] != "http.request":
+            try:
+                body = await read_body(receive, self.max_body_bytes)
+            except BodyOverLimit:
+                status = 413
+                await send_too_large(send, self.max_body_bytes)
+                return
+            if body is None:
                 return  # the client left: nothing to answer
-            body = message.get("body", b"")
-            if message.get("more_body", False) or declared is None or not declared.isdigit():  # counted
-                parts, size = [body], len(body)
-                while size <= self.max_body_bytes and message.get("more_body", False):
-                    message = await receive()
-                    if message["type"] != "http.request":
-                        return  # the client left
-                    part = message.get("body", b"")
-                    size += len(part)
-                    parts.append(part)
-                if size > self.max_body_bytes:
-                    status = 413
-                    await send_too_large(send, self.max_body_bytes)
-                    return
-                body = b"".join(parts) if len(parts) > 1 else body
             scope["route"] = (
                 route  # matched once the body is within the limit: a 413 is "unmatched", as on the usual path
             )

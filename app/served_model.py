@@ -327,9 +327,8 @@ class ServedModel:
 
         async def blocks() -> AsyncGenerator[Block, None]:
             with self.hold():
-                for k, start in enumerate(range(0, n, BLOCK_ROWS)):
-                    rng = block_rng(seed, k, self._rng)
-                    yield await self._block(min(BLOCK_ROWS, n - start), index, rng, temperature, draws, True)
+                for k, size in enumerate(block_sizes(n)):
+                    yield await self._block(size, index, block_rng(seed, k, self._rng), temperature, draws, True)
 
         return blocks()
 

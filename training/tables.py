@@ -264,8 +264,8 @@ def fit_encodings(columns: list[Column], train: pd.DataFrame, encoding: NumericE
             if len(x) == 0:
                 raise DataError(f"column {column.name!r} has no values in the training split")
             update: dict = {"encoding": encoding, "shift": None, "scale": None, "knots": None, "scores": None}
-            update |= {"floor": None, "ceiling": None}  # bottom- and top-coding (Column.floor), on enough values
-            if len(x) >= MIN_VALUES_TO_CODE:
+            update |= {"floor": None, "ceiling": None}  # refitted below, when the column has enough values
+            if len(x) >= MIN_VALUES_TO_CODE:  # bottom- and top-coding (Column.floor)
                 update |= {"floor": float(np.partition(x, 1)[1]), "ceiling": float(np.partition(x, -2)[-2])}
             if encoding == "standard":
                 std = float(x.std())
