@@ -113,7 +113,7 @@ class AnomalyScorer:
 
     def __init__(self, model_dir: Path, threads: int = 1) -> None:
         self.manifest = read_manifest(model_dir)
-        self.table = Table(self.manifest.columns) if self.manifest.columns is not None else None
+        self.table = Table.of(self.manifest)
         self.graphs = {name: onnx_graph(model_dir, self.manifest, name, threads) for name in ("encoder", "decoder")}
 
     def score(self, x: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from app.manifest import Column, LatentPrior, encoded_width
+from app.manifest import Column, LatentPrior, Manifest, encoded_width
 
 Cell = float | int | str | bool | None
 
@@ -169,7 +169,7 @@ def head_values(
 class Table:
     """A manifest's column schema as arrays: encoding, parsing and decoding of rows."""
 
-    def __init__(self, columns: list[Column]) -> None:
+    def __init__(self, columns: list[Column], gap_patterns: list[list[str]] | None = None) -> None:
         self.columns = columns
         self.names = [c.name for c in columns]
         self._by_name = {c.name: c for c in columns}
@@ -184,6 +184,12 @@ class Table:
         self._category_values = [np.array(c.categories, dtype=object) for c in self.discrete]
         position = {c.name: i for i, c in enumerate(self.numeric)} | {c.name: i for i, c in enumerate(self.discrete)}
         self._gap_source = [(c.numeric, position[c.name]) for c in self.gapped]
+        gapped = [c.name for c in self.gapped]
+        self._gap_patterns = (
+            None
+            if gap_patterns is None
+            else np.array([[name in p for name in gapped] for p in gap_patterns], dtype=bool).reshape(-1, len(gapped))
+        )
         # numeric encodings, vectorised by kind
         self._standard = np.array([i for i, c in enumerate(self.numeric) if c.encoding == "standard"], dtype=np.int64)
         self._shift = np.array([self.numeric[i].shift for i in self._standard], dtype=np.float64)
@@ -192,6 +198,11 @@ class Table:
         self._min, self._max = np.array([c.output_bounds for c in self.numeric], dtype=np.float64).reshape(-1, 2).T
         self._integer = np.array([c.kind == "integer" for c in self.numeric], dtype=bool)
         self._decimals = [(i, c.decimals) for i, c in enumerate(self.numeric) if c.decimals is not None]
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> Table | None:
+        """The manifest's table, or None for an all-numeric model."""
+        return None if manifest.columns is None else cls(manifest.columns, manifest.gap_patterns)
 
     def numeric_gap(self) -> tuple[int, ...]:
         """Per numeric column the index of its missing indicator, or -1 (the model's loss masks by it)."""
@@ -354,6 +365,18 @@ class Table:
         p_missing = probs[:, self.n_onehot :]
         missing[:] = (rng.random(p_missing.shape) < p_missing) if rng is not None else p_missing > 0.5
         return codes, missing
+
+    def common_gaps(self, missing: np.ndarray) -> np.ndarray:
+        """Generated rows' gaps [rows, n_missing] with each combination the manifest's `gap_patterns`
+        lacks (fewer than MIN_ROWS_PER_GAP_PATTERN training rows had it) moved to the nearest one it
+        holds: the fewest gaps filled or made, the more common pattern among equals. A filled gap
+        takes the value the decoder gave."""
+        patterns = self._gap_patterns
+        if patterns is None or not missing.size:
+            return missing
+        m, p = missing.astype(np.int32), patterns.astype(np.int32)
+        changed = m @ (1 - p).T + (1 - m) @ p.T  # [rows, patterns]: indicators that differ
+        return patterns[changed.argmin(axis=1)]  # a pattern it holds differs from itself in none
 
     def values(self, numeric: np.ndarray, codes: np.ndarray, missing: np.ndarray) -> list[list[Cell]]:
         """Per column (schema order) the Python values of every row: numbers (integers as int),

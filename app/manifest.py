@@ -64,6 +64,10 @@ def decoder_output_names(head: Head, discrete: bool) -> list[str]:
 
 ColumnKind = Literal["continuous", "integer", "categorical", "boolean", "constant"]
 NumericEncoding = Literal["standard", "quantile"]
+# Rare gap patterns (Manifest.gap_patterns): the threshold rule of statistical disclosure control, and
+# at most this many patterns kept (their distances to each generated row are computed).
+MIN_ROWS_PER_GAP_PATTERN = 3
+MAX_GAP_PATTERNS = 64
 MAX_MISSING_RATE = 0.95  # a column missing more often than this is dropped at training, not modelled
 
 
@@ -288,6 +292,14 @@ class Manifest(_Strict):
     columns: list[Column] | None = Field(
         None, description="the table's column schema; None for an all-numeric model (images, arrays)"
     )
+    gap_patterns: list[list[str]] | None = Field(
+        None,
+        max_length=MAX_GAP_PATTERNS,
+        description="the combinations of gaps (columns missing together; [] for none) generated rows may have: "
+        "those at least MIN_ROWS_PER_GAP_PATTERN training rows share, most common first. A rarer one is one or "
+        "two rows' own trait, and such a row is copied whole once its other values are all categories. "
+        "None: any (a table without gaps, or a model made before this)",
+    )
     latent_dim: int = Field(ge=1, le=MAX_LATENT)
     latent_prior: list[LatentPrior] | None = Field(
         None, description="per label (in `labels` order; one for an unconditional model); None: z ~ N(0, I)"
@@ -336,6 +348,13 @@ class Manifest(_Strict):
                 raise ValueError("the columns' encoded width must be input_dim")
             if self.numeric_dim == 0:
                 raise ValueError("a table needs at least one numeric column")
+        if self.gap_patterns is not None:
+            gapped = {c.name for c in self.columns or [] if c.gaps}
+            seen = {frozenset(p) for p in self.gap_patterns}
+            if not self.gap_patterns or len(seen) != len(self.gap_patterns):
+                raise ValueError("gap_patterns must hold at least one pattern, each once")
+            if any(len(set(p)) != len(p) or not set(p) <= gapped for p in self.gap_patterns):
+                raise ValueError("gap_patterns may name only columns with gaps, each once per pattern")
         if self.latent_prior is not None:
             if len(self.latent_prior) != (len(self.labels) if self.labels is not None else 1):
                 raise ValueError("latent_prior needs one mixture per label (one for an unconditional model)")

@@ -35,7 +35,7 @@ class Sampler:
     def __init__(self, model_dir: Path, threads: int = 1) -> None:
         self.manifest: Manifest = read_manifest(model_dir)
         self.session, self.inputs = onnx_graph(model_dir, self.manifest, "decoder", threads)
-        self.table = Table(self.manifest.columns) if self.manifest.columns is not None else None
+        self.table = Table.of(self.manifest)
         priors = self.manifest.latent_prior
         self.prior = None if priors is None else [Mixture.of(p) for p in priors]
         # as the service: true draws for a table model, the decoder's central value otherwise

@@ -245,6 +245,11 @@ class ModelDetail(BaseModel):
         description="the default version's column schema (a table model): kind, bounds, categories, missing rate "
         "and the encoding of each column; V2 tensors of a table model are its encoded rows",
     )
+    gap_patterns: list[list[str]] | None = Field(
+        None,
+        description="the combinations of gaps (columns missing together; [] for none) the default version's "
+        "generated rows may have: those at least 3 training rows share; null: any",
+    )
     normalization: dict[str, list[float]] | None = Field(
         None,
         description="of the default version: normalised = (x - shift) / scale per feature; V2 tensors are in "

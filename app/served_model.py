@@ -75,7 +75,7 @@ class ServedModel:
         # shift 0 and scale 1 (most image models): original units are the model's own
         self._identity_units = bool((self.shift == 0).all() and (self.scale == 1).all())
         self.label_index = {name: i for i, name in enumerate(self.manifest.labels or [])}
-        self.table = Table(self.manifest.columns) if self.manifest.columns is not None else None
+        self.table = Table.of(self.manifest)
         priors = self.manifest.latent_prior
         self.latent_prior = None if priors is None else [Mixture.of(p) for p in priors]
         # a table model answers true draws by default; an image model the decoder's central value
@@ -229,8 +229,9 @@ class ServedModel:
         self, outputs: list[np.ndarray], rng: np.random.Generator | None, inputs: np.ndarray | None = None
     ) -> tuple[np.ndarray, Block]:
         """A table model's rows from the decoder's outputs (drawn with `rng`, else central values),
-        checked, with the numeric block on the model's scale behind them."""
-        z, block = rows_block(self.manifest, self.table, outputs, rng, self.shift, self.scale)
+        checked, with the numeric block on the model's scale behind them: generated rows, or with
+        `inputs` the reconstructions of those rows."""
+        z, block = rows_block(self.manifest, self.table, outputs, rng, self.shift, self.scale, inputs is None)
         self._require_finite(z, "the decoded value", inputs)
         return z, block
 

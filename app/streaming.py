@@ -91,17 +91,22 @@ def rows_block(
     rng: np.random.Generator | None,
     shift: np.ndarray,
     scale: np.ndarray,
+    generated: bool = True,
 ) -> tuple[np.ndarray, Block]:
     """The decoder's outputs -> (the numeric block on the model's scale, the rows): drawn from
     p(x | z[, y]) with `rng` (the head's draw, then each category and gap), else central values.
-    The one way /generate, /generate/stream and the in-process Sampler make rows. Not checked
-    for finite values here: the callers check what they answer."""
+    Generated rows keep only the gap patterns enough training rows share (`Table.common_gaps`);
+    a reconstruction (`generated` False) keeps what the decoder says of the row it was given.
+    The one way /generate, /generate/stream, /reconstruct and the in-process Sampler make rows.
+    Not checked for finite values here: the callers check what they answer."""
     m = manifest
     numeric = head_values(m.head, outputs, m.quantile_levels, bool(m.discrete_dim), rng)
     if table is None:
         with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused by the caller's check
             return numeric, Block(numeric * scale + shift)
     codes, missing = table.choose(outputs[-1] if m.discrete_dim else None, len(numeric), rng)
+    if generated:
+        missing = table.common_gaps(missing)
     return numeric, Block(table.from_scale(numeric), codes, missing)
 
 

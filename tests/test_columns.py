@@ -141,6 +141,33 @@ def test_choose_draws_categories_and_gaps_with_their_probabilities() -> None:
     assert values == [[0.5, 0.5, 0.5], [None, "b", "b"]]
 
 
+def test_generated_rows_keep_only_gap_patterns_enough_training_rows_share() -> None:
+    """A combination of gaps fewer than 3 training rows had (penguins: all four measurements and sex missing,
+    2 rows) is one or two rows' own trait: generated rows move to the nearest pattern that enough rows share."""
+    import pandas as pd
+
+    from training.tables import common_gap_patterns
+
+    columns = [
+        Column(name=n, kind="continuous", min=0, max=1, encoding="standard", shift=0, scale=1, missing_rate=0.1)
+        for n in ("a", "b", "c")
+    ] + [Column(name="d", kind="continuous", min=0, max=1, encoding="standard", shift=0, scale=1)]
+    nan = float("nan")
+    rows = [[1, 1, 1, 1]] * 10 + [[nan, 1, 1, 1]] * 4 + [[nan, nan, 1, 1]] * 3 + [[nan, nan, nan, 1]] * 2
+    frame = pd.DataFrame(rows, columns=["a", "b", "c", "d"])
+    patterns, rare = common_gap_patterns(columns, frame)
+    assert patterns == [[], ["a"], ["a", "b"]] and rare == 2  # most common first; the 2 rows' pattern left out
+    assert common_gap_patterns(columns, frame.iloc[:10]) == ([[]], 0)
+    assert common_gap_patterns(columns[3:], frame[["d"]]) == (None, 0)  # no column with gaps: nothing to keep
+    table = Table(columns, patterns)
+    drawn = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 1], [0, 1, 0], [0, 0, 1], [1, 0, 1]], dtype=bool)
+    kept = table.common_gaps(drawn)
+    # held patterns stay; (a, b, c) -> (a, b); b alone -> none (as near as (a, b), and more common);
+    # c alone -> none; (a, c) -> a
+    assert kept.astype(int).tolist() == [[0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 0], [0, 0, 0], [0, 0, 0], [1, 0, 0]]
+    assert np.array_equal(Table(columns).common_gaps(drawn), drawn)  # a manifest without patterns: any
+
+
 def test_quantile_head_draws_have_the_predicted_quantiles() -> None:
     q = np.tile(np.array([-2.0, -0.5, 0.0, 1.0, 4.0])[None, :, None], (40000, 1, 1)).astype(np.float32)
     x = inverse_cdf(q, LEVELS, np.random.default_rng(0).random((40000, 1)))[:, 0]

@@ -81,6 +81,10 @@ def test_a_table_manifest_checks_its_column_schema() -> None:
         ({"columns": [*columns[:bill], decreasing, *columns[bill + 1 :]]}, "knots must not decrease"),
         ({"columns": [*columns, columns[0]]}, "column names must be distinct"),
         ({"latent_prior": data["latent_prior"][:1]}, "one mixture per label"),
+        ({"gap_patterns": [[], ["island"]]}, "may name only columns with gaps"),
+        ({"gap_patterns": [["sex", "sex"]]}, "may name only columns with gaps, each once"),
+        ({"gap_patterns": [["sex"], ["sex"]]}, "each once"),
+        ({"gap_patterns": []}, "at least one pattern"),
     ]:
         with pytest.raises(ValidationError, match=message):
             Manifest.model_validate({**data, **change})

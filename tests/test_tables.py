@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import shutil
 from pathlib import Path
@@ -183,6 +184,18 @@ def test_penguins_default_model_samples_match_the_real_table(client) -> None:
     mass = [r[columns.index("body_mass_g")] for r in gentoo["samples"] if r[columns.index("body_mass_g")] is not None]
     assert island.count("Biscoe") / len(island) > 0.9
     assert np.mean(mass) > real.loc[real["species"] != "Gentoo", "body_mass_g"].mean()
+    # gap patterns: sex alone goes missing as in the data; all four measurements and sex together, which 2
+    # real rows had (fewer than 3 in training), never do
+    assert detail["gap_patterns"] == [[], ["sex"]]
+    many = [
+        row
+        for label, seed in itertools.product(["Adelie", "Gentoo"], range(3))
+        for row in client.post(
+            "/generate", json={"model": "penguins-cvae", "n": 1000, "label": label, "seed": seed}
+        ).json()["samples"]
+    ]
+    patterns = {tuple(c for c, v in zip(columns, r, strict=True) if v is None) for r in many}
+    assert patterns == {(), ("sex",)}
     # the quality report training stored, served as it is: recognisable species, no copies of training rows
     quality = detail["quality"]
     assert quality["rows"] == 240 and quality["validity"] == 1.0 and quality["exact_copies"] == 0

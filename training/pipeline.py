@@ -16,7 +16,15 @@ import numpy as np
 from app import anomaly
 from app.anomaly import AnomalyScorer
 from app.columns import Table
-from app.manifest import COLUMNS_FIGURE, HISTORY_FILE, LOSS_FIGURE, Manifest, NumericEncoding, read_manifest
+from app.manifest import (
+    COLUMNS_FIGURE,
+    HISTORY_FILE,
+    LOSS_FIGURE,
+    MIN_ROWS_PER_GAP_PATTERN,
+    Manifest,
+    NumericEncoding,
+    read_manifest,
+)
 from app.promotion import Choice
 from training import data, evaluate, figures, quality, tables
 from training.calibrate import MIN_CALIBRATION_ROWS, calibrate_quantiles
@@ -68,7 +76,13 @@ def train_and_export(opts: TrainOptions, log=print) -> Path:
     if ds.columns is not None:
         assert splits.train.frame is not None
         columns = tables.fit_encodings(ds.columns, splits.train.frame, opts.numeric_encoding)
-        table = Table(columns)
+        gap_patterns, rare = tables.common_gap_patterns(columns, splits.train.frame)
+        if rare:
+            log(
+                f"{opts.name}: {rare} training row(s) have a combination of gaps fewer than "
+                f"{MIN_ROWS_PER_GAP_PATTERN} rows share; generated rows take the nearest common one instead"
+            )
+        table = Table(columns, gap_patterns)
         shift, scale = np.zeros(table.width, np.float32), np.ones(table.width, np.float32)
         feature_names = table.encoded_names()
         layout = {
@@ -81,7 +95,7 @@ def train_and_export(opts: TrainOptions, log=print) -> Path:
             return table.encode(*tables.frame_arrays(table, part.frame))
     else:
         assert splits.train.x is not None
-        columns, feature_names = None, ds.feature_names
+        columns, feature_names, gap_patterns = None, ds.feature_names, None
         shift, scale = data.fit_normalization(splits.train.x, opts.head)
 
         def features(part: Dataset) -> np.ndarray:
@@ -144,6 +158,7 @@ def train_and_export(opts: TrainOptions, log=print) -> Path:
         "image_shape": ds.image_shape,
         "feature_names": feature_names,
         "columns": columns,
+        "gap_patterns": gap_patterns,
         "latent_dim": opts.latent_dim,
         "latent_prior": latent_prior,
         "normalization": {"shift": shift.tolist(), "scale": scale.tolist()},

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from app.columns import Table, category_key
-from app.manifest import MAX_MISSING_RATE, Column, NumericEncoding
+from app.manifest import MAX_GAP_PATTERNS, MAX_MISSING_RATE, MIN_ROWS_PER_GAP_PATTERN, Column, NumericEncoding
 from training.data import DataError, Dataset, ReadOptions, _encode_labels
 
 MISSING_SPELLINGS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "none", "?"]
@@ -282,6 +282,20 @@ def fit_encodings(columns: list[Column], train: pd.DataFrame, encoding: NumericE
             column = Column.model_validate(column.model_dump())  # re-checked as a whole
         fitted.append(column)
     return fitted
+
+
+def common_gap_patterns(columns: list[Column], train: pd.DataFrame) -> tuple[list[list[str]] | None, int]:
+    """(the combinations of gaps at least MIN_ROWS_PER_GAP_PATTERN training rows share, most common
+    first and at most MAX_GAP_PATTERNS, for `Manifest.gap_patterns`; the training rows whose
+    combination is not among them). None for a table without gaps."""
+    gapped = [c.name for c in columns if c.gaps]
+    if not gapped:
+        return None, 0
+    patterns, counts = np.unique(train[gapped].isna().to_numpy(), axis=0, return_counts=True)
+    common = [i for i in np.argsort(-counts, kind="stable") if counts[i] >= MIN_ROWS_PER_GAP_PATTERN]
+    common = common[:MAX_GAP_PATTERNS]
+    kept = [[name for name, gap in zip(gapped, patterns[i], strict=True) if gap] for i in common]
+    return kept or None, int(counts.sum() - counts[common].sum()) if kept else 0
 
 
 def knot_levels(knots: int, tail: float) -> np.ndarray:
