@@ -2,10 +2,15 @@
 
 A row's score is its negative ELBO at the posterior mean, in nats: -log p(x | z = mean(x))
 (the head's term for each observed numeric value, then for a table -log p of each observed
-category and of each gap indicator) plus KL(q(z | x) || N(0, I)). The head's term is exactly
-training's for Bernoulli and Gaussian heads; for a quantile head, whose asymmetric-Laplace
-scale is a training parameter the graphs do not carry, it is the same likelihood with the
-scale read off the row's own outer band (a Laplace's 5-95% band spans 2 ln(10) scales).
+category and of each gap indicator) plus KL(q(z | x) || p(z)), p the prior the model generates
+from: its latent mixture (a table or a conditional model: the row's label's) by Hershey and
+Olsen's variational approximation, else N(0, I) in closed form. The mixture sits where training
+rows' codes are, so a row whose code the encoder had to move off them pays for it; on the
+diamonds benchmark it ranks single swapped values better than KL to N(0, I) on all five splits.
+The head's term is exactly training's for Bernoulli and Gaussian heads; for a quantile head,
+whose asymmetric-Laplace scale is a training parameter the graphs do not carry, it is the same
+likelihood with the scale read off the row's own outer band (a Laplace's 5-95% band spans
+2 ln(10) scales).
 
 Serving (`ServedModel.anomaly`) and training's calibration (`AnomalyScorer`, on the staged
 export) compute it with this one function, so a threshold fitted at training holds in service.
@@ -19,7 +24,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from app.columns import Table
+from app.columns import Mixture, Table
 from app.manifest import Manifest, read_manifest
 from app.sampler import onnx_graph
 
@@ -35,10 +40,12 @@ def row_scores(
     log_var: np.ndarray,
     outputs: list[np.ndarray],
     table: Table | None = None,
+    prior: list[Mixture] | None = None,
+    y: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(score per row [n], the numeric features' own terms [n, numeric features]) for rows `x` on
     the model's scale (normalised, or a table's encoded rows), from the encoder's `mean`/`log_var`
-    and the decoder's outputs at that mean."""
+    and the decoder's outputs at that mean; `prior` and the rows' label indices `y` as `kl_to_prior`."""
     d = manifest.numeric_dim
     xn = x[:, :d].astype(np.float64)
     head = manifest.head
@@ -67,8 +74,23 @@ def row_scores(
         per_value = per_value * observed
         score -= (discrete[:, :first_gap] * np.log(probs[:, :first_gap])).sum(axis=1)  # a gap's one-hot is all 0
         score -= (gaps * np.log(p_gap) + (1 - gaps) * np.log1p(-p_gap)).sum(axis=1)
-    kl = 0.5 * (mean.astype(np.float64) ** 2 + np.exp(log_var) - log_var - 1).sum(axis=1)
-    return score + per_value.sum(axis=1) + kl, per_value
+    return score + per_value.sum(axis=1) + kl_to_prior(mean, log_var, prior, y), per_value
+
+
+def kl_to_prior(mean: np.ndarray, log_var: np.ndarray, prior: list[Mixture] | None, y: np.ndarray | None) -> np.ndarray:
+    """KL(q(z | x) || p(z)) per row: to the manifest's latent mixture (per label, indexed by `y`, for a
+    conditional model), or to N(0, I) without one."""
+    if prior is None:
+        lv = log_var.astype(np.float64)
+        return 0.5 * (mean.astype(np.float64) ** 2 + np.exp(lv) - lv - 1).sum(axis=1)
+    if len(prior) == 1:
+        return prior[0].kl_from(mean, log_var)
+    assert y is not None, "a conditional model's rows need their labels"
+    kl = np.empty(len(mean))
+    for label in np.unique(y):
+        rows = y == label
+        kl[rows] = prior[int(label)].kl_from(mean[rows], log_var[rows])
+    return kl
 
 
 def typical_codes(mean: np.ndarray) -> np.ndarray:
@@ -114,6 +136,8 @@ class AnomalyScorer:
     def __init__(self, model_dir: Path, threads: int = 1) -> None:
         self.manifest = read_manifest(model_dir)
         self.table = Table.of(self.manifest)
+        priors = self.manifest.latent_prior
+        self.prior = None if priors is None else [Mixture.of(p) for p in priors]
         self.graphs = {name: onnx_graph(model_dir, self.manifest, name, threads) for name in ("encoder", "decoder")}
 
     def score(self, x: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +145,7 @@ class AnomalyScorer:
         x = np.ascontiguousarray(x, dtype=np.float32)
         mean, log_var = self._run("encoder", x, y)
         outputs = self._run("decoder", mean, y)
-        return row_scores(self.manifest, x, mean, log_var, outputs, self.table)
+        return row_scores(self.manifest, x, mean, log_var, outputs, self.table, self.prior, y)
 
     def distances(self, x: np.ndarray, y: np.ndarray | None = None, level: float = 0.9) -> np.ndarray:
         """band_distances of rows on the model's scale, as /anomaly ranks the features it names."""

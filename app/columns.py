@@ -113,6 +113,35 @@ class Mixture:
         cdf = np.cumsum(self.weights)
         object.__setattr__(self, "_cdf", cdf / cdf[-1])
         object.__setattr__(self, "_cdf_list", self._cdf.tolist())
+        factors = self.cholesky.astype(np.float64)
+        object.__setattr__(self, "_inverse", np.linalg.inv(factors))  # [k, d, d]: L_k^-1
+        diagonals = np.abs(np.diagonal(factors, axis1=1, axis2=2))
+        object.__setattr__(self, "_log_det", 2 * np.log(diagonals).sum(axis=1))  # log |L_k L_k^T|
+
+    def log_density(self, z: np.ndarray) -> np.ndarray:
+        """log p(z) per row under the mixture."""
+        z = z.astype(np.float64)
+        terms = [
+            np.log(self.weights[k])
+            - 0.5 * np.square((z - self.means[k].astype(np.float64)) @ self._inverse[k].T).sum(axis=1)
+            - 0.5 * (self._log_det[k] + z.shape[1] * math.log(2 * math.pi))
+            for k in range(len(self.weights))
+        ]
+        return _log_sum_exp(np.stack(terms))
+
+    def kl_from(self, mean: np.ndarray, log_var: np.ndarray) -> np.ndarray:
+        """KL(N(mean, diag exp(log_var)) || this mixture) per row, by Hershey and Olsen's variational
+        approximation -log sum_k w_k exp(-KL(q || N_k)): closed form, and exact for one component."""
+        mu, var = mean.astype(np.float64), np.exp(log_var.astype(np.float64))
+        d = mu.shape[1]
+        terms = []
+        for k in range(len(self.weights)):
+            inverse = self._inverse[k]
+            quad = np.square((mu - self.means[k].astype(np.float64)) @ inverse.T).sum(axis=1)
+            trace = var @ np.square(inverse).sum(axis=0)  # tr(Sigma_k^-1 diag(var))
+            kl = 0.5 * (trace + quad - d + self._log_det[k] - np.log(var).sum(axis=1))
+            terms.append(np.log(self.weights[k]) - kl)
+        return -_log_sum_exp(np.stack(terms))
 
     @classmethod
     def of(cls, prior: LatentPrior) -> Mixture:
@@ -136,6 +165,12 @@ class Mixture:
         k = self._cdf.searchsorted(rng.random(n), side="right")
         eps = rng.standard_normal((n, self.means.shape[1]), dtype=np.float32) * np.float32(temperature)
         return self.means[k] + np.einsum("nij,nj->ni", self.cholesky[k], eps)
+
+
+def _log_sum_exp(terms: np.ndarray) -> np.ndarray:
+    """log sum_k exp(terms[k]) over the first axis, without overflow."""
+    top = terms.max(axis=0)
+    return top + np.log(np.exp(terms - top).sum(axis=0))
 
 
 def latent_codes(

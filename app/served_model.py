@@ -389,7 +389,7 @@ class ServedModel:
         y = self.check_labels(labels, len(x_norm))
         mean, log_var = await self._encode(x_norm, y)
         outputs = await self._decode(mean, y)
-        scores, _ = row_scores(self.manifest, x_norm, mean, log_var, outputs, self.table)
+        scores, _ = row_scores(self.manifest, x_norm, mean, log_var, outputs, self.table, self.latent_prior, y)
         self._require_finite(scores, "anomaly score", x_norm)
         typical = typical_codes(mean)
         band_outputs = outputs if np.array_equal(typical, mean) else await self._decode(typical, y)

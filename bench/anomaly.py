@@ -59,7 +59,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.anomaly import AnomalyScorer, calibrate, row_scores  # noqa: E402
+from app.anomaly import LOG_2PI, AnomalyScorer, calibrate, kl_to_prior, row_scores  # noqa: E402
 from app.manifest import read_manifest  # noqa: E402
 from training import data  # noqa: E402
 from training.pipeline import TrainOptions, train_and_export  # noqa: E402
@@ -259,44 +259,51 @@ def neutral_drops(scorer: AnomalyScorer, x: np.ndarray, scores: np.ndarray) -> n
 
 
 def variant_scores(scorer: AnomalyScorer, x: np.ndarray, samples: int, seed: int) -> dict[str, np.ndarray]:
-    """Score variants from the exported graphs, all in nats (higher = more anomalous):
+    """Score variants from the exported graphs, all in nats (higher = more anomalous); p(z) is the
+    prior the model generates from (its latent mixture, for the table; else N(0, I)):
 
-    - neg ELBO at mean: AnomalyScorer's score, -log p(x | z = mu) + KL(q(z|x) || N(0, I))
+    - neg ELBO at mean: AnomalyScorer's score, -log p(x | z = mu) + KL(q(z|x) || p(z))
+    - the same with KL(q(z|x) || N(0, I)) (the score before the mixture; equal where there is none)
     - reconstruction at mean: -log p(x | z = mu) alone
-    - KL alone: KL(q(z|x) || N(0, I))
+    - KL alone: KL(q(z|x) || p(z))
     - neg ELBO, S samples: mean over z_s = mu + sigma * eps_s of -log p(x | z_s), plus KL
     - IWAE, S samples: -log mean_s p(x | z_s) p(z_s) / q(z_s | x), an estimate of -log p(x)
     """
-    manifest, table = scorer.manifest, scorer.table
+    manifest, table, prior = scorer.manifest, scorer.table, scorer.prior
     mean, log_var = run_graph(scorer, "encoder", x)
-    at_mean, _ = row_scores(manifest, x, mean, log_var, run_graph(scorer, "decoder", mean), table)
-    kl = 0.5 * (mean.astype(np.float64) ** 2 + np.exp(log_var) - log_var - 1).sum(axis=1)
+    at_mean, _ = row_scores(manifest, x, mean, log_var, run_graph(scorer, "decoder", mean), table, prior)
+    kl = kl_to_prior(mean, log_var, prior, None)  # the benchmark's models are unconditional
     rng = np.random.default_rng(seed)
     sigma = np.exp(0.5 * log_var)
     recon, log_w = [], []
     for _ in range(samples):
         eps = rng.standard_normal(mean.shape).astype(np.float32)
         z = mean + sigma * eps
-        score, _ = row_scores(manifest, x, mean, log_var, run_graph(scorer, "decoder", z), table)
-        nll = score - kl  # row_scores adds the analytic KL at (mean, log_var): take it off again
+        score, _ = row_scores(manifest, x, mean, log_var, run_graph(scorer, "decoder", z), table, prior)
+        nll = score - kl  # row_scores adds the KL at (mean, log_var): take it off again
         recon.append(nll)
-        log_prior = -0.5 * (z.astype(np.float64) ** 2).sum(axis=1)
-        log_q = -0.5 * (eps.astype(np.float64) ** 2).sum(axis=1) - 0.5 * log_var.astype(np.float64).sum(axis=1)
-        log_w.append(-nll + log_prior - log_q)  # the 2 pi terms of p(z) and q(z|x) cancel
+        z64 = z.astype(np.float64)
+        log_prior = (
+            -0.5 * (z64**2).sum(axis=1) - 0.5 * z.shape[1] * LOG_2PI if prior is None else prior[0].log_density(z)
+        )
+        log_q = -0.5 * ((eps.astype(np.float64) ** 2).sum(axis=1) + log_var.astype(np.float64).sum(axis=1))
+        log_w.append(-nll + log_prior - (log_q - 0.5 * z.shape[1] * LOG_2PI))
     log_w_all = np.stack(log_w)
     top = log_w_all.max(axis=0)
     iwae = top + np.log(np.exp(log_w_all - top).mean(axis=0))
     return {
         VARIANTS[0]: at_mean,
-        VARIANTS[1]: at_mean - kl,
-        VARIANTS[2]: kl,
-        VARIANTS[3]: np.mean(recon, axis=0) + kl,
-        VARIANTS[4]: -iwae,
+        VARIANTS[1]: at_mean - kl + kl_to_prior(mean, log_var, None, None),
+        VARIANTS[2]: at_mean - kl,
+        VARIANTS[3]: kl,
+        VARIANTS[4]: np.mean(recon, axis=0) + kl,
+        VARIANTS[5]: -iwae,
     }
 
 
 VARIANTS = (
     "neg ELBO at mean (AnomalyScorer)",
+    "neg ELBO at mean, KL to N(0, I)",
     "reconstruction at mean",
     "KL alone",
     "neg ELBO, sampled",

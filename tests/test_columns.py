@@ -193,6 +193,39 @@ def test_mixture_prior_draws_from_its_components() -> None:
     assert abs(z[z > 0].std() - 0.5) < 0.02 and abs(z[z < 0].mean() + 5) < 0.03
 
 
+def test_mixture_density_and_kl_from_a_posterior() -> None:
+    """One component: exact Gaussian facts (density, KL in closed form); two far-apart components: the KL
+    to the one the posterior sits on, plus -log of its weight; and the KL of a code far from every
+    component grows past the KL to N(0, I) when the mixture is tighter than N(0, I)."""
+    from statistics import NormalDist
+
+    from app.anomaly import kl_to_prior
+
+    rng = np.random.default_rng(3)
+    mean, log_var = rng.normal(size=(6, 2)).astype(np.float32), rng.normal(-1, 0.3, size=(6, 2)).astype(np.float32)
+    standard = Mixture.of(LatentPrior(weights=[1.0], means=[[0.0, 0.0]], cholesky=[[[1.0, 0.0], [0.0, 1.0]]]))
+    assert np.allclose(standard.kl_from(mean, log_var), kl_to_prior(mean, log_var, None, None))
+    density = [NormalDist().pdf(float(a)) * NormalDist().pdf(float(b)) for a, b in mean]
+    assert np.allclose(standard.log_density(mean), np.log(density))
+    m, s = np.array([1.0, -2.0]), np.array([0.5, 2.0])  # N(m, diag s^2): KL between diagonal Gaussians
+    shifted = Mixture.of(LatentPrior(weights=[1.0], means=[m.tolist()], cholesky=[np.diag(s).tolist()]))
+    var = np.exp(log_var.astype(np.float64))
+    exact = 0.5 * (var / s**2 + (mean - m) ** 2 / s**2 - 1 + np.log(s**2) - np.log(var)).sum(axis=1)
+    assert np.allclose(shifted.kl_from(mean, log_var), exact)
+    eye = [[1.0, 0.0], [0.0, 1.0]]
+    two = Mixture.of(LatentPrior(weights=[0.2, 0.8], means=[[-50.0, 0.0], [50.0, 0.0]], cholesky=[eye, eye]))
+    near = np.array([[-50.0, 0.0]], np.float32)
+    assert np.allclose(two.kl_from(near, np.zeros_like(near)), -np.log(0.2))
+    tight = Mixture.of(LatentPrior(weights=[1.0], means=[[0.0, 0.0]], cholesky=[[[0.3, 0.0], [0.0, 0.3]]]))
+    far = np.array([[4.0, 0.0]], np.float32)
+    assert tight.kl_from(far, np.full_like(far, -3)) > kl_to_prior(far, np.full_like(far, -3), None, None) + 50
+    with pytest.raises(AssertionError, match="need their labels"):
+        kl_to_prior(mean, log_var, [standard, shifted], None)
+    labels = np.array([0, 1, 0, 1, 1, 0])
+    per_label = kl_to_prior(mean, log_var, [standard, shifted], labels)
+    assert np.allclose(per_label, np.where(labels == 0, standard.kl_from(mean, log_var), exact))
+
+
 def test_category_keys_match_across_json_and_csv_spellings() -> None:
     assert category_key(2007) == category_key(2007.0) == category_key("2007") == "2007"
     assert category_key(True) == category_key("true") == "true"
