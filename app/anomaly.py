@@ -5,8 +5,9 @@ A row's score is its negative ELBO at the posterior mean, in nats: -log p(x | z 
 category and of each gap indicator) plus KL(q(z | x) || p(z)), p the prior the model generates
 from: its latent mixture (a table or a conditional model: the row's label's) by Hershey and
 Olsen's variational approximation, else N(0, I) in closed form. The mixture sits where training
-rows' codes are, so a row whose code the encoder had to move off them pays for it; on the
-diamonds benchmark it ranks single swapped values better than KL to N(0, I) on all five splits.
+rows' codes are, so a row whose code the encoder had to move off them pays for it: on the
+diamonds benchmark it ranks single swapped values better than KL to N(0, I) (mean AUC over 5
+splits 0.9507 against 0.9482).
 The head's term is exactly training's for Bernoulli and Gaussian heads; for a quantile head,
 whose asymmetric-Laplace scale is a training parameter the graphs do not carry, it is the same
 likelihood with the scale read off the row's own outer band (a Laplace's 5-95% band spans
