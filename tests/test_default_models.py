@@ -114,6 +114,16 @@ def test_tabular_default_models_carry_a_quality_report_without_copies(name: str)
     assert quality["quality"] > 0.8 and quality["label_faithfulness"] > 0.9
 
 
+def test_cancer_rows_are_recognised_as_their_label_at_least_as_often_as_real_rows() -> None:
+    """The quality report's forest, trained on real training rows: per label, the share of generated rows
+    it recognises as the label asked for, against the share of real test rows of that label."""
+    quality = read_manifest(resolve(DEFAULT_MODELS_DIR, "cancer-qvae")).evaluation.quality
+    assert quality is not None
+    made, real = quality["label_faithfulness_by_label"], quality["real_recognition_by_label"]
+    assert isinstance(made, dict) and isinstance(real, dict) and set(made) == set(real) == {"benign", "malignant"}
+    assert all(made[label] >= real[label] for label in real), (made, real)
+
+
 @pytest.mark.parametrize("name", ["cancer-qvae", "penguins-cvae"])
 def test_sampled_rows_have_the_real_spread_of_each_label(name: str) -> None:
     """mode: sample, per label: generated / real standard deviation within [0.8, 1.25] for every numeric column."""
