@@ -86,7 +86,8 @@ def kl_to_prior(mean: np.ndarray, log_var: np.ndarray, prior: list[Mixture] | No
         return 0.5 * (mean.astype(np.float64) ** 2 + np.exp(lv) - lv - 1).sum(axis=1)
     if len(prior) == 1:
         return prior[0].kl_from(mean, log_var)
-    assert y is not None, "a conditional model's rows need their labels"
+    if y is None:
+        raise ValueError("a conditional model's rows need their labels")
     kl = np.empty(len(mean))
     for label in np.unique(y):
         rows = y == label
@@ -138,7 +139,7 @@ class AnomalyScorer:
         self.manifest = read_manifest(model_dir)
         self.table = Table.of(self.manifest)
         priors = self.manifest.latent_prior
-        self.prior = None if priors is None else [Mixture.of(p) for p in priors]
+        self.prior = scoring_prior(self.manifest, None if priors is None else [Mixture.of(p) for p in priors])
         self.graphs = {name: onnx_graph(model_dir, self.manifest, name, threads) for name in ("encoder", "decoder")}
 
     def score(self, x: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -181,7 +182,23 @@ def calibrate(scores: np.ndarray) -> dict:
     quantiles = {f"{q:g}": float(np.quantile(scores, q)) for q in (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)}
     # with n rows, a rate under 1/n cannot be read off them: its threshold is extrapolated beyond the largest
     coarse = [f"{rate:g}" for rate in FALSE_ALARM_RATES if rate * len(scores) < 1]
-    return {"rows": len(scores), "thresholds": thresholds, "score_quantiles": quantiles, "coarse_rates": coarse}
+    return {
+        "rows": len(scores),
+        "thresholds": thresholds,
+        "score_quantiles": quantiles,
+        "coarse_rates": coarse,
+        "kl_to": KL_TO_PRIOR,
+    }
+
+
+KL_TO_PRIOR = "the model's prior"  # calibrations without it were fitted to the KL to N(0, I)
+
+
+def scoring_prior(manifest: Manifest, prior: list[Mixture] | None) -> list[Mixture] | None:
+    """The prior a model's scores take their KL to: its latent mixture, unless its stored calibration
+    was fitted before scores used it (no `kl_to`), whose thresholds hold for the KL to N(0, I)."""
+    calibration = manifest.evaluation.anomaly
+    return prior if calibration is None or calibration.get("kl_to") == KL_TO_PRIOR else None
 
 
 def _threshold(scores: np.ndarray, rate: float) -> float:

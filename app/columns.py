@@ -113,6 +113,8 @@ class Mixture:
         cdf = np.cumsum(self.weights)
         object.__setattr__(self, "_cdf", cdf / cdf[-1])
         object.__setattr__(self, "_cdf_list", self._cdf.tolist())
+        with np.errstate(divide="ignore"):  # a component of weight 0 never contributes
+            object.__setattr__(self, "_log_weights", np.log(self.weights))
         factors = self.cholesky.astype(np.float64)
         object.__setattr__(self, "_inverse", np.linalg.inv(factors))  # [k, d, d]: L_k^-1
         diagonals = np.abs(np.diagonal(factors, axis1=1, axis2=2))
@@ -122,7 +124,7 @@ class Mixture:
         """log p(z) per row under the mixture."""
         z = z.astype(np.float64)
         terms = [
-            np.log(self.weights[k])
+            self._log_weights[k]
             - 0.5 * np.square((z - self.means[k].astype(np.float64)) @ self._inverse[k].T).sum(axis=1)
             - 0.5 * (self._log_det[k] + z.shape[1] * math.log(2 * math.pi))
             for k in range(len(self.weights))
@@ -140,7 +142,7 @@ class Mixture:
             quad = np.square((mu - self.means[k].astype(np.float64)) @ inverse.T).sum(axis=1)
             trace = var @ np.square(inverse).sum(axis=0)  # tr(Sigma_k^-1 diag(var))
             kl = 0.5 * (trace + quad - d + self._log_det[k] - np.log(var).sum(axis=1))
-            terms.append(np.log(self.weights[k]) - kl)
+            terms.append(self._log_weights[k] - kl)
         return -_log_sum_exp(np.stack(terms))
 
     @classmethod

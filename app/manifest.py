@@ -204,6 +204,11 @@ class LatentPrior(_Strict):
             raise ValueError("latent prior: one mean and one factor per weight")
         if any(w < 0 for w in self.weights) or abs(sum(self.weights) - 1) > 1e-6:
             raise ValueError("latent prior: weights must be non-negative and sum to 1")
+        for factor in self.cholesky:
+            if any(len(row) != len(factor) for row in factor) or any(
+                row[i] <= 0 or any(row[j] != 0 for j in range(i + 1, len(row))) for i, row in enumerate(factor)
+            ):
+                raise ValueError("latent prior: each factor must be square, lower-triangular, with a positive diagonal")
         return self
 
 

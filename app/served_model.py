@@ -19,7 +19,7 @@ from typing import Literal, ParamSpec, TypeVar
 
 import numpy as np
 
-from app.anomaly import band_distances, central_band, row_scores, typical_codes
+from app.anomaly import band_distances, central_band, row_scores, scoring_prior, typical_codes
 from app.batching import Batcher
 from app.columns import Cell, Mixture, RowError, Table, head_values, latent_codes
 from app.errors import InvalidInput, ModelFault, Overloaded, RequestTimeout
@@ -389,7 +389,8 @@ class ServedModel:
         y = self.check_labels(labels, len(x_norm))
         mean, log_var = await self._encode(x_norm, y)
         outputs = await self._decode(mean, y)
-        scores, _ = row_scores(self.manifest, x_norm, mean, log_var, outputs, self.table, self.latent_prior, y)
+        prior = scoring_prior(self.manifest, self.latent_prior)
+        scores, _ = row_scores(self.manifest, x_norm, mean, log_var, outputs, self.table, prior, y)
         self._require_finite(scores, "anomaly score", x_norm)
         typical = typical_codes(mean)
         band_outputs = outputs if np.array_equal(typical, mean) else await self._decode(typical, y)

@@ -105,6 +105,35 @@ def test_the_in_process_scorer_agrees_with_the_service(client) -> None:
     assert names[int(np.abs(distances[1]).argmax())] == served[1]["outside"][0]["feature"] == "mean area"
 
 
+def test_scores_take_the_kl_to_the_prior_their_calibration_was_fitted_with(tmp_path) -> None:
+    """The KL is to the model's latent mixture (per label); a calibration stored before scores used it
+    (no `kl_to`) holds for the KL to N(0, I), and such a model is scored that way."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from app.anomaly import KL_TO_PRIOR, AnomalyScorer, kl_to_prior
+
+    rows, labels = real_rows("cancer-qvae", 6)
+    scorer = AnomalyScorer(DEFAULT_MODELS_DIR / "cancer-qvae" / "1")
+    assert scorer.prior is not None and scorer.manifest.evaluation.anomaly["kl_to"] == KL_TO_PRIOR
+    norm = scorer.manifest.normalization
+    x = (np.asarray(rows, np.float32) - np.asarray(norm.shift, np.float32)) / np.asarray(norm.scale, np.float32)
+    y = np.asarray([scorer.manifest.labels.index(label) for label in labels])
+    mean, log_var = scorer._run("encoder", x, y)
+    mixture_kl, standard_kl = kl_to_prior(mean, log_var, scorer.prior, y), kl_to_prior(mean, log_var, None, None)
+    assert not np.allclose(mixture_kl, standard_kl)
+    older = tmp_path / "cancer-qvae" / "1"
+    shutil.copytree(DEFAULT_MODELS_DIR / "cancer-qvae" / "1", older)
+    manifest = json.loads((older / "model.json").read_text())
+    del manifest["evaluation"]["anomaly"]["kl_to"]
+    (older / "model.json").write_text(json.dumps(manifest))
+    before = AnomalyScorer(older)
+    assert before.prior is None
+    assert before.score(x, y)[0] - scorer.score(x, y)[0] == pytest.approx(standard_kl - mixture_kl, abs=1e-6)
+
+
 def test_calibration_marks_rates_too_fine_for_its_rows(client) -> None:
     import numpy as np
 

@@ -159,6 +159,8 @@ def test_generated_rows_keep_only_gap_patterns_enough_training_rows_share() -> N
     assert patterns == [[], ["a"], ["a", "b"]] and rare == 2  # most common first; the 2 rows' pattern left out
     assert common_gap_patterns(columns, frame.iloc[:10]) == ([[]], 0)
     assert common_gap_patterns(columns[3:], frame[["d"]]) == (None, 0)  # no column with gaps: nothing to keep
+    pairs = frame.iloc[[0, 1, 10, 11, 14, 15, 17, 18]]  # two rows of each pattern: none common enough
+    assert common_gap_patterns(columns, pairs) == ([[]], 6)  # generated rows have no gaps at all
     table = Table(columns, patterns)
     drawn = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 1], [0, 1, 0], [0, 0, 1], [1, 0, 1]], dtype=bool)
     kept = table.common_gaps(drawn)
@@ -219,7 +221,27 @@ def test_mixture_density_and_kl_from_a_posterior() -> None:
     tight = Mixture.of(LatentPrior(weights=[1.0], means=[[0.0, 0.0]], cholesky=[[[0.3, 0.0], [0.0, 0.3]]]))
     far = np.array([[4.0, 0.0]], np.float32)
     assert tight.kl_from(far, np.full_like(far, -3)) > kl_to_prior(far, np.full_like(far, -3), None, None) + 50
-    with pytest.raises(AssertionError, match="need their labels"):
+    # a full covariance: scipy's density, and the KL between Gaussians in closed form
+    from scipy.stats import multivariate_normal
+
+    a = rng.normal(size=(3, 3))
+    factor = np.linalg.cholesky(a @ a.T + 0.3 * np.eye(3))
+    centre = rng.normal(size=3)
+    full = Mixture.of(LatentPrior(weights=[1.0], means=[centre.tolist()], cholesky=[factor.tolist()]))
+    cov = full.cholesky[0].astype(np.float64) @ full.cholesky[0].astype(np.float64).T
+    centre = full.means[0].astype(np.float64)
+    z = rng.normal(size=(5, 3)).astype(np.float32)
+    assert np.allclose(full.log_density(z), multivariate_normal(centre, cov).logpdf(z))
+    mu3, lv3 = rng.normal(size=(5, 3)), rng.normal(-1, 0.3, size=(5, 3))
+    inverse, v = np.linalg.inv(cov), np.exp(lv3)
+    quad = np.einsum("ni,ij,nj->n", mu3 - centre, inverse, mu3 - centre)
+    closed = 0.5 * (v @ np.diag(inverse) + quad - 3 + np.linalg.slogdet(cov)[1] - lv3.sum(axis=1))
+    assert np.allclose(full.kl_from(mu3, lv3), closed)
+    with pytest.raises(ValueError, match="lower-triangular"):
+        LatentPrior(weights=[1.0], means=[[0.0, 0.0]], cholesky=[[[1.0, 0.5], [0.0, 1.0]]])
+    with pytest.raises(ValueError, match="positive diagonal"):
+        LatentPrior(weights=[1.0], means=[[0.0, 0.0]], cholesky=[[[1.0, 0.0], [0.3, 0.0]]])
+    with pytest.raises(ValueError, match="need their labels"):
         kl_to_prior(mean, log_var, [standard, shifted], None)
     labels = np.array([0, 1, 0, 1, 1, 0])
     per_label = kl_to_prior(mean, log_var, [standard, shifted], labels)

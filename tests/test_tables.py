@@ -196,6 +196,12 @@ def test_penguins_default_model_samples_match_the_real_table(client) -> None:
     ]
     patterns = {tuple(c for c, v in zip(columns, r, strict=True) if v is None) for r in many}
     assert patterns == {(), ("sex",)}
+    # a reconstruction keeps what the decoder says of its own row, rare gaps included
+    gaps = {"bill_length_mm": None, "bill_depth_mm": None, "flipper_length_mm": None, "body_mass_g": None}
+    rare = {**PENGUIN, "island": "Torgersen", **gaps, "sex": None, "year": 2007}
+    body = {"model": "penguins-cvae", "inputs": [rare], "labels": ["Adelie"]}
+    back = client.post("/reconstruct", json=body).json()["reconstructions"][0]
+    assert [c for c, v in zip(columns, back, strict=True) if v is None] == [*gaps, "sex"]
     # the quality report training stored, served as it is: recognisable species, no copies of training rows
     quality = detail["quality"]
     assert quality["rows"] == 240 and quality["validity"] == 1.0 and quality["exact_copies"] == 0

@@ -20,6 +20,7 @@ from app.manifest import (
     COLUMNS_FIGURE,
     HISTORY_FILE,
     LOSS_FIGURE,
+    MAX_GAP_PATTERNS,
     MIN_ROWS_PER_GAP_PATTERN,
     Manifest,
     NumericEncoding,
@@ -79,8 +80,9 @@ def train_and_export(opts: TrainOptions, log=print) -> Path:
         gap_patterns, rare = tables.common_gap_patterns(columns, splits.train.frame)
         if rare:
             log(
-                f"{opts.name}: {rare} training row(s) have a combination of gaps fewer than "
-                f"{MIN_ROWS_PER_GAP_PATTERN} rows share; generated rows take the nearest common one instead"
+                f"{opts.name}: {rare} training row(s) have a combination of gaps that generated rows will not "
+                f"have (fewer than {MIN_ROWS_PER_GAP_PATTERN} rows share it, or it is not among the "
+                f"{MAX_GAP_PATTERNS} most common); generated rows take the nearest kept combination instead"
             )
         table = Table(columns, gap_patterns)
         shift, scale = np.zeros(table.width, np.float32), np.ones(table.width, np.float32)

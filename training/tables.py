@@ -286,16 +286,19 @@ def fit_encodings(columns: list[Column], train: pd.DataFrame, encoding: NumericE
 
 def common_gap_patterns(columns: list[Column], train: pd.DataFrame) -> tuple[list[list[str]] | None, int]:
     """(the combinations of gaps at least MIN_ROWS_PER_GAP_PATTERN training rows share, most common
-    first and at most MAX_GAP_PATTERNS, for `Manifest.gap_patterns`; the training rows whose
-    combination is not among them). None for a table without gaps."""
+    first and at most MAX_GAP_PATTERNS, for `Manifest.gap_patterns`, or only "no gaps" when none is
+    that common; the training rows whose combination is not among them). None for a table without
+    gaps."""
     gapped = [c.name for c in columns if c.gaps]
     if not gapped:
         return None, 0
     patterns, counts = np.unique(train[gapped].isna().to_numpy(), axis=0, return_counts=True)
     common = [i for i in np.argsort(-counts, kind="stable") if counts[i] >= MIN_ROWS_PER_GAP_PATTERN]
     common = common[:MAX_GAP_PATTERNS]
+    if not common:  # none is common enough: generated rows have no gaps (a row with none is no one's trait)
+        return [[]], int(counts.sum() - counts[~patterns.any(axis=1)].sum())
     kept = [[name for name, gap in zip(gapped, patterns[i], strict=True) if gap] for i in common]
-    return kept or None, int(counts.sum() - counts[common].sum()) if kept else 0
+    return kept, int(counts.sum() - counts[common].sum())
 
 
 def knot_levels(knots: int, tail: float) -> np.ndarray:
