@@ -25,7 +25,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from app.columns import Mixture, Table
+from app.columns import Mixture, Table, latent_mixtures
 from app.manifest import Manifest, read_manifest
 from app.sampler import onnx_graph
 
@@ -138,8 +138,7 @@ class AnomalyScorer:
     def __init__(self, model_dir: Path, threads: int = 1) -> None:
         self.manifest = read_manifest(model_dir)
         self.table = Table.of(self.manifest)
-        priors = self.manifest.latent_prior
-        self.prior = scoring_prior(self.manifest, None if priors is None else [Mixture.of(p) for p in priors])
+        self.prior = scoring_prior(self.manifest, latent_mixtures(self.manifest))
         self.graphs = {name: onnx_graph(model_dir, self.manifest, name, threads) for name in ("encoder", "decoder")}
 
     def score(self, x: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -116,7 +116,10 @@ class Mixture:
         with np.errstate(divide="ignore"):  # a component of weight 0 never contributes
             object.__setattr__(self, "_log_weights", np.log(self.weights))
         factors = self.cholesky.astype(np.float64)
-        object.__setattr__(self, "_inverse", np.linalg.inv(factors))  # [k, d, d]: L_k^-1
+        inverse = np.linalg.inv(factors)  # [k, d, d]: L_k^-1
+        object.__setattr__(self, "_inverse", inverse)
+        object.__setattr__(self, "_precision_diagonal", np.square(inverse).sum(axis=1))  # diag(Sigma_k^-1)
+        object.__setattr__(self, "_means64", self.means.astype(np.float64))
         diagonals = np.abs(np.diagonal(factors, axis1=1, axis2=2))
         object.__setattr__(self, "_log_det", 2 * np.log(diagonals).sum(axis=1))  # log |L_k L_k^T|
 
@@ -125,7 +128,7 @@ class Mixture:
         z = z.astype(np.float64)
         terms = [
             self._log_weights[k]
-            - 0.5 * np.square((z - self.means[k].astype(np.float64)) @ self._inverse[k].T).sum(axis=1)
+            - 0.5 * np.square((z - self._means64[k]) @ self._inverse[k].T).sum(axis=1)
             - 0.5 * (self._log_det[k] + z.shape[1] * math.log(2 * math.pi))
             for k in range(len(self.weights))
         ]
@@ -136,12 +139,12 @@ class Mixture:
         approximation -log sum_k w_k exp(-KL(q || N_k)): closed form, and exact for one component."""
         mu, var = mean.astype(np.float64), np.exp(log_var.astype(np.float64))
         d = mu.shape[1]
+        log_var_sum = np.log(var).sum(axis=1)
         terms = []
         for k in range(len(self.weights)):
-            inverse = self._inverse[k]
-            quad = np.square((mu - self.means[k].astype(np.float64)) @ inverse.T).sum(axis=1)
-            trace = var @ np.square(inverse).sum(axis=0)  # tr(Sigma_k^-1 diag(var))
-            kl = 0.5 * (trace + quad - d + self._log_det[k] - np.log(var).sum(axis=1))
+            quad = np.square((mu - self._means64[k]) @ self._inverse[k].T).sum(axis=1)
+            trace = var @ self._precision_diagonal[k]  # tr(Sigma_k^-1 diag(var))
+            kl = 0.5 * (trace + quad - d + self._log_det[k] - log_var_sum)
             terms.append(self._log_weights[k] - kl)
         return -_log_sum_exp(np.stack(terms))
 
@@ -167,6 +170,12 @@ class Mixture:
         k = self._cdf.searchsorted(rng.random(n), side="right")
         eps = rng.standard_normal((n, self.means.shape[1]), dtype=np.float32) * np.float32(temperature)
         return self.means[k] + np.einsum("nij,nj->ni", self.cholesky[k], eps)
+
+
+def latent_mixtures(manifest: Manifest) -> list[Mixture] | None:
+    """The manifest's latent prior as arrays, one mixture per label; None: z ~ N(0, I)."""
+    priors = manifest.latent_prior
+    return None if priors is None else [Mixture.of(p) for p in priors]
 
 
 def _log_sum_exp(terms: np.ndarray) -> np.ndarray:
@@ -227,6 +236,7 @@ class Table:
             if gap_patterns is None
             else np.array([[name in p for name in gapped] for p in gap_patterns], dtype=bool).reshape(-1, len(gapped))
         )
+        self._gap_bits = None if self._gap_patterns is None else self._gap_patterns.astype(np.int32)
         # numeric encodings, vectorised by kind
         self._standard = np.array([i for i, c in enumerate(self.numeric) if c.encoding == "standard"], dtype=np.int64)
         self._shift = np.array([self.numeric[i].shift for i in self._standard], dtype=np.float64)
@@ -408,10 +418,10 @@ class Table:
         lacks (fewer than MIN_ROWS_PER_GAP_PATTERN training rows had it) moved to the nearest one it
         holds: the fewest gaps filled or made, the more common pattern among equals. A filled gap
         takes the value the decoder gave."""
-        patterns = self._gap_patterns
-        if patterns is None or not missing.size:
+        patterns, p = self._gap_patterns, self._gap_bits
+        if patterns is None or p is None or not missing.size:
             return missing
-        m, p = missing.astype(np.int32), patterns.astype(np.int32)
+        m = missing.astype(np.int32)
         changed = m @ (1 - p).T + (1 - m) @ p.T  # [rows, patterns]: indicators that differ
         return patterns[changed.argmin(axis=1)]  # a pattern it holds differs from itself in none
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from app.columns import Cell, Mixture, Table, latent_codes
+from app.columns import Cell, Table, latent_codes, latent_mixtures
 from app.manifest import Manifest, read_manifest
 from app.streaming import Block, block_rng, block_sizes, rows_block
 
@@ -36,8 +36,7 @@ class Sampler:
         self.manifest: Manifest = read_manifest(model_dir)
         self.session, self.inputs = onnx_graph(model_dir, self.manifest, "decoder", threads)
         self.table = Table.of(self.manifest)
-        priors = self.manifest.latent_prior
-        self.prior = None if priors is None else [Mixture.of(p) for p in priors]
+        self.prior = latent_mixtures(self.manifest)
         # as the service: true draws for a table model, the decoder's central value otherwise
         self.default_mode = "sample" if self.table is not None else "mean"
         norm = self.manifest.normalization

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from app.errors import InvalidInput, UnsupportedMediaType
+from app.manifest import MIN_ROWS_PER_GAP_PATTERN
 from app.parsing import BodyInvalid, TooManyRows, validate_json
 
 Rows = list[list[float]]
@@ -248,7 +249,7 @@ class ModelDetail(BaseModel):
     gap_patterns: list[list[str]] | None = Field(
         None,
         description="the combinations of gaps (columns missing together; [] for none) the default version's "
-        "generated rows may have: those at least 3 training rows share; null: any",
+        f"generated rows may have: those at least {MIN_ROWS_PER_GAP_PATTERN} training rows share; null: any",
     )
     normalization: dict[str, list[float]] | None = Field(
         None,

@@ -21,7 +21,7 @@ import numpy as np
 
 from app.anomaly import band_distances, central_band, row_scores, scoring_prior, typical_codes
 from app.batching import Batcher
-from app.columns import Cell, Mixture, RowError, Table, head_values, latent_codes
+from app.columns import Cell, RowError, Table, head_values, latent_codes, latent_mixtures
 from app.errors import InvalidInput, ModelFault, Overloaded, RequestTimeout
 from app.manifest import Manifest
 from app.streaming import BLOCK_ROWS, Block, block_rng, block_sizes, rows_block
@@ -76,8 +76,8 @@ class ServedModel:
         self._identity_units = bool((self.shift == 0).all() and (self.scale == 1).all())
         self.label_index = {name: i for i, name in enumerate(self.manifest.labels or [])}
         self.table = Table.of(self.manifest)
-        priors = self.manifest.latent_prior
-        self.latent_prior = None if priors is None else [Mixture.of(p) for p in priors]
+        self.latent_prior = latent_mixtures(self.manifest)
+        self.anomaly_prior = scoring_prior(self.manifest, self.latent_prior)  # what /anomaly's KL is to
         # a table model answers true draws by default; an image model the decoder's central value
         self.default_mode: Mode = "sample" if self.table is not None else "mean"
         # Unseeded requests draw from one long-lived generator: seeding a fresh one from the
@@ -389,8 +389,7 @@ class ServedModel:
         y = self.check_labels(labels, len(x_norm))
         mean, log_var = await self._encode(x_norm, y)
         outputs = await self._decode(mean, y)
-        prior = scoring_prior(self.manifest, self.latent_prior)
-        scores, _ = row_scores(self.manifest, x_norm, mean, log_var, outputs, self.table, prior, y)
+        scores, _ = row_scores(self.manifest, x_norm, mean, log_var, outputs, self.table, self.anomaly_prior, y)
         self._require_finite(scores, "anomaly score", x_norm)
         typical = typical_codes(mean)
         band_outputs = outputs if np.array_equal(typical, mean) else await self._decode(typical, y)
