@@ -13,8 +13,18 @@ whose asymmetric-Laplace scale is a training parameter the graphs do not carry, 
 likelihood with the scale read off the row's own outer band (a Laplace's 5-95% band spans
 2 ln(10) scales).
 
+To that the score adds the row's largest single-feature surprise (`surprise_scores`): for each
+numeric value, the negative ELBO less that of the row with this value set to the centre of the
+scale and its own term left out, about -log p(x_j | the row's other values). The ELBO alone
+lets the encoder follow a single wrong value (the decoder then reconstructs it); the surprise
+does not, since the copy's code comes from the other values only. It costs one more pass of
+both graphs per numeric feature, so models with more than MAX_SURPRISE_FEATURES numeric
+features go without it. It names the feature `/anomaly` reports as most surprising.
+
 Serving (`ServedModel.anomaly`) and training's calibration (`AnomalyScorer`, on the staged
-export) compute it with this one function, so a threshold fitted at training holds in service.
+export) compute it with these functions, so a threshold fitted at training holds in service;
+calibrations record `kl_to` and `surprise`, and a model calibrated before either is scored as
+its thresholds were fitted.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from statistics import NormalDist
+from typing import NamedTuple
 
 import numpy as np
 
@@ -44,8 +55,8 @@ def row_scores(
     prior: list[Mixture] | None = None,
     y: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(score per row [n], the numeric features' own terms [n, numeric features]) for rows `x` on
-    the model's scale (normalised, or a table's encoded rows), from the encoder's `mean`/`log_var`
+    """(negative ELBO per row [n], the numeric features' own terms [n, numeric features]) for rows `x`
+    on the model's scale (normalised, or a table's encoded rows), from the encoder's `mean`/`log_var`
     and the decoder's outputs at that mean; `prior` and the rows' label indices `y` as `kl_to_prior`."""
     d = manifest.numeric_dim
     xn = x[:, :d].astype(np.float64)
@@ -68,14 +79,75 @@ def row_scores(
         discrete, probs = x[:, d:].astype(np.float64), np.clip(outputs[-1].astype(np.float64), _EPS, 1 - _EPS)
         first_gap = table.n_onehot
         gaps, p_gap = discrete[:, first_gap:], probs[:, first_gap:]
-        observed = np.ones_like(xn)
-        for column, gap in enumerate(table.numeric_gap()):
-            if gap >= 0:
-                observed[:, column] = 1 - gaps[:, gap]
-        per_value = per_value * observed
+        per_value = per_value * observed_numeric(table, x, d)
         score -= (discrete[:, :first_gap] * np.log(probs[:, :first_gap])).sum(axis=1)  # a gap's one-hot is all 0
         score -= (gaps * np.log(p_gap) + (1 - gaps) * np.log1p(-p_gap)).sum(axis=1)
     return score + per_value.sum(axis=1) + kl_to_prior(mean, log_var, prior, y), per_value
+
+
+def observed_numeric(table: Table | None, x: np.ndarray, d: int) -> np.ndarray:
+    """1 where a row's numeric feature has a value, 0 where it is a gap ([n, d]; all 1 for arrays)."""
+    observed = np.ones((len(x), d))
+    if table is not None:
+        first_gap = d + table.n_onehot
+        for column, gap in enumerate(table.numeric_gap()):
+            if gap >= 0:
+                observed[:, column] = 1 - x[:, first_gap + gap]
+    return observed
+
+
+MAX_SURPRISE_FEATURES = 64  # beyond, scores are the negative ELBO alone: a pass per feature costs too much
+
+
+class RowScores(NamedTuple):
+    score: np.ndarray  # [n]: what `flagged` compares with the threshold
+    terms: np.ndarray  # [n, numeric features]: each value's own term of the negative ELBO
+    surprise: np.ndarray | None  # [n, numeric features]: each value's surprise given the rest (-inf at a gap)
+
+
+def takes_surprise(manifest: Manifest) -> bool:
+    """Whether a model's scores add the largest single-feature surprise: with 1 to MAX_SURPRISE_FEATURES
+    numeric features, unless its stored calibration was fitted without it (before scores had it)."""
+    calibration = manifest.evaluation.anomaly
+    if calibration is not None and not calibration.get("surprise"):
+        return False
+    return 0 < manifest.numeric_dim <= MAX_SURPRISE_FEATURES
+
+
+def with_neutral_copies(x: np.ndarray, y: np.ndarray | None, d: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows, then d copies of them, copy j with numeric feature j at the centre of the model's scale
+    (0: the training median under quantile encoding, the mean under standard scaling): [(d + 1) n]."""
+    copies = np.repeat(x[None], d, axis=0)
+    copies[np.arange(d), :, np.arange(d)] = 0.0
+    rows = np.concatenate([x, copies.reshape(d * len(x), x.shape[1])])
+    return rows, None if y is None else np.tile(y, d + 1)
+
+
+def surprise_scores(
+    manifest: Manifest,
+    x: np.ndarray,
+    mean: np.ndarray,
+    log_var: np.ndarray,
+    outputs: list[np.ndarray],
+    table: Table | None,
+    prior: list[Mixture] | None,
+    y: np.ndarray | None,
+    n: int,
+) -> RowScores:
+    """Scores of the first `n` of rows `x` (all on the model's scale, with their encoder and decoder
+    outputs). When `x` also holds their neutral copies (`with_neutral_copies`), each numeric value's
+    surprise given the row's other values is the negative ELBO less that of its copy without its own
+    term, about -log p(x_j | x_rest), and the score adds the largest: a row is anomalous as a whole or
+    in the one value that does not fit the others, as a single wrong entry does."""
+    scores, terms = row_scores(manifest, x, mean, log_var, outputs, table, prior, y)
+    if len(x) == n:
+        return RowScores(scores[:n], terms[:n], None)
+    d = manifest.numeric_dim
+    own = terms[n:].reshape(d, n, d)[np.arange(d), :, np.arange(d)]  # [d, n]: copy j's term for feature j
+    surprise = (scores[None, :n] - (scores[n:].reshape(d, n) - own)).T
+    surprise = np.where(observed_numeric(table, x[:n], d) > 0, surprise, -np.inf)  # a gap says nothing
+    largest = surprise.max(axis=1)
+    return RowScores(scores[:n] + np.where(np.isfinite(largest), largest, 0.0), terms[:n], surprise)
 
 
 def kl_to_prior(mean: np.ndarray, log_var: np.ndarray, prior: list[Mixture] | None, y: np.ndarray | None) -> np.ndarray:
@@ -139,14 +211,16 @@ class AnomalyScorer:
         self.manifest = read_manifest(model_dir)
         self.table = Table.of(self.manifest)
         self.prior = scoring_prior(self.manifest, latent_mixtures(self.manifest))
+        self.surprise = takes_surprise(self.manifest)
         self.graphs = {name: onnx_graph(model_dir, self.manifest, name, threads) for name in ("encoder", "decoder")}
 
-    def score(self, x: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def score(self, x: np.ndarray, y: np.ndarray | None = None) -> RowScores:
         """Rows on the model's scale (and label indices for a conditional model)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
-        mean, log_var = self._run("encoder", x, y)
-        outputs = self._run("decoder", mean, y)
-        return row_scores(self.manifest, x, mean, log_var, outputs, self.table, self.prior, y)
+        x_all, y_all = with_neutral_copies(x, y, self.manifest.numeric_dim) if self.surprise else (x, y)
+        mean, log_var = self._run("encoder", x_all, y_all)
+        outputs = self._run("decoder", mean, y_all)
+        return surprise_scores(self.manifest, x_all, mean, log_var, outputs, self.table, self.prior, y_all, len(x))
 
     def distances(self, x: np.ndarray, y: np.ndarray | None = None, level: float = 0.9) -> np.ndarray:
         """band_distances of rows on the model's scale, as /anomaly ranks the features it names."""

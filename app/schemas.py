@@ -196,15 +196,36 @@ class AnomalyRequest(RowsRequest):
     level: float = Field(0.9, gt=0, lt=1, description="the central band features are checked against")
 
 
+SURPRISE = (
+    "how unexpected the value is given the row's other values, in nats: the row's negative ELBO less that of "
+    "the row with this value set to the centre of the model's scale and its own term left out (about "
+    "-log p(value | the other values)); null for a model scored without surprises (more than 64 numeric "
+    "features, or calibrated before they were added) and for a missing value"
+)
+
+
 class FeatureOutside(BaseModel):
     feature: str
     side: Literal["below", "above"]
     band_widths: float = Field(description="how far outside its band, in widths of that band")
+    surprise: float | None = Field(description=SURPRISE)
+
+
+class FeatureSurprise(BaseModel):
+    feature: str
+    surprise: float | None = Field(description=SURPRISE)
 
 
 class RowVerdict(BaseModel):
-    score: float = Field(description="negative ELBO at the posterior mean, in nats: higher is more anomalous")
+    score: float = Field(
+        description="the row's negative ELBO at the posterior mean plus its largest single-feature surprise, in "
+        "nats: higher is more anomalous"
+    )
     flagged: bool | None = Field(description="score above the threshold; null when the model has no calibration")
+    most_surprising: FeatureSurprise | None = Field(
+        description="the numeric feature whose value is least expected given the row's others: the one to check "
+        "first; null without surprises"
+    )
     outside: list[FeatureOutside] = Field(description="numeric features outside their band at `level`, farthest first")
 
 

@@ -11,6 +11,7 @@ import asyncio
 import functools
 import itertools
 import logging
+import math
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +20,15 @@ from typing import Literal, ParamSpec, TypeVar
 
 import numpy as np
 
-from app.anomaly import band_distances, central_band, row_scores, scoring_prior, typical_codes
+from app.anomaly import (
+    band_distances,
+    central_band,
+    scoring_prior,
+    surprise_scores,
+    takes_surprise,
+    typical_codes,
+    with_neutral_copies,
+)
 from app.batching import Batcher
 from app.columns import Cell, RowError, Table, head_values, latent_codes, latent_mixtures
 from app.errors import InvalidInput, ModelFault, Overloaded, RequestTimeout
@@ -78,6 +87,7 @@ class ServedModel:
         self.table = Table.of(self.manifest)
         self.latent_prior = latent_mixtures(self.manifest)
         self.anomaly_prior = scoring_prior(self.manifest, self.latent_prior)  # what /anomaly's KL is to
+        self.anomaly_surprise = takes_surprise(self.manifest)  # whether /anomaly's scores add it
         # a table model answers true draws by default; an image model the decoder's central value
         self.default_mode: Mode = "sample" if self.table is not None else "mean"
         # Unseeded requests draw from one long-lived generator: seeding a fresh one from the
@@ -387,37 +397,44 @@ class ServedModel:
                 )
         x_norm = self._encoded(inputs)
         y = self.check_labels(labels, len(x_norm))
-        mean, log_var = await self._encode(x_norm, y)
-        outputs = await self._decode(mean, y)
-        scores, _ = row_scores(self.manifest, x_norm, mean, log_var, outputs, self.table, self.anomaly_prior, y)
-        self._require_finite(scores, "anomaly score", x_norm)
+        n, d = len(x_norm), self.manifest.numeric_dim
+        x_all, y_all = with_neutral_copies(x_norm, y, d) if self.anomaly_surprise else (x_norm, y)
+        mean, log_var, outputs = await self._at_mean(x_all, y_all)
+        scored = surprise_scores(self.manifest, x_all, mean, log_var, outputs, self.table, self.anomaly_prior, y_all, n)
+        self._require_finite(scored.score, "anomaly score", x_norm)
+        mean, outputs = mean[:n], [o[:n] for o in outputs]
         typical = typical_codes(mean)
         band_outputs = outputs if np.array_equal(typical, mean) else await self._decode(typical, y)
         try:
             band = central_band(self.manifest, band_outputs, level)
         except ValueError as e:
             raise InvalidInput(f"model {self.ref} has {e}") from None
-        distances = band_distances(x_norm[:, : self.manifest.numeric_dim].astype(np.float64), band)
+        distances = band_distances(x_norm[:, :d].astype(np.float64), band)
         names = [c.name for c in self.table.numeric] if self.table is not None else self.manifest.feature_names
-        verdicts = []
-        for score, row in zip(scores, distances, strict=True):
-            off = np.flatnonzero(row)
-            outside = [
-                {
-                    "feature": names[j],
-                    "side": "below" if row[j] < 0 else "above",
-                    "band_widths": round(abs(float(row[j])), 4),
-                }
-                for j in off[np.argsort(-np.abs(row[off]), kind="stable")]
-            ]
-            verdicts.append(
-                {
-                    "score": float(score),
-                    "flagged": None if threshold is None else bool(score > threshold),
-                    "outside": outside,
-                }
-            )
+        surprises = scored.surprise if scored.surprise is not None else np.full(distances.shape, np.nan)
+        verdicts = [
+            {
+                "score": float(score),
+                "flagged": None if threshold is None else bool(score > threshold),
+                **_features_off(names, row, surprise),
+            }
+            for score, row, surprise in zip(scored.score, distances, surprises, strict=True)
+        ]
         return threshold, verdicts
+
+    async def _at_mean(self, x: np.ndarray, y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """The encoder's (mean, log_var) of rows on the model's scale and the decoder's outputs at the
+        mean, in pieces of at most max_rows: each fits an empty queue, as a request's rows do."""
+        parts = []
+        for start in range(0, len(x), self.max_rows):
+            piece = slice(start, start + self.max_rows)
+            y_piece = None if y is None else y[piece]
+            mean, log_var = await self._encode(x[piece], y_piece)
+            parts.append((mean, log_var, await self._decode(mean, y_piece)))
+        if len(parts) == 1:
+            return parts[0]
+        mean, log_var = (np.concatenate([p[i] for p in parts]) for i in (0, 1))
+        return mean, log_var, [np.concatenate(o) for o in zip(*(p[2] for p in parts), strict=True)]
 
     @_holding
     async def quantiles(
@@ -464,6 +481,30 @@ def require_finite(values: np.ndarray, what: str, model: str, inputs: np.ndarray
     raise ModelFault(
         f"{model} computed a non-finite {what} for row {row} from {source}: the model is faulty", {"row": row}
     )
+
+
+def _features_off(names: list[str], distances: np.ndarray, surprise: np.ndarray) -> dict:
+    """One row's `most_surprising` numeric feature (none without surprises: NaN, or -inf at gaps) and
+    its features `outside` their band, farthest first, from its band distances and surprises."""
+    off = np.flatnonzero(distances)
+    outside = [
+        {
+            "feature": names[j],
+            "side": "below" if distances[j] < 0 else "above",
+            "band_widths": round(abs(float(distances[j])), 4),
+            "surprise": _nats(surprise[j]),
+        }
+        for j in off[np.argsort(-np.abs(distances[off]), kind="stable")]
+    ]
+    known = np.isfinite(surprise)
+    top = int(np.argmax(np.where(known, surprise, -np.inf))) if known.any() else None
+    most = None if top is None else {"feature": names[top], "surprise": _nats(surprise[top])}
+    return {"most_surprising": most, "outside": outside}
+
+
+def _nats(value: float) -> float | None:
+    """A surprise as JSON: nats to 4 places; None where there is none (NaN) or the value is a gap (-inf)."""
+    return round(float(value), 4) if math.isfinite(value) else None
 
 
 def _require_finite_input(values: np.ndarray, what: str) -> None:

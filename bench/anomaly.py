@@ -32,11 +32,12 @@ Every detector's threshold is `app.anomaly.calibrate` on its validation scores (
 fit time is genserve's `training.fit_seconds` (the training loop and the prior's fit), and
 sklearn's preprocessing plus `fit`.
 
-On the diamonds tasks "attribution" is the share of flagged anomalous rows whose largest
-per-feature term (AnomalyScorer's second output) is the changed column (target >= 0.90), and
-"attribution (neutral)" the same for the column whose setting to the centre of the model's scale
-lowers the score most (`neutral_drops`). A last table compares score variants for each genserve
-model (`variant_scores`).
+On the diamonds tasks "attribution" is the share of flagged anomalous rows in which a feature
+genserve names is the changed column (target >= 0.90): "served" is the one `/anomaly` answers as
+`most_surprising` (the largest surprise of a value given the row's others, AnomalyScorer's
+`surprise`), "first outside" the first of `outside` (farthest outside its 90% band at the
+pulled-back code), "largest term" the feature with the largest term of the negative ELBO. A last
+table compares score variants for each genserve model (`variant_scores`).
 
 `make bench-anomaly` (about 8 minutes on 2 cores); results in bench/results/<date>-anomaly.md.
 """
@@ -98,8 +99,8 @@ class Scored:
     test: np.ndarray
     fit_s: float
     terms: np.ndarray | None = None  # per test row and numeric feature: AnomalyScorer's terms (genserve)
-    drops: np.ndarray | None = None  # per test row and numeric feature: neutral_drops (genserve, tables)
-    served: np.ndarray | None = None  # per test row and numeric feature: |band_distances|, as /anomaly ranks
+    surprise: np.ndarray | None = None  # per test row and numeric feature: AnomalyScorer's surprise (genserve)
+    outside: np.ndarray | None = None  # per test row and numeric feature: |band_distances|, as /anomaly ranks
     feature_names: list[str] | None = None  # of the numeric features (tables)
 
 
@@ -217,14 +218,13 @@ def genserve(
     manifest = read_manifest(path)
     scorer = AnomalyScorer(path, threads=threads)
     val, test = model_scale(scorer, task.val), model_scale(scorer, task.test)
-    val_scores, _ = scorer.score(val)
-    test_scores, terms = scorer.score(test)
-    scored = Scored(val_scores, test_scores, manifest.training.fit_seconds, terms)
+    on_val, on_test = scorer.score(val), scorer.score(test)
+    scored = Scored(on_val.score, on_test.score, manifest.training.fit_seconds, on_test.terms)
     if scorer.table is not None:
         scored.feature_names = [c.name for c in scorer.table.numeric]
-        scored.drops = neutral_drops(scorer, test, test_scores)
-        scored.served = np.abs(scorer.distances(test))
-    on_val, on_test = variant_scores(scorer, val, samples, seed), variant_scores(scorer, test, samples, seed)
+        scored.surprise = on_test.surprise
+        scored.outside = np.abs(scorer.distances(test))
+    on_val, on_test = (variant_scores(scorer, x, samples, seed, s.score) for x, s in ((val, on_val), (test, on_test)))
     variants = {v: Scored(on_val[v], on_test[v], math.nan) for v in on_val}
     return scored, variants, manifest.head
 
@@ -245,24 +245,14 @@ def model_scale(scorer: AnomalyScorer, rows: np.ndarray | pd.DataFrame) -> np.nd
     return scorer.table.encode(numeric, codes)
 
 
-def neutral_drops(scorer: AnomalyScorer, x: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Per row and numeric feature, how far the score falls when that feature alone is set to the centre of
-    the model's scale (0: the training median under quantile encoding) and its own term is left out:
-    the feature that explains the row's anomaly, whatever it did to the latent code. [n, numeric]."""
-    drops = np.empty((len(x), scorer.manifest.numeric_dim))
-    for j in range(drops.shape[1]):
-        neutral = x.copy()
-        neutral[:, j] = 0.0
-        score, terms = scorer.score(neutral)
-        drops[:, j] = scores - (score - terms[:, j])
-    return drops
-
-
-def variant_scores(scorer: AnomalyScorer, x: np.ndarray, samples: int, seed: int) -> dict[str, np.ndarray]:
+def variant_scores(
+    scorer: AnomalyScorer, x: np.ndarray, samples: int, seed: int, served: np.ndarray
+) -> dict[str, np.ndarray]:
     """Score variants from the exported graphs, all in nats (higher = more anomalous); p(z) is the
     prior the model generates from (its latent mixture, for the table; else N(0, I)):
 
-    - neg ELBO at mean: AnomalyScorer's score, -log p(x | z = mu) + KL(q(z|x) || p(z))
+    - served: AnomalyScorer's score (`served`), the neg ELBO at mean plus the largest surprise
+    - neg ELBO at mean: -log p(x | z = mu) + KL(q(z|x) || p(z))
     - the same with KL(q(z|x) || N(0, I)) (the score before the mixture; equal where there is none)
     - reconstruction at mean: -log p(x | z = mu) alone
     - KL alone: KL(q(z|x) || p(z))
@@ -292,17 +282,19 @@ def variant_scores(scorer: AnomalyScorer, x: np.ndarray, samples: int, seed: int
     top = log_w_all.max(axis=0)
     iwae = top + np.log(np.exp(log_w_all - top).mean(axis=0))
     return {
-        VARIANTS[0]: at_mean,
-        VARIANTS[1]: at_mean - kl + kl_to_prior(mean, log_var, None, None),
-        VARIANTS[2]: at_mean - kl,
-        VARIANTS[3]: kl,
-        VARIANTS[4]: np.mean(recon, axis=0) + kl,
-        VARIANTS[5]: -iwae,
+        VARIANTS[0]: served,
+        VARIANTS[1]: at_mean,
+        VARIANTS[2]: at_mean - kl + kl_to_prior(mean, log_var, None, None),
+        VARIANTS[3]: at_mean - kl,
+        VARIANTS[4]: kl,
+        VARIANTS[5]: np.mean(recon, axis=0) + kl,
+        VARIANTS[6]: -iwae,
     }
 
 
 VARIANTS = (
-    "neg ELBO at mean (AnomalyScorer)",
+    "neg ELBO at mean + largest surprise (AnomalyScorer)",
+    "neg ELBO at mean",
     "neg ELBO at mean, KL to N(0, I)",
     "reconstruction at mean",
     "KL alone",
@@ -370,8 +362,8 @@ def figures(task: Task, scored: Scored) -> dict:
         "tpr": float(anomalous.mean()),
         "fit_s": scored.fit_s,
         "attribution": math.nan,
-        "attribution_neutral": math.nan,
         "attribution_served": math.nan,
+        "attribution_outside": math.nan,
         "attributed": 0,
     }
     hits = flagged & task.anomalous
@@ -379,12 +371,12 @@ def figures(task: Task, scored: Scored) -> dict:
         names = np.asarray(scored.feature_names, dtype=object)
         for key, per_feature in (
             ("attribution", scored.terms),
-            ("attribution_neutral", scored.drops),
-            ("attribution_served", scored.served),
+            ("attribution_served", scored.surprise),
+            ("attribution_outside", scored.outside),
         ):
             if per_feature is not None:
                 named = names[per_feature[hits].argmax(axis=1)] == task.injected[hits]
-                if key == "attribution_served":  # /anomaly names nothing when every feature is inside its band
+                if key == "attribution_outside":  # `outside` is empty when every feature is inside its band
                     named &= per_feature[hits].max(axis=1) > 0
                 result[key] = float(named.mean())
         result["attributed"] = int(hits.sum())
@@ -439,11 +431,12 @@ def render(
         "on held-out normal validation rows; 'FA on test' is the false-alarm rate that threshold gives on held-out "
         f"normal test rows (target {FA_TARGET[0]:.1%} to {FA_TARGET[1]:.0%}: with 55 normal test rows, as "
         "breast-cancer has, one alarm is 1.8%), 'TPR' the share of anomalous test rows it flags. 'attribution' "
-        "(diamonds): the share of flagged anomalous rows whose largest per-feature term (AnomalyScorer's second "
-        "output) is the injected column; 'attribution (neutral)': the same with the feature whose setting to the "
-        "scale's centre lowers the score most (`neutral_drops`); 'attribution (served)': the first feature "
-        "/anomaly names in `outside` (farthest outside its 90% band at the pulled-back code); target "
-        f"{ATTRIBUTION_TARGET:.2f}. genserve's scores are nats; the others' -score_samples.",
+        "(diamonds): the share of flagged anomalous rows in which the feature genserve names is the injected "
+        "column, target "
+        f"{ATTRIBUTION_TARGET:.2f}: 'served' is /anomaly's `most_surprising` (the largest surprise of a value "
+        "given the row's others), 'first outside' the first of /anomaly's `outside` (farthest outside its 90% band "
+        "at the pulled-back code), 'largest term' the feature with the largest term of the negative ELBO. "
+        "genserve's scores are nats; the others' -score_samples.",
         "",
         f"Rows per task (split {first}):",
         "",
@@ -454,8 +447,8 @@ def render(
         n = int(t.anomalous.sum())
         lines.append(f"| {t.name} | {len(t.train)} | {len(t.val)} | {len(t.test) - n} + {n} | {t.description} |")
     header = (
-        "| task | detector | ROC AUC | threshold (1% FA on val) | FA on test | TPR | attribution "
-        "| attribution (neutral) | attribution (served) | fit s |"
+        "| task | detector | ROC AUC | threshold (1% FA on val) | FA on test | TPR | attribution (served) "
+        "| attribution (first outside) | attribution (largest term) | fit s |"
     )
     lines += ["", f"## Split {first}", "", header, "|" + "---|" * (header.count("|") - 1)]
     for r in (r for r in results if r["seed"] == first):
@@ -463,13 +456,13 @@ def render(
         lines.append(
             f"| {r['task']} | {r['who']} | {r['auc']:.4f} | {r['threshold']:.4g} "
             f"| {r['fa_rate']:.2%} ({r['false_alarms']}/{r['normal']}){fa_ok} | {r['tpr']:.4f} "
-            f"| {_share(r, 'attribution')} | {_share(r, 'attribution_neutral')} | {_share(r, 'attribution_served')} "
+            f"| {_share(r, 'attribution_served')} | {_share(r, 'attribution_outside')} | {_share(r, 'attribution')} "
             f"| {r['fit_s']:.2f} |"
         )
     if len(seeds) > 1:
         header = (
-            "| task | detector | ROC AUC | FA on test | TPR | attribution | attribution (neutral) "
-            "| attribution (served) | fit s |"
+            "| task | detector | ROC AUC | FA on test | TPR | attribution (served) | attribution (first outside) "
+            "| attribution (largest term) | fit s |"
         )
         lines += [
             "",
@@ -481,8 +474,8 @@ def render(
         for (task, who), group in _groups(results, ("task", "who")).items():
             lines.append(
                 f"| {task} | {who} | {_mean_sd(group, 'auc', 4)} | {_mean_sd(group, 'fa_rate', 4)} "
-                f"| {_mean_sd(group, 'tpr', 4)} | {_mean_sd(group, 'attribution', 4)} "
-                f"| {_mean_sd(group, 'attribution_neutral', 4)} | {_mean_sd(group, 'attribution_served', 4)} "
+                f"| {_mean_sd(group, 'tpr', 4)} | {_mean_sd(group, 'attribution_served', 4)} "
+                f"| {_mean_sd(group, 'attribution_outside', 4)} | {_mean_sd(group, 'attribution', 4)} "
                 f"| {_mean_sd(group, 'fit_s', 2)} |"
             )
     lines += ["", "## Verdict per task (genserve's default against the better of IsolationForest and LOF on AUC)", ""]
@@ -548,9 +541,9 @@ def _verdict(rows: list[dict], seeds: list[int]) -> str:
     in_target = sum(FA_TARGET[0] <= r["fa_rate"] <= FA_TARGET[1] for r in ours)
     parts.append(f"test false alarms {fa:.2%} on average, in target on {in_target} of {len(ours)} splits")
     for key, what in (
+        ("attribution_served", "attribution (served: /anomaly's most_surprising)"),
+        ("attribution_outside", "attribution (first outside)"),
         ("attribution", "attribution (largest term)"),
-        ("attribution_neutral", "attribution (neutral)"),
-        ("attribution_served", "attribution (served: /anomaly's first named feature)"),
     ):
         values = [r[key] for r in ours if not math.isnan(r[key])]
         if values:

@@ -37,6 +37,8 @@ def test_a_feature_moved_far_out_is_flagged_and_named(client) -> None:
     assert changed["score"] > original["score"] and changed["flagged"] is True
     assert changed["outside"][0]["feature"] == "mean area" and changed["outside"][0]["side"] == "above"
     assert changed["outside"][0]["band_widths"] > 1
+    assert changed["most_surprising"]["feature"] == "mean area"
+    assert changed["most_surprising"]["surprise"] == changed["outside"][0]["surprise"] > 0
     assert [f["band_widths"] for f in changed["outside"]] == sorted(
         (f["band_widths"] for f in changed["outside"]), reverse=True
     )
@@ -52,14 +54,39 @@ def test_a_table_rows_verdict(client) -> None:
     assert answer.status_code == 200, answer.text
     normal, off = answer.json()["rows"]
     assert off["score"] > normal["score"] and off["flagged"] is True
-    assert off["outside"][0]["feature"] == "bill_depth_mm"
+    assert off["outside"][0]["feature"] == off["most_surprising"]["feature"] == "bill_depth_mm"
+
+
+def test_a_missing_value_is_never_the_surprise(client) -> None:
+    """A gap has no value to be surprised by: its surprise is null, and the feature named is another."""
+    gap = {**PENGUIN, "bill_depth_mm": None, "body_mass_g": 9000}
+    answer = client.post("/anomaly", json={"model": "penguins-cvae", "inputs": [gap], "labels": ["Gentoo"]})
+    assert answer.status_code == 200, answer.text
+    row = answer.json()["rows"][0]
+    assert row["most_surprising"]["feature"] == "body_mass_g"
+    assert all(f["surprise"] is not None for f in row["outside"] if f["feature"] != "bill_depth_mm")
+    assert all(f["surprise"] is None for f in row["outside"] if f["feature"] == "bill_depth_mm")
+
+
+def test_rows_with_their_feature_copies_beyond_the_request_limit_score_the_same(make_client, client) -> None:
+    """/anomaly scores each row with one copy per numeric feature: past GENSERVE_MAX_SAMPLES rows in all
+    they run in pieces, and the answer is the one a large limit gives."""
+    rows, labels = real_rows("cancer-qvae", 5)  # 5 x (30 + 1) rows through the graphs
+    body = {"model": "cancer-qvae", "inputs": rows, "labels": labels}
+    small = make_client(max_samples=16, max_queue=16).post("/anomaly", json=body)
+    assert small.status_code == 200, small.text
+    large = client.post("/anomaly", json=body).json()["rows"]
+    assert [r["score"] for r in small.json()["rows"]] == pytest.approx([r["score"] for r in large], rel=1e-5)
+    assert [r["most_surprising"] for r in small.json()["rows"]] == [r["most_surprising"] for r in large]
 
 
 def test_a_bernoulli_model_scores_but_names_no_band(client) -> None:
     rows, _ = real_rows("digits-vae", 3)
+    rows[0][36] = 1.0 if rows[0][36] < 0.5 else 0.0  # one pixel in the middle flipped (intensities are 0-1)
     answer = client.post("/anomaly", json={"model": "digits-vae", "inputs": rows})
     assert answer.status_code == 200
     assert all(r["outside"] == [] and isinstance(r["flagged"], bool) for r in answer.json()["rows"])
+    assert answer.json()["rows"][0]["most_surprising"]["feature"] == "pixel_4_4"
 
 
 def test_anomaly_errors_say_what_is_allowed(client) -> None:
@@ -98,16 +125,49 @@ def test_the_in_process_scorer_agrees_with_the_service(client) -> None:
     norm = scorer.manifest.normalization
     x = (np.asarray(rows, np.float32) - np.asarray(norm.shift, np.float32)) / np.asarray(norm.scale, np.float32)
     y = np.asarray([scorer.manifest.labels.index(label) for label in labels])
-    scores, _ = scorer.score(x, y)
-    assert scores == pytest.approx([r["score"] for r in served], rel=1e-4)
+    scored = scorer.score(x, y)
+    assert scored.score == pytest.approx([r["score"] for r in served], rel=1e-4)
     distances = scorer.distances(x, y)
     names = scorer.manifest.feature_names
     assert names[int(np.abs(distances[1]).argmax())] == served[1]["outside"][0]["feature"] == "mean area"
+    assert [names[j] for j in scored.surprise.argmax(axis=1)] == [r["most_surprising"]["feature"] for r in served]
+
+
+def test_the_score_adds_the_largest_surprise_of_a_value_given_the_others() -> None:
+    """surprise_j = negative ELBO of the row less that of its copy with feature j at the scale's centre
+    and j's own term left out; the score is the negative ELBO plus the largest."""
+    import numpy as np
+
+    from app.anomaly import AnomalyScorer, row_scores
+
+    rows, labels = real_rows("cancer-qvae", 4)
+    scorer = AnomalyScorer(DEFAULT_MODELS_DIR / "cancer-qvae" / "1")
+    assert scorer.surprise and scorer.manifest.evaluation.anomaly["surprise"] is True
+    norm = scorer.manifest.normalization
+    x = (np.asarray(rows, np.float32) - np.asarray(norm.shift, np.float32)) / np.asarray(norm.scale, np.float32)
+    y = np.asarray([scorer.manifest.labels.index(label) for label in labels])
+
+    def elbo(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean, log_var = scorer._run("encoder", rows, y)
+        outputs = scorer._run("decoder", mean, y)
+        return row_scores(scorer.manifest, rows, mean, log_var, outputs, None, scorer.prior, y)
+
+    whole, _ = elbo(x)
+    expected = np.empty((len(x), x.shape[1]))
+    for j in range(x.shape[1]):
+        copy = x.copy()
+        copy[:, j] = 0.0
+        score, terms = elbo(copy)
+        expected[:, j] = whole - (score - terms[:, j])
+    scored = scorer.score(x, y)
+    assert scored.surprise == pytest.approx(expected, abs=1e-6)
+    assert scored.score == pytest.approx(whole + expected.max(axis=1), abs=1e-6)
 
 
 def test_scores_take_the_kl_to_the_prior_their_calibration_was_fitted_with(tmp_path) -> None:
     """The KL is to the model's latent mixture (per label); a calibration stored before scores used it
-    (no `kl_to`) holds for the KL to N(0, I), and such a model is scored that way."""
+    (no `kl_to`) holds for the KL to N(0, I), and such a model is scored that way; one stored before
+    scores added surprises (no `surprise`) is scored by its negative ELBO alone."""
     import json
     import shutil
 
@@ -124,14 +184,21 @@ def test_scores_take_the_kl_to_the_prior_their_calibration_was_fitted_with(tmp_p
     mean, log_var = scorer._run("encoder", x, y)
     mixture_kl, standard_kl = kl_to_prior(mean, log_var, scorer.prior, y), kl_to_prior(mean, log_var, None, None)
     assert not np.allclose(mixture_kl, standard_kl)
-    older = tmp_path / "cancer-qvae" / "1"
-    shutil.copytree(DEFAULT_MODELS_DIR / "cancer-qvae" / "1", older)
-    manifest = json.loads((older / "model.json").read_text())
-    del manifest["evaluation"]["anomaly"]["kl_to"]
-    (older / "model.json").write_text(json.dumps(manifest))
-    before = AnomalyScorer(older)
-    assert before.prior is None
-    assert before.score(x, y)[0] - scorer.score(x, y)[0] == pytest.approx(standard_kl - mixture_kl, abs=1e-6)
+
+    def calibrated_without(*keys: str) -> AnomalyScorer:
+        copy = tmp_path / "-".join(keys) / "cancer-qvae" / "1"
+        shutil.copytree(DEFAULT_MODELS_DIR / "cancer-qvae" / "1", copy)
+        manifest = json.loads((copy / "model.json").read_text())
+        for key in keys:
+            del manifest["evaluation"]["anomaly"][key]
+        (copy / "model.json").write_text(json.dumps(manifest))
+        return AnomalyScorer(copy)
+
+    now, before = calibrated_without("surprise"), calibrated_without("surprise", "kl_to")
+    assert not now.surprise and now.prior is not None and before.prior is None
+    elbo = now.score(x, y)
+    assert elbo.surprise is None and (elbo.score < scorer.score(x, y).score).any()  # no surprise added
+    assert before.score(x, y).score - elbo.score == pytest.approx(standard_kl - mixture_kl, abs=1e-6)
 
 
 def test_calibration_marks_rates_too_fine_for_its_rows(client) -> None:

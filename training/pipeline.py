@@ -244,8 +244,9 @@ def _anomaly_calibration(staged: Path, val: tuple, test: tuple) -> dict:
     """Thresholds of app/anomaly.py's score on the validation split's rows (normal, held out from
     the fit), and the false-alarm rate the 1% threshold gives on the test split's."""
     scorer = AnomalyScorer(staged)
-    calibration = anomaly.calibrate(scorer.score(*val)[0])
-    test_scores = scorer.score(*test)[0]
+    calibration = anomaly.calibrate(scorer.score(*val).score)
+    calibration["surprise"] = scorer.surprise
+    test_scores = scorer.score(*test).score
     calibration["test_false_alarm_rate"] = float((test_scores > calibration["thresholds"]["0.01"]).mean())
     return calibration
 
@@ -253,8 +254,9 @@ def _anomaly_calibration(staged: Path, val: tuple, test: tuple) -> dict:
 def format_anomaly(name: str, calibration: dict) -> str:
     thresholds = ", ".join(f"{float(r):.1%}: {t:.3f}" for r, t in calibration["thresholds"].items())
     q = calibration["score_quantiles"]
+    score = "negative ELBO plus the largest surprise" if calibration.get("surprise") else "negative ELBO"
     return (
-        f"{name}: anomaly score (negative ELBO, nats) on {calibration['rows']} held-out normal rows: median "
+        f"{name}: anomaly score ({score}, nats) on {calibration['rows']} held-out normal rows: median "
         f"{q['0.5']:.3f}, 99th percentile {q['0.99']:.3f}; thresholds by false-alarm rate {thresholds}; "
         f"the 1% threshold flags {calibration['test_false_alarm_rate']:.1%} of the test split"
     ) + (
