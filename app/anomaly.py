@@ -14,12 +14,13 @@ likelihood with the scale read off the row's own outer band (a Laplace's 5-95% b
 2 ln(10) scales).
 
 To that the score adds the row's largest single-feature surprise (`surprise_scores`): for each
-numeric value, the negative ELBO less that of the row with this value set to the centre of the
-scale and its own term left out, about -log p(x_j | the row's other values). The ELBO alone
-lets the encoder follow a single wrong value (the decoder then reconstructs it); the surprise
-does not, since the copy's code comes from the other values only. It costs one more pass of
-both graphs per numeric feature, so models with more than MAX_SURPRISE_FEATURES numeric
-features go without it. It names the feature `/anomaly` reports as most surprising.
+numeric value, the negative ELBO less that of the row with this value set to 0 on the model's
+scale (the training median under quantile encoding) and its own term left out, about
+-log p(x_j | the row's other values). The ELBO alone lets the encoder follow a single wrong
+value (the decoder then reconstructs it); the surprise does not, since the copy's code no longer
+sees the value. It costs one more pass of both graphs per numeric feature, so models with more
+than MAX_SURPRISE_FEATURES numeric features go without it. It names the feature `/anomaly`
+reports as most surprising.
 
 Serving (`ServedModel.anomaly`) and training's calibration (`AnomalyScorer`, on the staged
 export) compute it with these functions, so a threshold fitted at training holds in service;
@@ -97,6 +98,7 @@ def observed_numeric(table: Table | None, x: np.ndarray, d: int) -> np.ndarray:
 
 
 MAX_SURPRISE_FEATURES = 64  # beyond, scores are the negative ELBO alone: a pass per feature costs too much
+SCORE_PIECE_ROWS = 4096  # AnomalyScorer runs the rows and their copies in pieces of at most this many
 
 
 class RowScores(NamedTuple):
@@ -115,39 +117,31 @@ def takes_surprise(manifest: Manifest) -> bool:
 
 
 def with_neutral_copies(x: np.ndarray, y: np.ndarray | None, d: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """The rows, then d copies of them, copy j with numeric feature j at the centre of the model's scale
-    (0: the training median under quantile encoding, the mean under standard scaling): [(d + 1) n]."""
+    """The rows, then d copies of them, copy j with numeric feature j at 0 on the model's scale (the
+    training median under quantile encoding, the mean under standard scaling; for an image model a
+    blank pixel): [(d + 1) n]."""
     copies = np.repeat(x[None], d, axis=0)
     copies[np.arange(d), :, np.arange(d)] = 0.0
     rows = np.concatenate([x, copies.reshape(d * len(x), x.shape[1])])
     return rows, None if y is None else np.tile(y, d + 1)
 
 
-def surprise_scores(
-    manifest: Manifest,
-    x: np.ndarray,
-    mean: np.ndarray,
-    log_var: np.ndarray,
-    outputs: list[np.ndarray],
-    table: Table | None,
-    prior: list[Mixture] | None,
-    y: np.ndarray | None,
-    n: int,
-) -> RowScores:
-    """Scores of the first `n` of rows `x` (all on the model's scale, with their encoder and decoder
-    outputs). When `x` also holds their neutral copies (`with_neutral_copies`), each numeric value's
-    surprise given the row's other values is the negative ELBO less that of its copy without its own
-    term, about -log p(x_j | x_rest), and the score adds the largest: a row is anomalous as a whole or
-    in the one value that does not fit the others, as a single wrong entry does."""
-    scores, terms = row_scores(manifest, x, mean, log_var, outputs, table, prior, y)
-    if len(x) == n:
-        return RowScores(scores[:n], terms[:n], None)
-    d = manifest.numeric_dim
+def surprise_scores(scores: np.ndarray, terms: np.ndarray, observed: np.ndarray) -> RowScores:
+    """RowScores of n rows from `row_scores` (negative ELBO [N], numeric terms [N, d]) of the rows, then,
+    when N > n, of their neutral copies (`with_neutral_copies`), and which of their numeric values are
+    observed ([n, d]). Each value's surprise given the row's other values is the row's negative ELBO less
+    its copy's without the value's own term, about -log p(x_j | x_rest), and the score adds the largest:
+    a row is anomalous as a whole or in the one value that does not fit the others, as a single wrong
+    entry is. A gap's surprise is -inf (never the largest; a row of gaps adds 0); anything else that is
+    not finite (NaN, inf) carries into the score, for the caller to refuse."""
+    n, d = observed.shape
+    if len(scores) == n:
+        return RowScores(scores, terms, None)
     own = terms[n:].reshape(d, n, d)[np.arange(d), :, np.arange(d)]  # [d, n]: copy j's term for feature j
     surprise = (scores[None, :n] - (scores[n:].reshape(d, n) - own)).T
-    surprise = np.where(observed_numeric(table, x[:n], d) > 0, surprise, -np.inf)  # a gap says nothing
+    surprise = np.where(observed > 0, surprise, -np.inf)  # a gap says nothing
     largest = surprise.max(axis=1)
-    return RowScores(scores[:n] + np.where(np.isfinite(largest), largest, 0.0), terms[:n], surprise)
+    return RowScores(scores[:n] + np.where(np.isneginf(largest), 0.0, largest), terms[:n], surprise)
 
 
 def kl_to_prior(mean: np.ndarray, log_var: np.ndarray, prior: list[Mixture] | None, y: np.ndarray | None) -> np.ndarray:
@@ -217,10 +211,18 @@ class AnomalyScorer:
     def score(self, x: np.ndarray, y: np.ndarray | None = None) -> RowScores:
         """Rows on the model's scale (and label indices for a conditional model)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
-        x_all, y_all = with_neutral_copies(x, y, self.manifest.numeric_dim) if self.surprise else (x, y)
-        mean, log_var = self._run("encoder", x_all, y_all)
-        outputs = self._run("decoder", mean, y_all)
-        return surprise_scores(self.manifest, x_all, mean, log_var, outputs, self.table, self.prior, y_all, len(x))
+        d = self.manifest.numeric_dim
+        x_all, y_all = with_neutral_copies(x, y, d) if self.surprise else (x, y)
+        scores, terms = [], []
+        for start in range(0, len(x_all), SCORE_PIECE_ROWS):  # bounds the memory of a large split's copies
+            piece = slice(start, start + SCORE_PIECE_ROWS)
+            y_piece = None if y_all is None else y_all[piece]
+            mean, log_var = self._run("encoder", x_all[piece], y_piece)
+            outputs = self._run("decoder", mean, y_piece)
+            s, t = row_scores(self.manifest, x_all[piece], mean, log_var, outputs, self.table, self.prior, y_piece)
+            scores.append(s)
+            terms.append(t)
+        return surprise_scores(np.concatenate(scores), np.concatenate(terms), observed_numeric(self.table, x, d))
 
     def distances(self, x: np.ndarray, y: np.ndarray | None = None, level: float = 0.9) -> np.ndarray:
         """band_distances of rows on the model's scale, as /anomaly ranks the features it names."""

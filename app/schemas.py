@@ -198,33 +198,33 @@ class AnomalyRequest(RowsRequest):
 
 SURPRISE = (
     "how unexpected the value is given the row's other values, in nats: the row's negative ELBO less that of "
-    "the row with this value set to the centre of the model's scale and its own term left out (about "
-    "-log p(value | the other values)); null for a model scored without surprises (more than 64 numeric "
-    "features, or calibrated before they were added) and for a missing value"
+    "the row with this value set to 0 on the model's scale (the training median under quantile encoding) and "
+    "its own term left out, about -log p(value | the other values)"
 )
+NO_SURPRISE = "models scored without surprises (more than 64 numeric features, or calibrated before them)"
 
 
 class FeatureOutside(BaseModel):
     feature: str
     side: Literal["below", "above"]
     band_widths: float = Field(description="how far outside its band, in widths of that band")
-    surprise: float | None = Field(description=SURPRISE)
+    surprise: float | None = Field(description=f"{SURPRISE}; null for {NO_SURPRISE}")
 
 
 class FeatureSurprise(BaseModel):
     feature: str
-    surprise: float | None = Field(description=SURPRISE)
+    surprise: float = Field(description=SURPRISE)
 
 
 class RowVerdict(BaseModel):
     score: float = Field(
-        description="the row's negative ELBO at the posterior mean plus its largest single-feature surprise, in "
-        "nats: higher is more anomalous"
+        description="the row's negative ELBO at the posterior mean plus its largest single-feature surprise (the "
+        f"negative ELBO alone for {NO_SURPRISE}), in nats: higher is more anomalous"
     )
     flagged: bool | None = Field(description="score above the threshold; null when the model has no calibration")
     most_surprising: FeatureSurprise | None = Field(
         description="the numeric feature whose value is least expected given the row's others: the one to check "
-        "first; null without surprises"
+        f"first; null for {NO_SURPRISE}, and for rows with no numeric value (a missing value has no surprise)"
     )
     outside: list[FeatureOutside] = Field(description="numeric features outside their band at `level`, farthest first")
 

@@ -23,6 +23,8 @@ import numpy as np
 from app.anomaly import (
     band_distances,
     central_band,
+    observed_numeric,
+    row_scores,
     scoring_prior,
     surprise_scores,
     takes_surprise,
@@ -399,17 +401,30 @@ class ServedModel:
         y = self.check_labels(labels, len(x_norm))
         n, d = len(x_norm), self.manifest.numeric_dim
         x_all, y_all = with_neutral_copies(x_norm, y, d) if self.anomaly_surprise else (x_norm, y)
-        mean, log_var, outputs = await self._at_mean(x_all, y_all)
-        scored = surprise_scores(self.manifest, x_all, mean, log_var, outputs, self.table, self.anomaly_prior, y_all, n)
+        scores, terms, first = [], [], None
+        # in pieces of at most max_rows: each fits an empty queue, as a request's rows do, and the copies'
+        # outputs are reduced to their scores piece by piece
+        for start in range(0, len(x_all), self.max_rows):
+            piece = slice(start, start + self.max_rows)
+            y_piece = None if y_all is None else y_all[piece]
+            mean, log_var = await self._encode(x_all[piece], y_piece)
+            outputs = await self._decode(mean, y_piece)
+            prior = self.anomaly_prior
+            s, t = row_scores(self.manifest, x_all[piece], mean, log_var, outputs, self.table, prior, y_piece)
+            scores.append(s)
+            terms.append(t)
+            first = first or (mean[:n], [o[:n] for o in outputs])  # the rows themselves lead the first piece
+        observed = observed_numeric(self.table, x_norm, d)
+        scored = surprise_scores(np.concatenate(scores), np.concatenate(terms), observed)
         self._require_finite(scored.score, "anomaly score", x_norm)
-        mean, outputs = mean[:n], [o[:n] for o in outputs]
+        mean, outputs = first  # type: ignore[misc]
         typical = typical_codes(mean)
         band_outputs = outputs if np.array_equal(typical, mean) else await self._decode(typical, y)
         try:
             band = central_band(self.manifest, band_outputs, level)
         except ValueError as e:
             raise InvalidInput(f"model {self.ref} has {e}") from None
-        distances = band_distances(x_norm[:, :d].astype(np.float64), band)
+        distances = band_distances(x_norm[:, :d].astype(np.float64), band) * observed  # a gap is not outside
         names = [c.name for c in self.table.numeric] if self.table is not None else self.manifest.feature_names
         surprises = scored.surprise if scored.surprise is not None else np.full(distances.shape, np.nan)
         verdicts = [
@@ -421,20 +436,6 @@ class ServedModel:
             for score, row, surprise in zip(scored.score, distances, surprises, strict=True)
         ]
         return threshold, verdicts
-
-    async def _at_mean(self, x: np.ndarray, y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-        """The encoder's (mean, log_var) of rows on the model's scale and the decoder's outputs at the
-        mean, in pieces of at most max_rows: each fits an empty queue, as a request's rows do."""
-        parts = []
-        for start in range(0, len(x), self.max_rows):
-            piece = slice(start, start + self.max_rows)
-            y_piece = None if y is None else y[piece]
-            mean, log_var = await self._encode(x[piece], y_piece)
-            parts.append((mean, log_var, await self._decode(mean, y_piece)))
-        if len(parts) == 1:
-            return parts[0]
-        mean, log_var = (np.concatenate([p[i] for p in parts]) for i in (0, 1))
-        return mean, log_var, [np.concatenate(o) for o in zip(*(p[2] for p in parts), strict=True)]
 
     @_holding
     async def quantiles(

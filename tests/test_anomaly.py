@@ -57,15 +57,48 @@ def test_a_table_rows_verdict(client) -> None:
     assert off["outside"][0]["feature"] == off["most_surprising"]["feature"] == "bill_depth_mm"
 
 
-def test_a_missing_value_is_never_the_surprise(client) -> None:
-    """A gap has no value to be surprised by: its surprise is null, and the feature named is another."""
+def test_a_missing_value_is_never_the_surprise_nor_outside(client) -> None:
+    """A gap has no value to be surprised by or to lie outside a band; a row of gaps adds no surprise."""
+    import numpy as np
+
+    from app.anomaly import AnomalyScorer, row_scores
+
     gap = {**PENGUIN, "bill_depth_mm": None, "body_mass_g": 9000}
-    answer = client.post("/anomaly", json={"model": "penguins-cvae", "inputs": [gap], "labels": ["Gentoo"]})
+    numbers = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
+    empty = {**PENGUIN, **dict.fromkeys(numbers)}
+    body = {"model": "penguins-cvae", "inputs": [gap, empty], "labels": ["Gentoo"] * 2}
+    answer = client.post("/anomaly", json=body)
     assert answer.status_code == 200, answer.text
-    row = answer.json()["rows"][0]
-    assert row["most_surprising"]["feature"] == "body_mass_g"
-    assert all(f["surprise"] is not None for f in row["outside"] if f["feature"] != "bill_depth_mm")
-    assert all(f["surprise"] is None for f in row["outside"] if f["feature"] == "bill_depth_mm")
+    one, none = answer.json()["rows"]
+    assert one["most_surprising"]["feature"] == "body_mass_g"
+    assert "bill_depth_mm" not in [f["feature"] for f in one["outside"]]
+    assert all(f["surprise"] is not None for f in one["outside"])
+    assert none["most_surprising"] is None and none["outside"] == []
+    scorer = AnomalyScorer(DEFAULT_MODELS_DIR / "penguins-cvae" / "1")
+    numeric, codes = scorer.table.parse_rows([empty])
+    x = scorer.table.encode(numeric, codes)
+    y = np.asarray([scorer.manifest.labels.index("Gentoo")])
+    mean, log_var = scorer._run("encoder", x, y)
+    elbo, _ = row_scores(
+        scorer.manifest, x, mean, log_var, scorer._run("decoder", mean, y), scorer.table, scorer.prior, y
+    )
+    assert none["score"] == pytest.approx(float(elbo[0]), rel=1e-5)  # nothing added
+
+
+def test_surprises_that_are_not_finite_reach_the_score() -> None:
+    """Only a gap's -inf is passed over; a NaN or inf surprise makes the score non-finite, which /anomaly
+    refuses with an error instead of answering a score without it."""
+    import numpy as np
+
+    from app.anomaly import surprise_scores
+
+    observed = np.array([[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
+    scores = np.array([10.0, 10.0, 10.0, 9.0, np.nan, 9.0, 12.0, 4.0, 9.0])  # rows, then copy 0, copy 1
+    terms = np.zeros((9, 2))
+    scored = surprise_scores(scores, terms, observed)
+    assert scored.surprise[0] == pytest.approx([1.0, -2.0])
+    assert np.isnan(scored.score[1])  # its copy's NaN is not dropped
+    assert scored.score[2] == 10.0 and np.isneginf(scored.surprise[2]).all()  # gaps only: nothing added
 
 
 def test_rows_with_their_feature_copies_beyond_the_request_limit_score_the_same(make_client, client) -> None:
@@ -76,8 +109,34 @@ def test_rows_with_their_feature_copies_beyond_the_request_limit_score_the_same(
     small = make_client(max_samples=16, max_queue=16).post("/anomaly", json=body)
     assert small.status_code == 200, small.text
     large = client.post("/anomaly", json=body).json()["rows"]
-    assert [r["score"] for r in small.json()["rows"]] == pytest.approx([r["score"] for r in large], rel=1e-5)
-    assert [r["most_surprising"] for r in small.json()["rows"]] == [r["most_surprising"] for r in large]
+    pieces = small.json()["rows"]
+    assert [r["score"] for r in pieces] == pytest.approx([r["score"] for r in large], rel=1e-5)
+    assert [r["most_surprising"]["feature"] for r in pieces] == [r["most_surprising"]["feature"] for r in large]
+    surprises = [r["most_surprising"]["surprise"] for r in pieces]
+    assert surprises == pytest.approx([r["most_surprising"]["surprise"] for r in large], rel=1e-4, abs=1e-3)
+
+
+def test_a_model_with_more_numeric_features_than_the_surprise_limit_scores_its_elbo(monkeypatch, make_client) -> None:
+    import numpy as np
+
+    from app import anomaly
+
+    monkeypatch.setattr(anomaly, "MAX_SURPRISE_FEATURES", 16)  # cancer-qvae has 30
+    rows, labels = real_rows("cancer-qvae", 2)
+    answer = make_client().post("/anomaly", json={"model": "cancer-qvae", "inputs": rows, "labels": labels})
+    assert answer.status_code == 200, answer.text
+    scorer = anomaly.AnomalyScorer(DEFAULT_MODELS_DIR / "cancer-qvae" / "1")
+    assert not scorer.surprise
+    norm = scorer.manifest.normalization
+    x = (np.asarray(rows, np.float32) - np.asarray(norm.shift, np.float32)) / np.asarray(norm.scale, np.float32)
+    y = np.asarray([scorer.manifest.labels.index(label) for label in labels])
+    mean, log_var = scorer._run("encoder", x, y)
+    elbo, _ = anomaly.row_scores(
+        scorer.manifest, x, mean, log_var, scorer._run("decoder", mean, y), None, scorer.prior, y
+    )
+    assert [r["score"] for r in answer.json()["rows"]] == pytest.approx(elbo.tolist(), rel=1e-5)
+    assert all(r["most_surprising"] is None for r in answer.json()["rows"])
+    assert all(f["surprise"] is None for r in answer.json()["rows"] for f in r["outside"])
 
 
 def test_a_bernoulli_model_scores_but_names_no_band(client) -> None:
@@ -173,7 +232,7 @@ def test_scores_take_the_kl_to_the_prior_their_calibration_was_fitted_with(tmp_p
 
     import numpy as np
 
-    from app.anomaly import KL_TO_PRIOR, AnomalyScorer, kl_to_prior
+    from app.anomaly import KL_TO_PRIOR, AnomalyScorer, kl_to_prior, row_scores
 
     rows, labels = real_rows("cancer-qvae", 6)
     scorer = AnomalyScorer(DEFAULT_MODELS_DIR / "cancer-qvae" / "1")
@@ -197,7 +256,8 @@ def test_scores_take_the_kl_to_the_prior_their_calibration_was_fitted_with(tmp_p
     now, before = calibrated_without("surprise"), calibrated_without("surprise", "kl_to")
     assert not now.surprise and now.prior is not None and before.prior is None
     elbo = now.score(x, y)
-    assert elbo.surprise is None and (elbo.score < scorer.score(x, y).score).any()  # no surprise added
+    plain, _ = row_scores(scorer.manifest, x, mean, log_var, scorer._run("decoder", mean, y), None, scorer.prior, y)
+    assert elbo.surprise is None and elbo.score == pytest.approx(plain, abs=1e-9)  # no surprise added
     assert before.score(x, y).score - elbo.score == pytest.approx(standard_kl - mixture_kl, abs=1e-6)
 
 

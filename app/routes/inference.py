@@ -209,7 +209,8 @@ async def _encoded(
 async def anomaly(request: Request) -> Response:
     """Each row's anomaly score is its negative ELBO at the posterior mean (nats; higher is more
     anomalous): the model's -log p(x | z) for each value plus the KL of its latent code, plus its
-    largest single-feature surprise (about -log p(value | the row's other values)). `flagged`
+    largest single-feature surprise (about -log p(value | the row's other values); models with more
+    than 64 numeric features, or calibrated before surprises, go without). `flagged`
     compares it with the threshold calibrated at training on held-out normal rows, so that about
     `false_alarm_rate` of normal rows are flagged. `most_surprising` names the numeric feature
     least expected given the others; `outside` lists the numeric features outside their central
