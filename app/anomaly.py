@@ -250,8 +250,7 @@ def calibrate(scores: np.ndarray) -> dict:
     Where the rows resolve a rate (rate x n >= 1) its threshold is the empirical quantile. Where they
     do not, the largest score would flag about 1 / (n + 1) of normal rows (a new row exceeds the
     largest of n exchangeable ones with that probability: 1.9% for 53 rows, not 1%), so the threshold
-    continues beyond it on an exponential tail anchored there: largest + s x ln(1 / ((n + 1) rate)),
-    s the mean excess of the top m scores over the (m + 1)-th largest (m = max(5, ceil(sqrt(n))))."""
+    is extrapolated beyond it (`_threshold`)."""
     scores = np.asarray(scores, dtype=np.float64)
     thresholds = {f"{rate:g}": _threshold(scores, rate) for rate in FALSE_ALARM_RATES}
     quantiles = {f"{q:g}": float(np.quantile(scores, q)) for q in (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)}
@@ -277,10 +276,23 @@ def scoring_prior(manifest: Manifest, prior: list[Mixture] | None) -> list[Mixtu
 
 
 def _threshold(scores: np.ndarray, rate: float) -> float:
+    """The empirical quantile where n rows resolve `rate`; else Weissman's estimate of the quantile on a
+    Pareto tail of the scores' excess over their median, at least the largest score: median + e x
+    (m / (n rate)) ** g, e the (m + 1)-th largest excess, g Hill's estimate of the tail index (the mean
+    log-ratio of the top m excesses to e; m = max(5, ceil(sqrt(n)))). Normal rows' scores are
+    heavy-tailed (a few rows far beyond the rest: breast-cancer's largest of 53 is often twice the
+    next), and an exponential tail, the Pareto tail's limit g -> 0, put the thresholds too low. Where
+    the excesses give no tail (e <= 0), the exponential tail anchored at the largest score:
+    largest + s x ln(1 / ((n + 1) rate)), s the top m scores' mean excess over the (m + 1)-th."""
     n = len(scores)
     if rate * n >= 1 or n < 3:
         return float(np.quantile(scores, 1 - rate, method="higher"))
     top = np.sort(scores)
     m = min(max(5, math.ceil(math.sqrt(n))), n - 1)
+    centre = float(np.median(scores))
+    excess = top[n - m - 1] - centre
+    if excess > 0:
+        tail_index = float(np.mean(np.log((top[n - m :] - centre) / excess)))
+        return float(max(top[-1], centre + excess * (m / (n * rate)) ** tail_index))
     scale = float(np.mean(top[n - m :] - top[n - m - 1]))
     return float(top[-1] + scale * max(0.0, math.log(1 / ((n + 1) * rate))))

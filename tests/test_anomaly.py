@@ -268,11 +268,17 @@ def test_calibration_marks_rates_too_fine_for_its_rows(client) -> None:
 
     few = calibrate(np.arange(53.0))
     assert few["coarse_rates"] == ["0.005", "0.01"]
-    # beyond the largest score (52, which 1 in 54 new normal rows exceed) on an exponential tail: the top 8
-    # scores exceed the 9th largest by 4.5 on average
-    assert few["thresholds"]["0.01"] == pytest.approx(52 + 4.5 * np.log(100 / 54))
-    assert few["thresholds"]["0.005"] == pytest.approx(52 + 4.5 * np.log(200 / 54))
+    # beyond the largest score (52, which 1 in 54 new normal rows exceed), on a Pareto tail of the excess over
+    # the median (26): the 9th largest exceeds it by 18, and Hill's index is the top 8's mean log-ratio to that
+    index = np.mean(np.log(np.arange(19.0, 27.0) / 18))
+    assert few["thresholds"]["0.01"] == pytest.approx(26 + 18 * (8 / 0.53) ** index)
+    assert few["thresholds"]["0.005"] == pytest.approx(26 + 18 * (8 / 0.265) ** index)
+    assert few["thresholds"]["0.01"] > 52
     assert few["thresholds"]["0.02"] == 51 and few["thresholds"]["0.05"] == 50  # resolved: empirical quantiles
+    far = np.r_[np.linspace(0, 10, 50), 20.0, 40.0, 80.0]  # the tail's estimate at 1% lies below the largest
+    assert calibrate(far)["thresholds"]["0.01"] == 80.0  # which 1 in 54 normal rows exceed: never below it
+    ties = calibrate(np.r_[np.zeros(50), 1.0, 2.0, 3.0])  # the 9th largest is the median: no Pareto tail
+    assert ties["thresholds"]["0.01"] == pytest.approx(3 + 0.75 * np.log(100 / 54))  # the exponential one
     many = calibrate(np.arange(1000.0))
     assert many["coarse_rates"] == [] and many["thresholds"]["0.005"] == 995
     detail = client.get("/models/cancer-qvae").json()

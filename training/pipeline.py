@@ -261,7 +261,7 @@ def format_anomaly(name: str, calibration: dict) -> str:
         f"the 1% threshold flags {calibration['test_false_alarm_rate']:.1%} of the test split"
     ) + (
         f"\nWARNING: {name}: only {calibration['rows']} normal rows to calibrate on: the thresholds for "
-        f"{', '.join(calibration['coarse_rates'])} are extrapolated beyond the largest score (an exponential "
+        f"{', '.join(calibration['coarse_rates'])} are extrapolated beyond the largest score (a Pareto "
         "tail), and their false-alarm rates are rough"
         if calibration.get("coarse_rates")
         else ""
