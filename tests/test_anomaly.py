@@ -277,6 +277,10 @@ def test_calibration_marks_rates_too_fine_for_its_rows(client) -> None:
     assert few["thresholds"]["0.02"] == 51 and few["thresholds"]["0.05"] == 50  # resolved: empirical quantiles
     far = np.r_[np.linspace(0, 10, 50), 20.0, 40.0, 80.0]  # the tail's estimate at 1% lies below the largest
     assert calibrate(far)["thresholds"]["0.01"] == 80.0  # which 1 in 54 normal rows exceed: never below it
+    near = calibrate(np.r_[np.full(44, 10.0), 10.000000000000002, np.linspace(20, 100, 8)])  # an excess of 2e-15
+    assert all(np.isfinite(t) and t < 200 for t in near["thresholds"].values())  # not 1e29: no tail from it
+    thresholds = [near["thresholds"][r] for r in ("0.05", "0.02", "0.01", "0.005")]
+    assert thresholds == sorted(thresholds)
     ties = calibrate(np.r_[np.zeros(50), 1.0, 2.0, 3.0])  # the 9th largest is the median: no Pareto tail
     assert ties["thresholds"]["0.01"] == pytest.approx(3 + 0.75 * np.log(100 / 54))  # the exponential one
     many = calibrate(np.arange(1000.0))
