@@ -31,6 +31,7 @@ its thresholds were fitted.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from statistics import NormalDist
 from typing import NamedTuple
@@ -126,6 +127,12 @@ def with_neutral_copies(x: np.ndarray, y: np.ndarray | None, d: int) -> tuple[np
     return rows, None if y is None else np.tile(y, d + 1)
 
 
+def pieces(x: np.ndarray, y: np.ndarray | None, size: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Rows (and their labels) in pieces of at most `size`, in order: the rows lead the first piece."""
+    for start in range(0, len(x), size):
+        yield x[start : start + size], None if y is None else y[start : start + size]
+
+
 def surprise_scores(scores: np.ndarray, terms: np.ndarray, observed: np.ndarray) -> RowScores:
     """RowScores of n rows from `row_scores` (negative ELBO [N], numeric terms [N, d]) of the rows, then,
     when N > n, of their neutral copies (`with_neutral_copies`), and which of their numeric values are
@@ -214,15 +221,18 @@ class AnomalyScorer:
         d = self.manifest.numeric_dim
         x_all, y_all = with_neutral_copies(x, y, d) if self.surprise else (x, y)
         scores, terms = [], []
-        for start in range(0, len(x_all), SCORE_PIECE_ROWS):  # bounds the memory of a large split's copies
-            piece = slice(start, start + SCORE_PIECE_ROWS)
-            y_piece = None if y_all is None else y_all[piece]
-            mean, log_var = self._run("encoder", x_all[piece], y_piece)
+        for x_piece, y_piece in pieces(x_all, y_all, SCORE_PIECE_ROWS):  # bounds the memory of a split's copies
+            mean, log_var = self._run("encoder", x_piece, y_piece)
             outputs = self._run("decoder", mean, y_piece)
-            s, t = row_scores(self.manifest, x_all[piece], mean, log_var, outputs, self.table, self.prior, y_piece)
+            s, t = row_scores(self.manifest, x_piece, mean, log_var, outputs, self.table, self.prior, y_piece)
             scores.append(s)
             terms.append(t)
         return surprise_scores(np.concatenate(scores), np.concatenate(terms), observed_numeric(self.table, x, d))
+
+    def calibration(self, x: np.ndarray, y: np.ndarray | None = None) -> dict:
+        """`calibrate` on these normal rows' scores, with what the scores were: the KL to the model's
+        prior, and the surprise added or not (`scoring_prior`, `takes_surprise` read them back)."""
+        return {**calibrate(self.score(x, y).score), "kl_to": KL_TO_PRIOR, "surprise": self.surprise}
 
     def distances(self, x: np.ndarray, y: np.ndarray | None = None, level: float = 0.9) -> np.ndarray:
         """band_distances of rows on the model's scale, as /anomaly ranks the features it names."""
@@ -257,13 +267,7 @@ def calibrate(scores: np.ndarray) -> dict:
     quantiles = {f"{q:g}": float(np.quantile(scores, q)) for q in (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)}
     # with n rows, a rate under 1/n cannot be read off them: its threshold is extrapolated beyond the largest
     coarse = [f"{rate:g}" for rate in FALSE_ALARM_RATES if rate * len(scores) < 1]
-    return {
-        "rows": len(scores),
-        "thresholds": thresholds,
-        "score_quantiles": quantiles,
-        "coarse_rates": coarse,
-        "kl_to": KL_TO_PRIOR,
-    }
+    return {"rows": len(scores), "thresholds": thresholds, "score_quantiles": quantiles, "coarse_rates": coarse}
 
 
 KL_TO_PRIOR = "the model's prior"  # calibrations without it were fitted to the KL to N(0, I)

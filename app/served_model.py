@@ -24,6 +24,7 @@ from app.anomaly import (
     band_distances,
     central_band,
     observed_numeric,
+    pieces,
     row_scores,
     scoring_prior,
     surprise_scores,
@@ -402,18 +403,17 @@ class ServedModel:
         n, d = len(x_norm), self.manifest.numeric_dim
         x_all, y_all = with_neutral_copies(x_norm, y, d) if self.anomaly_surprise else (x_norm, y)
         scores, terms, first = [], [], None
+        prior = self.anomaly_prior
         # in pieces of at most max_rows: each fits an empty queue, as a request's rows do, and the copies'
         # outputs are reduced to their scores piece by piece
-        for start in range(0, len(x_all), self.max_rows):
-            piece = slice(start, start + self.max_rows)
-            y_piece = None if y_all is None else y_all[piece]
-            mean, log_var = await self._encode(x_all[piece], y_piece)
+        for x_piece, y_piece in pieces(x_all, y_all, self.max_rows):
+            mean, log_var = await self._encode(x_piece, y_piece)
             outputs = await self._decode(mean, y_piece)
-            prior = self.anomaly_prior
-            s, t = row_scores(self.manifest, x_all[piece], mean, log_var, outputs, self.table, prior, y_piece)
+            s, t = row_scores(self.manifest, x_piece, mean, log_var, outputs, self.table, prior, y_piece)
             scores.append(s)
             terms.append(t)
-            first = first or (mean[:n], [o[:n] for o in outputs])  # the rows themselves lead the first piece
+            if first is None:  # the rows themselves lead the first piece: their codes give the bands
+                first = (mean[:n], [o[:n] for o in outputs])
         observed = observed_numeric(self.table, x_norm, d)
         scored = surprise_scores(np.concatenate(scores), np.concatenate(terms), observed)
         self._require_finite(scored.score, "anomaly score", x_norm)

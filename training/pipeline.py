@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from app import anomaly
 from app.anomaly import AnomalyScorer
 from app.columns import Table
 from app.manifest import (
@@ -244,8 +243,7 @@ def _anomaly_calibration(staged: Path, val: tuple, test: tuple) -> dict:
     """Thresholds of app/anomaly.py's score on the validation split's rows (normal, held out from
     the fit), and the false-alarm rate the 1% threshold gives on the test split's."""
     scorer = AnomalyScorer(staged)
-    calibration = anomaly.calibrate(scorer.score(*val).score)
-    calibration["surprise"] = scorer.surprise
+    calibration = scorer.calibration(*val)
     test_scores = scorer.score(*test).score
     calibration["test_false_alarm_rate"] = float((test_scores > calibration["thresholds"]["0.01"]).mean())
     return calibration
