@@ -26,6 +26,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=igno
 WORKDIR /src
 RUN python3 -m venv /opt/venv
 COPY pyproject.toml README.md ./
+COPY core ./core
 COPY app ./app
 COPY training ./training
 # Install the serve extra's dependencies into the venv (the project itself runs from /srv/app).
@@ -45,6 +46,7 @@ FROM base AS runtime
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin genserve
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /srv
+COPY --chown=root:root core ./core
 COPY --chown=root:root app ./app
 COPY --chown=root:root models ./models
 # Read-only root file system friendly: no bytecode written, nothing else written outside /tmp.

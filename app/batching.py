@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app import metrics
-from app.errors import InferenceFailed, NotReady, Overloaded, RequestTimeout
 from app.runtimes import LoadedGraph
+from core.errors import InferenceFailed, NotReady, Overloaded, RequestTimeout
 
 logger = logging.getLogger("genserve")
 

@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.errors import InvalidInput, Unauthorized
 from app.registry import Registry
 from app.served_model import ServedModel
+from core.errors import InvalidInput, Unauthorized
 
 
 async def get_registry(request: Request) -> Registry:

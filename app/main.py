@@ -19,11 +19,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import parsing, protocol
 from app.deps import require_api_key
-from app.errors import NotReady, RepositoryUnavailable, install_error_handlers
+from app.errors import install_error_handlers
 from app.middleware import BodyLimit, DirectRoutes, HotRoutes, RequestMetrics
 from app.registry import Registry
 from app.routes import admin, health, inference, models, ui, v2
 from app.settings import Settings
+from core.errors import NotReady, RepositoryUnavailable
 
 logger = logging.getLogger("genserve")
 

@@ -15,7 +15,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
-from app.errors import BodyTooLarge, error_body
+from app.errors import error_body
+from core.errors import BodyTooLarge
 
 
 class BodyLimit:

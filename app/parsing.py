@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from app.errors import NotReady
+from core.errors import NotReady
 
 INLINE_BYTES = 256 * 1024
 _MAX_ERRORS = 20

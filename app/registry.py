@@ -29,21 +29,22 @@ from pydantic import BaseModel, Field, ValidationError
 
 from app import metrics
 from app.batching import Batcher, WrongOutput, check_outputs
-from app.errors import ModelNotFound, NotReady, RepositoryUnavailable, StartupError
-from app.manifest import (
+from app.runtimes import LoadedGraph, load_graph
+from app.served_model import ServedModel
+from app.settings import Settings
+from core.errors import ModelNotFound, NotReady, RepositoryUnavailable, StartupError
+from core.manifest import Artifact, Manifest
+from core.repository import (
     MANIFEST_FILE,
-    Artifact,
-    Manifest,
+    Pin,
+    choose_default,
     contained_file,
     is_version_name,
     parse_model_ref,
     read_manifest,
+    read_pin,
     sha256_file,
 )
-from app.promotion import Pin, choose_default, read_pin
-from app.runtimes import LoadedGraph, load_graph
-from app.served_model import ServedModel
-from app.settings import Settings
 
 logger = logging.getLogger("genserve")
 

@@ -8,9 +8,9 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from app.errors import InvalidInput, UnsupportedMediaType
-from app.manifest import MIN_ROWS_PER_GAP_PATTERN
 from app.parsing import BodyInvalid, TooManyRows, validate_json
+from core.errors import InvalidInput, UnsupportedMediaType
+from core.manifest import MIN_ROWS_PER_GAP_PATTERN
 
 Rows = list[list[float]]
 TypedRows = list[list[float | int | str | bool | None]]

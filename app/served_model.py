@@ -20,7 +20,13 @@ from typing import Literal, ParamSpec, TypeVar
 
 import numpy as np
 
-from app.anomaly import (
+from app.batching import Batcher
+from core.errors import InvalidInput, ModelFault, Overloaded, RequestTimeout
+from core.generation import BLOCK_ROWS, Block, block_rng, block_sizes, rows_block
+from core.heads import head_values
+from core.manifest import Manifest
+from core.prior import latent_codes, latent_mixtures
+from core.scoring import (
     band_distances,
     central_band,
     observed_numeric,
@@ -32,11 +38,7 @@ from app.anomaly import (
     typical_codes,
     with_neutral_copies,
 )
-from app.batching import Batcher
-from app.columns import Cell, RowError, Table, head_values, latent_codes, latent_mixtures
-from app.errors import InvalidInput, ModelFault, Overloaded, RequestTimeout
-from app.manifest import Manifest
-from app.streaming import BLOCK_ROWS, Block, block_rng, block_sizes, rows_block
+from core.table import Cell, RowError, Table
 
 # Levels returned by /quantiles for a Gaussian head (a quantile head returns its own).
 GAUSSIAN_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)

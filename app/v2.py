@@ -23,11 +23,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from app.batching import Batcher
-from app.errors import InvalidInput, ModelNotFound, NotReady
-from app.manifest import is_version_name
 from app.parsing import BodyInvalid, validate_json
 from app.registry import Registry
 from app.served_model import ServedModel, require_finite
+from core.errors import InvalidInput, ModelNotFound, NotReady
+from core.repository import is_version_name
 
 GRAPHS = ("encoder", "decoder")
 EXTENSIONS = ("binary_tensor_data",)

@@ -243,8 +243,8 @@ def in_process(model_dir: Path, batch_sizes: tuple[int, ...], repeats: float = 1
 
     import onnxruntime as ort
 
-    from app.manifest import read_manifest
     from app.responses import encode_json
+    from core.repository import read_manifest
 
     manifest = read_manifest(model_dir)
     artifact = manifest.decoder.artifact("onnx")
@@ -275,8 +275,8 @@ def in_process(model_dir: Path, batch_sizes: tuple[int, ...], repeats: float = 1
 def table_rows_in_process(model_dir: Path, n: int = 1000, repeats: float = 1.0) -> float:
     """Seconds to make `n` typed rows of a table model in-process, as /generate's `mode: sample` does:
     z from the latent prior, the decoder on onnxruntime (one thread), draws of every value, typed rows."""
-    from app.columns import rows_of
-    from app.sampler import Sampler
+    from core.generation import Sampler
+    from core.table import rows_of
 
     sampler = Sampler(model_dir, threads=1)
     assert sampler.table is not None and sampler.prior is not None

@@ -39,8 +39,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.manifest import read_manifest  # noqa: E402
-from app.sampler import Sampler  # noqa: E402
+from core.generation import Sampler  # noqa: E402
+from core.repository import read_manifest  # noqa: E402
 from training import data, quality  # noqa: E402
 from training.pipeline import TrainOptions, train_and_export  # noqa: E402
 

@@ -58,8 +58,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: `app` and `training` live at the root
 
-from app.columns import Table, category_key  # noqa: E402
-from app.manifest import Column, NumericEncoding  # noqa: E402
+from core.manifest import Column, NumericEncoding  # noqa: E402
+from core.table import Table, category_key  # noqa: E402
 from training import data, tables  # noqa: E402
 from training.data import ReadOptions  # noqa: E402
 from training.pipeline import TrainOptions, train_and_export  # noqa: E402

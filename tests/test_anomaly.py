@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.manifest import read_manifest
+from core.repository import read_manifest
 from tests.conftest import DEFAULT_MODELS_DIR, metric_value, real_rows
 
 PENGUIN = {"island": "Biscoe", "bill_length_mm": 47.5, "bill_depth_mm": 15.0, "flipper_length_mm": 217}
@@ -61,7 +61,7 @@ def test_a_missing_value_is_never_the_surprise_nor_outside(client) -> None:
     """A gap has no value to be surprised by or to lie outside a band; a row of gaps adds no surprise."""
     import numpy as np
 
-    from app.anomaly import AnomalyScorer, row_scores
+    from core.scoring import AnomalyScorer, row_scores
 
     gap = {**PENGUIN, "bill_depth_mm": None, "body_mass_g": 9000}
     numbers = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
@@ -90,7 +90,7 @@ def test_surprises_that_are_not_finite_reach_the_score() -> None:
     refuses with an error instead of answering a score without it."""
     import numpy as np
 
-    from app.anomaly import surprise_scores
+    from core.scoring import surprise_scores
 
     observed = np.array([[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
     scores = np.array([10.0, 10.0, 10.0, 9.0, np.nan, 9.0, 12.0, 4.0, 9.0])  # rows, then copy 0, copy 1
@@ -119,7 +119,7 @@ def test_rows_with_their_feature_copies_beyond_the_request_limit_score_the_same(
 def test_a_model_with_more_numeric_features_than_the_surprise_limit_scores_its_elbo(monkeypatch, make_client) -> None:
     import numpy as np
 
-    from app import anomaly
+    from core import scoring as anomaly
 
     monkeypatch.setattr(anomaly, "MAX_SURPRISE_FEATURES", 16)  # cancer-qvae has 30
     rows, labels = real_rows("cancer-qvae", 2)
@@ -175,7 +175,7 @@ def test_the_in_process_scorer_agrees_with_the_service(client) -> None:
     """AnomalyScorer (training's calibration, the benchmark) scores and ranks as /anomaly does."""
     import numpy as np
 
-    from app.anomaly import AnomalyScorer
+    from core.scoring import AnomalyScorer
 
     rows, labels = real_rows("cancer-qvae", 3)
     rows[1][3] *= 8
@@ -197,7 +197,7 @@ def test_the_score_adds_the_largest_surprise_of_a_value_given_the_others() -> No
     and j's own term left out; the score is the negative ELBO plus the largest."""
     import numpy as np
 
-    from app.anomaly import AnomalyScorer, row_scores
+    from core.scoring import AnomalyScorer, row_scores
 
     rows, labels = real_rows("cancer-qvae", 4)
     scorer = AnomalyScorer(DEFAULT_MODELS_DIR / "cancer-qvae" / "1")
@@ -232,7 +232,7 @@ def test_scores_take_the_kl_to_the_prior_their_calibration_was_fitted_with(tmp_p
 
     import numpy as np
 
-    from app.anomaly import KL_TO_PRIOR, AnomalyScorer, kl_to_prior, row_scores
+    from core.scoring import KL_TO_PRIOR, AnomalyScorer, kl_to_prior, row_scores
 
     rows, labels = real_rows("cancer-qvae", 6)
     scorer = AnomalyScorer(DEFAULT_MODELS_DIR / "cancer-qvae" / "1")
@@ -264,7 +264,7 @@ def test_scores_take_the_kl_to_the_prior_their_calibration_was_fitted_with(tmp_p
 def test_calibration_marks_rates_too_fine_for_its_rows(client) -> None:
     import numpy as np
 
-    from app.anomaly import calibrate
+    from core.scoring import calibrate
 
     few = calibrate(np.arange(53.0))
     assert few["coarse_rates"] == ["0.005", "0.01"]

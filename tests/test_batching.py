@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from app.batching import Batcher
-from app.errors import InferenceFailed, NotReady, Overloaded
-from app.manifest import read_manifest
 from app.runtimes import load_graph
+from core.errors import InferenceFailed, NotReady, Overloaded
+from core.repository import read_manifest
 from tests.conftest import DEFAULT_MODELS_DIR, metric_value
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.columns import Mixture, RowError, Table, category_key, draw, inverse_cdf
-from app.manifest import Column, LatentPrior
+from core.heads import draw, inverse_cdf
+from core.manifest import Column, LatentPrior
+from core.prior import Mixture
+from core.table import RowError, Table, category_key
 
 LEVELS = np.array([0.05, 0.25, 0.5, 0.75, 0.95])
 
@@ -201,7 +203,7 @@ def test_mixture_density_and_kl_from_a_posterior() -> None:
     component grows past the KL to N(0, I) when the mixture is tighter than N(0, I)."""
     from statistics import NormalDist
 
-    from app.anomaly import kl_to_prior
+    from core.scoring import kl_to_prior
 
     rng = np.random.default_rng(3)
     mean, log_var = rng.normal(size=(6, 2)).astype(np.float32), rng.normal(-1, 0.3, size=(6, 2)).astype(np.float32)

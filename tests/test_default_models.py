@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.manifest import read_manifest, resolve, sha256_file
+from core.repository import read_manifest, resolve, sha256_file
 from tests.conftest import COMMITTED_MODELS, DEFAULT_MODEL_NAMES, DEFAULT_MODELS_DIR, ROOT, run_python
 
 
@@ -129,7 +129,7 @@ def test_sampled_rows_have_the_real_spread_of_each_label(name: str) -> None:
     """mode: sample, per label: generated / real standard deviation within [0.8, 1.25] for every numeric column."""
     import pandas as pd
 
-    from app.sampler import Sampler
+    from core.generation import Sampler
     from training import data
 
     sampler = Sampler(resolve(DEFAULT_MODELS_DIR, name))

@@ -14,7 +14,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from app.manifest import MANIFEST_FILE, sha256_file
+from core.repository import MANIFEST_FILE, sha256_file
 from tests.conftest import DEFAULT_MODELS_DIR
 
 

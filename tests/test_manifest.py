@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.manifest import Manifest, model_versions, parse_model_ref, read_manifest, resolve, sha256_file
+from core.manifest import Manifest
+from core.repository import model_versions, parse_model_ref, read_manifest, resolve, sha256_file
 
 
 @pytest.mark.parametrize(("ref", "expected"), [("digits-cvae", ("digits-cvae", None)), ("m.v2_x@12", ("m.v2_x", 12))])
@@ -61,12 +62,12 @@ def test_manifest_rejects_inconsistent_content(tiny_cvae: Path) -> None:
 def test_manifest_module_does_not_import_torch() -> None:
     from tests.conftest import run_python
 
-    code = "import sys, app.manifest; assert 'torch' not in sys.modules and 'numpy' not in sys.modules"
+    code = "import sys, core.manifest; assert 'torch' not in sys.modules and 'numpy' not in sys.modules"
     assert run_python("-c", code).returncode == 0
 
 
 def test_a_table_manifest_checks_its_column_schema() -> None:
-    from app.manifest import Column, encoded_width
+    from core.manifest import Column, encoded_width
     from tests.conftest import DEFAULT_MODELS_DIR
 
     data = read_manifest(DEFAULT_MODELS_DIR / "penguins-cvae" / "1").model_dump()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from app.manifest import Evaluation, Promotion, read_manifest, resolve
-from app.promotion import PIN_FILE, Pin, choose_default, compare
+from core.manifest import Evaluation, Promotion
+from core.repository import PIN_FILE, Pin, choose_default, compare, read_manifest, resolve
 from tests.conftest import run_python
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.errors import StartupError
-from app.manifest import sha256_file
+from core.errors import StartupError
+from core.repository import sha256_file
 from tests.conftest import DEFAULT_MODELS_DIR, real_rows, run_python
 
 

@@ -110,7 +110,7 @@ def test_a_version_that_cannot_have_its_device_fails_alone_at_a_reload(make_clie
     failure. No GPU here: the device error is raised for version 2's files only. (Metrics are
     process-wide: a model name no other test uses.)"""
     import app.registry
-    from app.errors import StartupError
+    from core.errors import StartupError
 
     copy_model("digits-cvae", tmp_path, "dev")
     client = make_client(model_dir=tmp_path)

@@ -14,7 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from app.streaming import ARROW, BLOCK_ROWS, CSV, NDJSON, PARQUET
+from core.formats import ARROW, CSV, NDJSON, PARQUET
+from core.generation import BLOCK_ROWS
 from tests.conftest import DEFAULT_MODELS_DIR, metric_value, run_python
 
 PENGUINS = {"model": "penguins-cvae", "label": "Gentoo", "seed": 11}
@@ -143,7 +144,7 @@ def test_stream_refuses_what_it_cannot_do(big_client):
 
 
 def test_accept_ranks_by_q_values() -> None:
-    from app.streaming import negotiate
+    from core.formats import negotiate
 
     assert negotiate("text/csv;q=0, application/x-ndjson") == NDJSON  # q=0: not acceptable
     assert negotiate("application/x-ndjson;q=0.1, text/csv;q=0.9") == CSV

@@ -120,7 +120,7 @@ def test_a_mixed_csv_trains_with_no_flags_and_says_what_it_did(mixed_model) -> N
     _, models_dir, log = mixed_model
     assert "head gaussian (chosen from the data" in log
     assert "column 'customer_id' left out: an ID" in log
-    from app.manifest import read_manifest
+    from core.repository import read_manifest
 
     manifest = read_manifest(models_dir / "customers" / "1")
     kinds = {c.name: c.kind for c in manifest.columns}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.manifest import read_manifest
+from core.repository import read_manifest
 from tests.conftest import ROOT, run_python
 from tests.heavy_tailed import write_awkward_table_csv, write_heavy_tailed_csv
 from training.export import ExportError, ServedDecoder, _verify

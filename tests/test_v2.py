@@ -11,8 +11,8 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from app.columns import Mixture
-from app.manifest import read_manifest
+from core.prior import Mixture
+from core.repository import read_manifest
 from tests.conftest import DEFAULT_MODELS_DIR, ROOT, LiveServer, metric_value, real_rows
 
 MAX_ROWS = 16  # GENSERVE_MAX_SAMPLES of the server under test

@@ -7,8 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.manifest import Column, parse_model_ref, read_manifest, resolve
-from app.promotion import PIN_FILE, write_pin
+from core.manifest import Column
+from core.repository import PIN_FILE, parse_model_ref, read_manifest, resolve, write_pin
 
 
 def _floats(text: str) -> tuple[float, ...]:

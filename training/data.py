@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.manifest import Column
+from core.manifest import Column
 
 if TYPE_CHECKING:
     import pandas as pd

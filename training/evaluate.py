@@ -11,8 +11,9 @@ from statistics import NormalDist
 import numpy as np
 import torch
 
-from app.columns import Mixture, median_index
-from app.manifest import LatentPrior
+from core.heads import median_index
+from core.manifest import LatentPrior
+from core.prior import Mixture
 from training.model import VAE, log_normal, reparameterize
 from training.train import as_tensors
 

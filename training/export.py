@@ -14,19 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from app.manifest import (
-    ENCODER_OUTPUTS,
-    MANIFEST_FILE,
-    Artifact,
-    ArtifactFormat,
-    Evaluation,
-    Graph,
-    Manifest,
-    decoder_output_names,
-    model_versions,
-    sha256_file,
-)
-from app.promotion import Choice, decide
+from core.manifest import ENCODER_OUTPUTS, Artifact, ArtifactFormat, Evaluation, Graph, Manifest, decoder_output_names
+from core.repository import MANIFEST_FILE, Choice, decide, model_versions, sha256_file
 from training.model import VAE
 
 TOLERANCE = 1e-4

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.columns import median_index
+from core.heads import median_index
 
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 LOG_VAR_MIN, LOG_VAR_MAX = -8.0, 6.0  # keeps exp(log_var) finite in float32 and in ONNX

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from app.manifest import LatentPrior
+from core.manifest import LatentPrior
 from training.model import VAE
 from training.train import as_tensors
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from app.manifest import resolve
-from app.sampler import Sampler
-from app.streaming import SUFFIXES, RowWriter
+from core.formats import SUFFIXES, RowWriter
+from core.generation import Sampler
+from core.repository import resolve
 
 LOG_EVERY_S = 5.0
 

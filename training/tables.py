@@ -18,8 +18,8 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from app.columns import Table, category_key
-from app.manifest import MAX_GAP_PATTERNS, MAX_MISSING_RATE, MIN_ROWS_PER_GAP_PATTERN, Column, NumericEncoding
+from core.manifest import MAX_GAP_PATTERNS, MAX_MISSING_RATE, MIN_ROWS_PER_GAP_PATTERN, Column, NumericEncoding
+from core.table import Table, category_key
 from training.data import DataError, Dataset, ReadOptions, _encode_labels
 
 MISSING_SPELLINGS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "none", "?"]

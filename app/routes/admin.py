@@ -12,9 +12,9 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from app.deps import RegistryDep
-from app.errors import Forbidden
 from app.registry import ReloadReport
 from app.schemas import ErrorResponse, require_json
+from core.errors import Forbidden
 
 logger = logging.getLogger("genserve")
 

@@ -12,9 +12,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from app import metrics
-from app.columns import rows_of
 from app.deps import resolve_model
-from app.errors import InvalidInput, NotAcceptable
 from app.pictures import PNG_MEDIA_TYPE, SVG_MEDIA_TYPE, band_png, band_svg, image_grid, outside
 from app.responses import (
     CSV_MEDIA_TYPE,
@@ -40,7 +38,10 @@ from app.schemas import (
     read_body,
 )
 from app.served_model import ServedModel, TableRows
-from app.streaming import ARROW, NDJSON, PARQUET, Block, RowWriter, negotiate
+from core.errors import InvalidInput, NotAcceptable
+from core.formats import ARROW, NDJSON, PARQUET, RowWriter, negotiate
+from core.generation import Block
+from core.table import rows_of
 
 ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 406, 413, 415, 422, 500, 503, 504)}
 router = APIRouter(tags=["inference"], responses=ERRORS)  # the API key is attached in create_app

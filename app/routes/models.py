@@ -7,11 +7,11 @@ from typing import Literal
 from fastapi import APIRouter, Query, Response
 
 from app.deps import RegistryDep
-from app.errors import ModelNotFound
-from app.manifest import COLUMNS_FIGURE, HISTORY_FILE, LOSS_FIGURE, contained_file
 from app.pictures import SVG_MEDIA_TYPE
 from app.registry import ModelRecord
 from app.schemas import ErrorResponse, ModelDetail, ModelList, ModelSummary
+from core.errors import ModelNotFound
+from core.repository import COLUMNS_FIGURE, HISTORY_FILE, LOSS_FIGURE, contained_file
 
 router = APIRouter(
     tags=["models"],

@@ -14,9 +14,10 @@ from fastapi.routing import APIRoute
 
 from app import v2
 from app.deps import RegistryDep
-from app.errors import ErrorResponse, GenserveError, InvalidInput, NotReady
+from app.errors import ErrorResponse
 from app.schemas import ErrorResponse as ErrorModel
 from app.schemas import inline_schema
+from core.errors import GenserveError, InvalidInput, NotReady
 
 logger = logging.getLogger("genserve")
 

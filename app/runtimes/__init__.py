@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-from app.manifest import Artifact
+from core.manifest import Artifact
 
 
 class LoadedGraph(Protocol):

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from app.errors import StartupError
-from app.manifest import Artifact
+from core.errors import StartupError
+from core.manifest import Artifact
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 

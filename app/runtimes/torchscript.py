@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.errors import StartupError
-from app.manifest import Artifact
+from core.errors import StartupError
+from core.manifest import Artifact
 
 
 def cuda_available() -> bool:

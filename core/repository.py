@@ -1,4 +1,5 @@
-"""Which version `name` resolves to: promotion at export, and pins.
+"""The model repository: `models/<name>/<version>/` directories, each with its `model.json` (core/manifest.py),
+read, checked and resolved here; and which version `name` resolves to: promotion at export, and pins.
 
 A version is written only once the export's parity check has passed (each graph's outputs
 match PyTorch's). It is then *promoted* — `name` may resolve to it — if its evaluation
@@ -16,16 +17,114 @@ Pydantic and the standard library only: the serving path uses it.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
+import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.manifest import Evaluation, Manifest, Promotion, model_versions, read_manifest
+from core.manifest import MAX_VERSION, NAME_PATTERN, Evaluation, Manifest, Promotion
+
+_NAME_RE = re.compile(NAME_PATTERN)
+MANIFEST_FILE = "model.json"
+
+MAX_MANIFEST_BYTES = 64 << 20
+
+# Written by training beside the manifest (optional, older versions lack them): the history of
+# every epoch, and figures (SVG): the loss curves, a table's real-against-generated columns.
+HISTORY_FILE = "history.json"
+
+LOSS_FIGURE = "loss.svg"
+
+COLUMNS_FIGURE = "columns.svg"
+
+
+def parse_model_ref(ref: str) -> tuple[str, int | None]:
+    """Split `name` or `name@version` into (name, version or None for latest).
+
+    Raises ValueError with a message fit for a client when the reference is malformed.
+    """
+    name, sep, version_text = ref.partition("@")
+    if not _NAME_RE.match(name):
+        raise ValueError(
+            f"invalid model name {name!r}: use letters, digits, '.', '_' and '-' "
+            "(at most 64 characters, starting with a letter or digit)"
+        )
+    if not sep:
+        return name, None
+    if not re.fullmatch(r"[0-9]+", version_text) or int(version_text) < 1:
+        raise ValueError(f"invalid version {version_text!r} in {ref!r}: a version is a positive integer")
+    return name, int(version_text)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_versions(models_dir: Path, name: str) -> list[int]:
+    """The versions present for a model, ascending (directories named by an integer)."""
+    model_dir = models_dir / name
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and is_version_name(p.name))
+
+
+def is_version_name(text: str) -> bool:
+    """A version directory: ASCII digits only (str.isdigit() would take '²' or a full-width '１'),
+    a number from 1 to MAX_VERSION."""
+    return re.fullmatch(r"[0-9]{1,10}", text) is not None and 1 <= int(text) <= MAX_VERSION
+
+
+def contained_file(version_dir: Path, name: str) -> Path:
+    """`version_dir / name` if it is a regular file inside the version directory (after links);
+    ValueError otherwise: a link out of the directory, a FIFO or device, a directory."""
+    path = version_dir / name
+    real, root = path.resolve(), version_dir.resolve()
+    if not real.is_relative_to(root):
+        raise ValueError(f"{name} links out of its version directory ({real}); not followed")
+    try:
+        mode = real.stat().st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(2, "No such file", str(path)) from None
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{name} is not a regular file")
+    return real
+
+
+def read_manifest(version_dir: Path) -> Manifest:
+    path = contained_file(version_dir, MANIFEST_FILE)
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ValueError(f"{MANIFEST_FILE} is larger than {MAX_MANIFEST_BYTES} bytes")
+    return Manifest.model_validate_json(path.read_bytes())
+
+
+def resolve(models_dir: Path, ref: str) -> Path:
+    """The version directory that `name@version` addresses, or `name` as the service resolves it
+    (pinned, else newest promoted: app/promotion.py); FileNotFoundError if none."""
+    name, version = parse_model_ref(ref)
+    versions = model_versions(models_dir, name)
+    if not versions:
+        raise FileNotFoundError(f"no model named {name!r} in {models_dir}")
+    if version is None:
+        default = current_default(models_dir, name)
+        if default is None:
+            raise FileNotFoundError(f"model {name!r} has no promoted version; versions: {versions}")
+        version = default.version
+    elif version not in versions:
+        raise FileNotFoundError(f"model {name!r} has no version {version}; versions: {versions}")
+    return models_dir / name / str(version)
+
 
 PIN_FILE = "default.json"
+
 Choice = Literal["auto", "yes", "no"]
 
 

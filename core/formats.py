@@ -1,12 +1,4 @@
-"""Many rows with constant memory: `POST /generate/stream` and `python -m training sample`.
-
-Rows are made in blocks of `BLOCK_ROWS`. Block k of a seeded request draws everything (its
-latent codes, then its values) from a generator of its own: the seed's own for block 0, so
-that up to `BLOCK_ROWS` rows are exactly what /generate answers for that seed, and
-`SeedSequence(seed, spawn_key=(k,))`, an independent stream, for each block after it. So the
-`n` rows of a seed are the same whether streamed or not, served or written by the CLI, and a
-whole block is the same in any request that reaches past it (a partial last block draws its
-rows' codes and values in another order than a whole one would).
+"""Rows as bytes.
 
 A `RowWriter` turns blocks into the bytes of one format, a part at a time: NDJSON (one object
 per row, keyed by column), CSV (a header row first), an Arrow IPC stream (a record batch per
@@ -19,23 +11,24 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import orjson
 
-from app.columns import Table, category_key, head_values
-from app.errors import NotAcceptable
-from app.manifest import Manifest
-
-BLOCK_ROWS = 1024
+from core.errors import NotAcceptable
+from core.generation import BLOCK_ROWS, Block
+from core.table import Table, category_key
 
 NDJSON = "application/x-ndjson"
+
 CSV = "text/csv"
+
 ARROW = "application/vnd.apache.arrow.stream"
+
 PARQUET = "application/vnd.apache.parquet"
+
 # media types asked for -> the format answered (the first of each group is the one answered)
 _ACCEPTED = {
     NDJSON: NDJSON,
@@ -46,68 +39,10 @@ _ACCEPTED = {
     PARQUET: PARQUET,
     "application/x-parquet": PARQUET,
 }
+
 MEDIA_TYPES = [NDJSON, CSV, ARROW, PARQUET]
+
 SUFFIXES = {".ndjson": NDJSON, ".jsonl": NDJSON, ".csv": CSV, ".arrow": ARROW, ".arrows": ARROW, ".parquet": PARQUET}
-
-
-def block_rng(seed: int | None, k: int, shared: np.random.Generator) -> np.random.Generator:
-    """The generator block k draws from: `shared` for an unseeded request."""
-    if seed is None:
-        return shared
-    if k == 0:
-        return np.random.default_rng(seed)
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(k,))))
-
-
-def block_sizes(n: int) -> Iterator[int]:
-    return (min(BLOCK_ROWS, n - start) for start in range(0, n, BLOCK_ROWS))
-
-
-@dataclass
-class Block:
-    """Rows as arrays: the numeric block in original units ([rows, numeric columns] for a table,
-    [rows, features] otherwise), and a table's category indices and missing-value flags."""
-
-    numeric: np.ndarray
-    codes: np.ndarray | None = None
-    missing: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.numeric)
-
-    @staticmethod
-    def join(blocks: Sequence[Block]) -> Block:
-        if len(blocks) == 1:
-            return blocks[0]
-        codes = None if blocks[0].codes is None else np.concatenate([b.codes for b in blocks])  # type: ignore[misc]
-        missing = None if blocks[0].missing is None else np.concatenate([b.missing for b in blocks])  # type: ignore[misc]
-        return Block(np.concatenate([b.numeric for b in blocks]), codes, missing)
-
-
-def rows_block(
-    manifest: Manifest,
-    table: Table | None,
-    outputs: list[np.ndarray],
-    rng: np.random.Generator | None,
-    shift: np.ndarray,
-    scale: np.ndarray,
-    generated: bool = True,
-) -> tuple[np.ndarray, Block]:
-    """The decoder's outputs -> (the numeric block on the model's scale, the rows): drawn from
-    p(x | z[, y]) with `rng` (the head's draw, then each category and gap), else central values.
-    Generated rows keep only the gap patterns enough training rows share (`Table.common_gaps`);
-    a reconstruction (`generated` False) keeps what the decoder says of the row it was given.
-    The one way /generate, /generate/stream, /reconstruct and the in-process Sampler make rows.
-    Not checked for finite values here: the callers check what they answer."""
-    m = manifest
-    numeric = head_values(m.head, outputs, m.quantile_levels, bool(m.discrete_dim), rng)
-    if table is None:
-        with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused by the caller's check
-            return numeric, Block(numeric * scale + shift)
-    codes, missing = table.choose(outputs[-1] if m.discrete_dim else None, len(numeric), rng)
-    if generated:
-        missing = table.common_gaps(missing)
-    return numeric, Block(table.from_scale(numeric), codes, missing)
 
 
 def negotiate(accept: str | None) -> str:

@@ -38,9 +38,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from app.columns import Mixture, Table, latent_mixtures
-from app.manifest import Manifest, read_manifest
-from app.sampler import onnx_graph
+from core.manifest import Manifest
+from core.prior import Mixture, latent_mixtures
+from core.repository import read_manifest
+from core.runner import onnx_graph
+from core.table import Table
 
 LOG_2PI = math.log(2 * math.pi)
 _EPS = 1e-6

@@ -18,7 +18,6 @@ missing indicator.
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from app.manifest import Column, LatentPrior, Manifest, encoded_width
+from core.manifest import Column, Manifest, encoded_width
 
 Cell = float | int | str | bool | None
 
@@ -52,161 +51,7 @@ def category_key(value: Any) -> str:
 # ---- numeric heads ------------------------------------------------------------------------
 
 
-def median_index(levels: Sequence[float]) -> int:
-    return int(np.argmin(np.abs(np.asarray(levels) - 0.5)))
-
-
-def central(head: str, outputs: list[np.ndarray], levels: Sequence[float] | None) -> np.ndarray:
-    """The head's central value on the model's scale: Bernoulli mean, Gaussian mean, median quantile."""
-    if head == "quantile":
-        return outputs[0][:, median_index(levels or [0.5])]
-    return outputs[0]
-
-
-def draw(head: str, outputs: list[np.ndarray], levels: Sequence[float] | None, rng: np.random.Generator) -> np.ndarray:
-    """One draw from p(x | z) per value, on the model's scale.
-
-    bernoulli: 0 or 1 with the predicted probability; gaussian: mean + sigma * eps; quantile:
-    the inverse CDF through the predicted quantiles (linear between levels) with exponential
-    tails beyond the outer levels, their scale fitted to the two outermost quantiles on each
-    side (the asymmetric Laplace tail behind the pinball loss)."""
-    if head == "bernoulli":
-        probs = outputs[0]
-        return (rng.random(probs.shape, dtype=np.float32) < probs).astype(np.float32)
-    if head == "gaussian":
-        mean, log_var = outputs[0], outputs[1]
-        return mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape, dtype=np.float32)
-    return inverse_cdf(outputs[0], np.asarray(levels, dtype=np.float64), rng.random(outputs[0][:, 0].shape))
-
-
-def inverse_cdf(q: np.ndarray, levels: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """q: [rows, levels, features] non-crossing quantiles; u: [rows, features] in (0, 1)."""
-    q = q.astype(np.float64)
-    k = len(levels)
-    u = np.clip(u, 1e-12, 1 - 1e-12)
-    i = np.clip(np.searchsorted(levels, u) - 1, 0, k - 2)  # segment [levels[i], levels[i+1]]
-    lo = np.take_along_axis(q, i[:, None], axis=1)[:, 0]
-    hi = np.take_along_axis(q, (i + 1)[:, None], axis=1)[:, 0]
-    t = (u - levels[i]) / (levels[i + 1] - levels[i])
-    x = lo + t * (hi - lo)
-    # tails: F(x) = tau_1 exp((x - q_1) / s) below, 1 - F(x) = (1 - tau_K) exp(-(x - q_K) / s) above
-    s_lo = (q[:, 1] - q[:, 0]) / math.log(levels[1] / levels[0])
-    s_hi = (q[:, -1] - q[:, -2]) / math.log((1 - levels[-2]) / (1 - levels[-1]))
-    below, above = u < levels[0], u > levels[-1]
-    x = np.where(below, q[:, 0] + s_lo * np.log(u / levels[0]), x)
-    x = np.where(above, q[:, -1] - s_hi * np.log((1 - u) / (1 - levels[-1])), x)
-    return x.astype(np.float32)
-
-
 # ---- the latent prior ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Mixture:
-    """A manifest's LatentPrior as arrays: z ~ sum_k w_k N(mean_k, L_k L_k^T)."""
-
-    weights: np.ndarray
-    means: np.ndarray  # [k, d]
-    cholesky: np.ndarray  # [k, d, d]
-
-    def __post_init__(self) -> None:
-        cdf = np.cumsum(self.weights)
-        object.__setattr__(self, "_cdf", cdf / cdf[-1])
-        object.__setattr__(self, "_cdf_list", self._cdf.tolist())
-        with np.errstate(divide="ignore"):  # a component of weight 0 never contributes
-            object.__setattr__(self, "_log_weights", np.log(self.weights))
-        factors = self.cholesky.astype(np.float64)
-        inverse = np.linalg.inv(factors)  # [k, d, d]: L_k^-1
-        object.__setattr__(self, "_inverse", inverse)
-        object.__setattr__(self, "_precision_diagonal", np.square(inverse).sum(axis=1))  # diag(Sigma_k^-1)
-        object.__setattr__(self, "_means64", self.means.astype(np.float64))
-        diagonals = np.abs(np.diagonal(factors, axis1=1, axis2=2))
-        object.__setattr__(self, "_log_det", 2 * np.log(diagonals).sum(axis=1))  # log |L_k L_k^T|
-
-    def log_density(self, z: np.ndarray) -> np.ndarray:
-        """log p(z) per row under the mixture."""
-        z = z.astype(np.float64)
-        terms = [
-            self._log_weights[k]
-            - 0.5 * np.square((z - self._means64[k]) @ self._inverse[k].T).sum(axis=1)
-            - 0.5 * (self._log_det[k] + z.shape[1] * math.log(2 * math.pi))
-            for k in range(len(self.weights))
-        ]
-        return _log_sum_exp(np.stack(terms))
-
-    def kl_from(self, mean: np.ndarray, log_var: np.ndarray) -> np.ndarray:
-        """KL(N(mean, diag exp(log_var)) || this mixture) per row, by Hershey and Olsen's variational
-        approximation -log sum_k w_k exp(-KL(q || N_k)): closed form, and exact for one component."""
-        mu, var = mean.astype(np.float64), np.exp(log_var.astype(np.float64))
-        d = mu.shape[1]
-        log_var_sum = np.log(var).sum(axis=1)
-        terms = []
-        for k in range(len(self.weights)):
-            quad = np.square((mu - self._means64[k]) @ self._inverse[k].T).sum(axis=1)
-            trace = var @ self._precision_diagonal[k]  # tr(Sigma_k^-1 diag(var))
-            kl = 0.5 * (trace + quad - d + self._log_det[k] - log_var_sum)
-            terms.append(self._log_weights[k] - kl)
-        return -_log_sum_exp(np.stack(terms))
-
-    @classmethod
-    def of(cls, prior: LatentPrior) -> Mixture:
-        weights = np.asarray(prior.weights, dtype=np.float64)
-        return cls(
-            weights / weights.sum(),  # exactly 1 for numpy's choice, whatever the JSON's rounding
-            np.asarray(prior.means, dtype=np.float32),
-            np.asarray(prior.cholesky, dtype=np.float32),
-        )
-
-    def draw(self, n: int, rng: np.random.Generator, temperature: float = 1.0) -> np.ndarray:
-        """n codes: a component by its weight, then mean + temperature * L eps."""
-        # rng.choice(len(weights), n, p=weights) draws exactly this, but validates p on every call:
-        # a tenth of a small /generate request's time
-        if n == 1:  # one code (/generate n=1): the same draws and the same sums, in fewer small operations
-            k = min(bisect.bisect_right(self._cdf_list, rng.random()), len(self._cdf_list) - 1)
-            eps = rng.standard_normal(self.means.shape[1], dtype=np.float32)
-            if temperature != 1.0:
-                eps *= np.float32(temperature)
-            return (self.means[k] + np.einsum("ij,j->i", self.cholesky[k], eps))[None]
-        k = self._cdf.searchsorted(rng.random(n), side="right")
-        eps = rng.standard_normal((n, self.means.shape[1]), dtype=np.float32) * np.float32(temperature)
-        return self.means[k] + np.einsum("nij,nj->ni", self.cholesky[k], eps)
-
-
-def latent_mixtures(manifest: Manifest) -> list[Mixture] | None:
-    """The manifest's latent prior as arrays, one mixture per label; None: z ~ N(0, I)."""
-    priors = manifest.latent_prior
-    return None if priors is None else [Mixture.of(p) for p in priors]
-
-
-def _log_sum_exp(terms: np.ndarray) -> np.ndarray:
-    """log sum_k exp(terms[k]) over the first axis, without overflow."""
-    top = terms.max(axis=0)
-    return top + np.log(np.exp(terms - top).sum(axis=0))
-
-
-def latent_codes(
-    prior: list[Mixture] | None, dim: int, n: int, label: int | None, rng: np.random.Generator, temperature: float
-) -> np.ndarray:
-    """n codes to decode for label index `label`: from its mixture, or N(0, temperature^2 I) without a prior."""
-    if prior is not None:
-        return prior[label or 0].draw(n, rng, temperature)
-    z = rng.standard_normal((n, dim), dtype=np.float32)
-    if temperature != 1.0:
-        z *= np.float32(temperature)
-    return z
-
-
-def head_values(
-    head: str,
-    outputs: list[np.ndarray],
-    levels: Sequence[float] | None,
-    discrete: bool,
-    rng: np.random.Generator | None,
-) -> np.ndarray:
-    """The numeric block on the model's scale from the decoder's outputs (a table's `discrete_probs`,
-    when it has any, come last): a draw from the head when `rng` is given, else its central value."""
-    params = outputs[: len(outputs) - 1] if discrete else outputs
-    return central(head, params, levels) if rng is None else draw(head, params, levels, rng)
 
 
 # ---- tables -------------------------------------------------------------------------------

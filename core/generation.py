@@ -1,0 +1,140 @@
+"""Many rows with constant memory: `POST /generate/stream` and `python -m training sample`.
+
+Rows are made in blocks of `BLOCK_ROWS`. Block k of a seeded request draws everything (its
+latent codes, then its values) from a generator of its own: the seed's own for block 0, so
+that up to `BLOCK_ROWS` rows are exactly what /generate answers for that seed, and
+`SeedSequence(seed, spawn_key=(k,))`, an independent stream, for each block after it. So the
+`n` rows of a seed are the same whether streamed or not, served or written by the CLI, and a
+whole block is the same in any request that reaches past it (a partial last block draws its
+rows' codes and values in another order than a whole one would).
+
+Rows of an exported model made in-process, without a server: what /generate answers.
+
+z from the model's latent prior (N(0, I) without one), the decoder graph on onnxruntime, then
+the same draws and typing as the served path (app/columns.py). Used by training's quality report,
+the benchmarks and anything else that wants many rows at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.heads import head_values
+from core.manifest import Manifest
+from core.prior import latent_codes, latent_mixtures
+from core.repository import read_manifest
+from core.runner import onnx_graph
+from core.table import Cell, Table
+
+BLOCK_ROWS = 1024
+
+
+def block_rng(seed: int | None, k: int, shared: np.random.Generator) -> np.random.Generator:
+    """The generator block k draws from: `shared` for an unseeded request."""
+    if seed is None:
+        return shared
+    if k == 0:
+        return np.random.default_rng(seed)
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(k,))))
+
+
+def block_sizes(n: int) -> Iterator[int]:
+    return (min(BLOCK_ROWS, n - start) for start in range(0, n, BLOCK_ROWS))
+
+
+@dataclass
+class Block:
+    """Rows as arrays: the numeric block in original units ([rows, numeric columns] for a table,
+    [rows, features] otherwise), and a table's category indices and missing-value flags."""
+
+    numeric: np.ndarray
+    codes: np.ndarray | None = None
+    missing: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.numeric)
+
+    @staticmethod
+    def join(blocks: Sequence[Block]) -> Block:
+        if len(blocks) == 1:
+            return blocks[0]
+        codes = None if blocks[0].codes is None else np.concatenate([b.codes for b in blocks])  # type: ignore[misc]
+        missing = None if blocks[0].missing is None else np.concatenate([b.missing for b in blocks])  # type: ignore[misc]
+        return Block(np.concatenate([b.numeric for b in blocks]), codes, missing)
+
+
+def rows_block(
+    manifest: Manifest,
+    table: Table | None,
+    outputs: list[np.ndarray],
+    rng: np.random.Generator | None,
+    shift: np.ndarray,
+    scale: np.ndarray,
+    generated: bool = True,
+) -> tuple[np.ndarray, Block]:
+    """The decoder's outputs -> (the numeric block on the model's scale, the rows): drawn from
+    p(x | z[, y]) with `rng` (the head's draw, then each category and gap), else central values.
+    Generated rows keep only the gap patterns enough training rows share (`Table.common_gaps`);
+    a reconstruction (`generated` False) keeps what the decoder says of the row it was given.
+    The one way /generate, /generate/stream, /reconstruct and the in-process Sampler make rows.
+    Not checked for finite values here: the callers check what they answer."""
+    m = manifest
+    numeric = head_values(m.head, outputs, m.quantile_levels, bool(m.discrete_dim), rng)
+    if table is None:
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused by the caller's check
+            return numeric, Block(numeric * scale + shift)
+    codes, missing = table.choose(outputs[-1] if m.discrete_dim else None, len(numeric), rng)
+    if generated:
+        missing = table.common_gaps(missing)
+    return numeric, Block(table.from_scale(numeric), codes, missing)
+
+
+class Sampler:
+    def __init__(self, model_dir: Path, threads: int = 1) -> None:
+        self.manifest: Manifest = read_manifest(model_dir)
+        self.session, self.inputs = onnx_graph(model_dir, self.manifest, "decoder", threads)
+        self.table = Table.of(self.manifest)
+        self.prior = latent_mixtures(self.manifest)
+        # as the service: true draws for a table model, the decoder's central value otherwise
+        self.default_mode = "sample" if self.table is not None else "mean"
+        norm = self.manifest.normalization
+        self.shift, self.scale = np.asarray(norm.shift, np.float32), np.asarray(norm.scale, np.float32)
+
+    @property
+    def names(self) -> list[str]:
+        """Column names of the rows made: a table's columns, or the model's features."""
+        return self.table.names if self.table is not None else list(self.manifest.feature_names)
+
+    def generate(
+        self, n: int, label: int | None, rng: np.random.Generator, mode: str | None = None
+    ) -> list[list[Cell]] | np.ndarray:
+        """`n` rows for label index `label`, all drawn from `rng`: a table model's values per column
+        (schema order), else an array [n, features] in original units. `mode`: sample (draws) or
+        mean (central values)."""
+        block = self.block(n, label, rng, mode)
+        if self.table is None:
+            return block.numeric
+        return self.table.values(block.numeric, block.codes, block.missing)
+
+    def block(
+        self, n: int, label: int | None, rng: np.random.Generator, mode: str | None = None, temperature: float = 1.0
+    ) -> Block:
+        """`n` rows as arrays, made as /generate makes one block of them (app/streaming.py)."""
+        m = self.manifest
+        feed = {self.inputs[0]: latent_codes(self.prior, m.latent_dim, n, label, rng, temperature)}
+        if m.conditional:
+            feed[self.inputs[1]] = np.full(n, label, dtype=np.int64)
+        draws = rng if (mode or self.default_mode) == "sample" else None
+        return rows_block(m, self.table, self.session.run(None, feed), draws, self.shift, self.scale)[1]
+
+    def blocks(
+        self, n: int, label: int | None, seed: int | None, mode: str | None = None, temperature: float = 1.0
+    ) -> Iterator[Block]:
+        """`n` rows in blocks, the rows /generate and /generate/stream answer for `seed` (None: unseeded)."""
+        shared = np.random.default_rng()
+        for k, size in enumerate(block_sizes(n)):
+            yield self.block(size, label, block_rng(seed, k, shared), mode, temperature)
