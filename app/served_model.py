@@ -15,7 +15,6 @@ import math
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import Literal, ParamSpec, TypeVar
 
 import numpy as np
@@ -23,7 +22,7 @@ import numpy as np
 from app.batching import Batcher
 from core.errors import InvalidInput, ModelFault, Overloaded, RequestTimeout
 from core.generation import BLOCK_ROWS, Block, block_rng, block_sizes, rows_block
-from core.heads import head_values
+from core.heads import HEADS, head_values
 from core.manifest import Manifest
 from core.prior import latent_codes, latent_mixtures
 from core.scoring import (
@@ -39,9 +38,6 @@ from core.scoring import (
     with_neutral_copies,
 )
 from core.table import Cell, RowError, Table
-
-# Levels returned by /quantiles for a Gaussian head (a quantile head returns its own).
-GAUSSIAN_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -446,8 +442,8 @@ class ServedModel:
         """Per-feature quantile bands at each row's latent mean: (levels, [rows, levels, features]);
         for a table the features are its numeric columns, and each row also gets the probability of
         each category of its categorical columns (and of a gap, under "null", where it has gaps)."""
-        head = self.manifest.head
-        if head == "bernoulli":
+        head = HEADS[self.manifest.head]
+        if not head.spread:
             raise InvalidInput(
                 f"model {self.ref} has a Bernoulli head: it predicts a mean intensity per feature and no spread, "
                 "so it has no quantiles; /quantiles serves quantile-head and Gaussian-head models"
@@ -456,12 +452,7 @@ class ServedModel:
         y = self.check_labels(labels, len(x_norm))
         mean, _ = await self._encode(x_norm, y)
         outputs = await self._decode(mean, y)
-        if head == "quantile":
-            levels, q = list(self.manifest.quantile_levels or []), outputs[0]
-        else:  # Gaussian: the exact quantiles of N(mean, exp(log_var)), mean + Phi^-1(tau) * sigma
-            levels = list(GAUSSIAN_LEVELS)
-            z = np.asarray([NormalDist().inv_cdf(t) for t in levels], dtype=np.float32)
-            q = outputs[0][:, None, :] + z[None, :, None] * np.exp(0.5 * outputs[1])[:, None, :]
+        levels, q = head.quantiles(outputs, self.manifest.quantile_levels)
         if self.table is None:
             return levels, self._original_units(q, x_norm), None  # scale > 0 keeps the order of the levels
         self._require_finite(q, "a quantile", x_norm)

@@ -60,8 +60,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core.heads import LOG_2PI  # noqa: E402
 from core.repository import read_manifest  # noqa: E402
-from core.scoring import LOG_2PI, AnomalyScorer, calibrate, kl_to_prior, row_scores  # noqa: E402
+from core.scoring import AnomalyScorer, calibrate, kl_to_prior, row_scores  # noqa: E402
 from training import data  # noqa: E402
 from training.pipeline import TrainOptions, train_and_export  # noqa: E402
 

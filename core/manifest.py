@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.heads import HEADS, HeadName
+
 FORMAT_VERSION = 1
 
 # Bounds that keep every manifest that loads servable: a version fits any JSON encoder's
@@ -25,7 +27,6 @@ MAX_LEVELS = 99
 MAX_LABELS = 100_000
 MIN_SCALE, MAX_NORMALIZATION = 1e-30, 1e30
 
-Head = Literal["bernoulli", "gaussian", "quantile"]
 ArtifactFormat = Literal["onnx", "torchscript"]
 GraphName = Literal["encoder", "decoder"]
 
@@ -36,19 +37,14 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # Tensor names of the exported graphs. They are recorded per artifact in the manifest;
 # the service reads them from there, these constants are what training writes.
 ENCODER_OUTPUTS = ("mean", "log_var")
-DECODER_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "bernoulli": ("probs",),
-    "gaussian": ("mean", "log_var"),
-    "quantile": ("quantiles",),
-}
 # A table with categorical columns or gaps: one more decoder output after the head's, the
 # softmax probabilities of each categorical column's categories, then P(missing) per column with gaps.
 DISCRETE_OUTPUT = "discrete_probs"
 
 
-def decoder_output_names(head: Head, discrete: bool) -> list[str]:
+def decoder_output_names(head: HeadName, discrete: bool) -> list[str]:
     """The decoder graph's output names, in order (Manifest.decoder_outputs adds their shapes)."""
-    return [*DECODER_OUTPUTS[head], *([DISCRETE_OUTPUT] if discrete else [])]
+    return [*HEADS[head].outputs, *([DISCRETE_OUTPUT] if discrete else [])]
 
 
 ColumnKind = Literal["continuous", "integer", "categorical", "boolean", "constant"]
@@ -275,7 +271,7 @@ class Manifest(_Strict):
     format_version: Literal[1] = FORMAT_VERSION
     name: str = Field(pattern=NAME_PATTERN)
     version: int = Field(ge=1, le=MAX_VERSION)
-    head: Head
+    head: HeadName
     quantile_levels: list[float] | None = Field(None, max_length=MAX_LEVELS)
     labels: list[str] | None = Field(
         default=None, max_length=MAX_LABELS, description="Condition vocabulary; None for an unconditional model."
@@ -323,13 +319,8 @@ class Manifest(_Strict):
 
     def decoder_outputs(self, rows: int = -1) -> list[tuple[str, tuple[int, ...]]]:
         """The decoder graph's outputs, in order, with their shapes for `rows` rows."""
-        d = self.numeric_dim
-        head = {
-            "bernoulli": [(rows, d)],
-            "gaussian": [(rows, d)] * 2,
-            "quantile": [(rows, len(self.quantile_levels or []), d)],
-        }
-        shapes = head[self.head] + ([(rows, self.discrete_dim)] if self.discrete_dim else [])
+        head = HEADS[self.head].output_shapes(rows, self.numeric_dim, len(self.quantile_levels or []))
+        shapes = head + ([(rows, self.discrete_dim)] if self.discrete_dim else [])
         return list(zip(decoder_output_names(self.head, self.discrete_dim > 0), shapes, strict=True))
 
     @model_validator(mode="after")
@@ -364,7 +355,7 @@ class Manifest(_Strict):
             raise ValueError("normalization must have input_dim entries")
         if self.image_shape is not None and _product(self.image_shape) != self.input_dim:
             raise ValueError("image_shape does not multiply out to input_dim")
-        if (self.head == "quantile") != (self.quantile_levels is not None):
+        if HEADS[self.head].levelled != (self.quantile_levels is not None):
             raise ValueError("quantile_levels is required for, and only for, the quantile head")
         levels = self.quantile_levels or []
         if any(not 0 < q < 1 for q in levels) or levels != sorted(set(levels)):

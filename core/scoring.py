@@ -33,20 +33,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from statistics import NormalDist
 from typing import NamedTuple
 
 import numpy as np
 
+from core.heads import HEADS
 from core.manifest import Manifest
 from core.prior import Mixture, latent_mixtures
 from core.repository import read_manifest
 from core.runner import onnx_graph
 from core.table import Table
 
-LOG_2PI = math.log(2 * math.pi)
 _EPS = 1e-6
-BAND_SCALES = 2 * math.log(10)  # a Laplace's 5-95% band in units of its scale
 
 
 def row_scores(
@@ -64,20 +62,7 @@ def row_scores(
     and the decoder's outputs at that mean; `prior` and the rows' label indices `y` as `kl_to_prior`."""
     d = manifest.numeric_dim
     xn = x[:, :d].astype(np.float64)
-    head = manifest.head
-    if head == "bernoulli":
-        p = np.clip(outputs[0].astype(np.float64), _EPS, 1 - _EPS)
-        per_value = -(xn * np.log(p) + (1 - xn) * np.log1p(-p))
-    elif head == "gaussian":
-        mu, lv = outputs[0].astype(np.float64), outputs[1].astype(np.float64)
-        per_value = 0.5 * (LOG_2PI + lv + (xn - mu) ** 2 * np.exp(-lv))
-    else:
-        q = outputs[0].astype(np.float64)  # [n, levels, d]
-        tau = np.asarray(manifest.quantile_levels, dtype=np.float64)[None, :, None]
-        scale = np.maximum(q[:, -1] - q[:, 0], _EPS)[:, None, :] / BAND_SCALES
-        u = xn[:, None, :] - q
-        pinball = np.maximum(tau * u, (tau - 1) * u)
-        per_value = (pinball / scale + np.log(scale) - np.log(tau * (1 - tau))).mean(axis=1)
+    per_value = HEADS[manifest.head].nll(xn, outputs, manifest.quantile_levels)
     score = np.zeros(len(x))
     if table is not None and manifest.discrete_dim:
         discrete, probs = x[:, d:].astype(np.float64), np.clip(outputs[-1].astype(np.float64), _EPS, 1 - _EPS)
@@ -181,19 +166,7 @@ def typical_codes(mean: np.ndarray) -> np.ndarray:
 def central_band(manifest: Manifest, outputs: list[np.ndarray], level: float) -> tuple[np.ndarray, np.ndarray] | None:
     """Each numeric feature's central `level` band on the model's scale, from the decoder's outputs
     (None for a Bernoulli head, which has no spread); ValueError if a quantile head lacks that band."""
-    if manifest.head == "gaussian":
-        z = NormalDist().inv_cdf(0.5 + level / 2)
-        sigma = np.exp(0.5 * outputs[1])
-        return outputs[0] - z * sigma, outputs[0] + z * sigma
-    if manifest.head == "quantile":
-        levels = list(manifest.quantile_levels or [])
-        pairs = [(i, len(levels) - 1 - i) for i in range(len(levels) // 2)]  # 0.05 with 0.95, 0.25 with 0.75
-        for i, j in pairs:
-            if abs(levels[i] - (1 - level) / 2) < 1e-9 and abs(levels[j] - (1 + level) / 2) < 1e-9:
-                return outputs[0][:, i], outputs[0][:, j]
-        central = sorted({round(levels[j] - levels[i], 6) for i, j in pairs})
-        raise ValueError(f"no {level:g} band; its central bands: {central}")
-    return None
+    return HEADS[manifest.head].band(outputs, manifest.quantile_levels, level)
 
 
 def band_distances(x: np.ndarray, band: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:

@@ -59,11 +59,17 @@ def test_manifest_rejects_inconsistent_content(tiny_cvae: Path) -> None:
         Manifest.model_validate({**data, "encoder": {"artifacts": [bad_path]}})
 
 
-def test_manifest_module_does_not_import_torch() -> None:
+def test_the_shared_core_imports_no_torch_and_no_web_framework() -> None:
     from tests.conftest import run_python
 
-    code = "import sys, core.manifest; assert 'torch' not in sys.modules and 'numpy' not in sys.modules"
-    assert run_python("-c", code).returncode == 0
+    modules = "core.manifest, core.repository, core.heads, core.table, core.prior, core.generation, core.formats"
+    code = (
+        f"import sys, {modules}, core.scoring, core.runner; "
+        "heavy = {'torch', 'fastapi', 'starlette', 'uvicorn'} & {m.split('.')[0] for m in sys.modules}; "
+        "assert not heavy, heavy"
+    )
+    result = run_python("-c", code)
+    assert result.returncode == 0, result.stderr
 
 
 def test_a_table_manifest_checks_its_column_schema() -> None:

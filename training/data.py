@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.heads import HEADS
 from core.manifest import Column
 
 if TYPE_CHECKING:
@@ -193,19 +194,19 @@ def fit_normalization(x_train: np.ndarray, head: str) -> tuple[np.ndarray, np.nd
     heads see standardised features (a constant feature keeps scale 1).
     """
     dim = x_train.shape[1]
-    if head == "bernoulli":
+    if HEADS[head].unit_interval:
         return np.zeros(dim, np.float32), np.ones(dim, np.float32)
     std = x_train.std(axis=0)
     return x_train.mean(axis=0).astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32)
 
 
 def check_head(ds: Dataset, head: str) -> None:
-    if head == "bernoulli" and ds.x is None:
+    if HEADS[head].unit_interval and ds.x is None:
         raise DataError(
             f"{ds.source}: the bernoulli head is for data in [0, 1] such as images; a table takes --head gaussian "
             "or --head quantile (or no --head: the choice is made from the data)"
         )
-    if head == "bernoulli" and (ds.x.min() < 0 or ds.x.max() > 1):
+    if HEADS[head].unit_interval and (ds.x.min() < 0 or ds.x.max() > 1):
         raise DataError(
             f"{ds.source}: the bernoulli head needs every feature in [0, 1], found values in "
             f"[{ds.x.min():g}, {ds.x.max():g}]; scale the data, or use --head gaussian or --head quantile"

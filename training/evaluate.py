@@ -11,10 +11,9 @@ from statistics import NormalDist
 import numpy as np
 import torch
 
-from core.heads import median_index
 from core.manifest import LatentPrior
 from core.prior import Mixture
-from training.model import VAE, log_normal, reparameterize
+from training.model import TORCH_HEADS, VAE, log_normal, reparameterize
 from training.train import as_tensors
 
 IWAE_SAMPLES = 100
@@ -51,11 +50,7 @@ def numeric(model: VAE, x: np.ndarray) -> np.ndarray:
 
 def point_prediction(model: VAE, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """The decoder's central value: Bernoulli mean, Gaussian mean, or the median quantile."""
-    if model.cfg.head == "bernoulli":
-        return torch.sigmoid(params[0])
-    if model.cfg.head == "gaussian":
-        return params[0]
-    return params[0][:, median_index(model.cfg.quantile_levels)]
+    return TORCH_HEADS[model.cfg.head].central(params, model.cfg.quantile_levels)
 
 
 @torch.no_grad()

@@ -35,7 +35,7 @@ class ServedDecoder(nn.Module):
     def __init__(self, model: VAE) -> None:
         super().__init__()
         self.decoder = model.decoder
-        self.bernoulli = model.cfg.head == "bernoulli"
+        self.head = model.decoder.torch_head
         self.category_slices = model.category_slices
         self.missing_start = model.missing_slice[0]
         self.discrete = model.cfg.n_discrete > 0
@@ -43,8 +43,7 @@ class ServedDecoder(nn.Module):
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         out = self.decoder(z, y)
         head = out[:-1] if self.discrete else out
-        if self.bernoulli:
-            head = (torch.sigmoid(head[0]),)
+        head = self.head.served(head)
         if not self.discrete:
             return head
         logits = out[-1]

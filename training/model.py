@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.heads import median_index
+from core.heads import HEADS, Head, median_index
 
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 LOG_VAR_MIN, LOG_VAR_MAX = -8.0, 6.0  # keeps exp(log_var) finite in float32 and in ONNX
@@ -99,7 +99,8 @@ class Decoder(Conditioned):
         self.n_numeric = cfg.n_numeric
         self.n_discrete = cfg.n_discrete
         self.n_levels = len(cfg.quantile_levels)
-        self.head_width = {"bernoulli": 1, "gaussian": 2, "quantile": self.n_levels}[cfg.head] * cfg.n_numeric
+        self.torch_head = TORCH_HEADS[cfg.head]
+        self.head_width = self.torch_head.width(self.n_levels) * cfg.n_numeric
         self.net = mlp([cfg.latent_dim + cfg.n_labels, *reversed(cfg.hidden), self.head_width + cfg.n_discrete])
         # Quantile recalibration (training/calibrate.py): an offset per level and feature, zeros
         # (the identity) until calibrated.
@@ -111,13 +112,76 @@ class Decoder(Conditioned):
         out = self.net(self.with_label(z, y))
         h, logits = out[:, : self.head_width], out[:, self.head_width :]
         discrete = (logits,) if self.n_discrete else ()
-        if self.head == "bernoulli":
-            return (h, *discrete)
-        if self.head == "gaussian":
-            mean, log_var = h.chunk(2, dim=1)
-            return mean, log_var.clamp(LOG_VAR_MIN, LOG_VAR_MAX), *discrete
-        q = monotone_quantiles(h.view(-1, self.n_levels, self.n_numeric)) + self.quantile_offset
-        return ordered_outward(q, self.median_index), *discrete
+        return *self.torch_head.params(h, self), *discrete
+
+
+class TorchHead:
+    """A decoder head in torch, mirroring core/heads.py's (`core`): its parameters from the network's raw
+    outputs, its negative log-likelihood per value (the training loss), its central value, and the outputs
+    the exported graph gives (what the core head reads)."""
+
+    core: Head
+
+    def width(self, levels: int) -> int:
+        """Raw outputs per numeric feature."""
+        return len(self.core.outputs)
+
+    def params(self, h: torch.Tensor, decoder: Decoder) -> tuple[torch.Tensor, ...]:
+        return (h,)
+
+    def nll(self, x: torch.Tensor, params: tuple[torch.Tensor, ...], model: VAE) -> torch.Tensor:
+        raise NotImplementedError
+
+    def central(self, params: tuple[torch.Tensor, ...], levels: tuple[float, ...]) -> torch.Tensor:
+        return params[0]
+
+    def served(self, params: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return params
+
+
+class BernoulliHead(TorchHead):
+    core = HEADS["bernoulli"]  # params: the logits; served as probabilities
+
+    def nll(self, x: torch.Tensor, params: tuple[torch.Tensor, ...], model: VAE) -> torch.Tensor:
+        return bernoulli_nll(x, params[0])
+
+    def central(self, params: tuple[torch.Tensor, ...], levels: tuple[float, ...]) -> torch.Tensor:
+        return torch.sigmoid(params[0])
+
+    def served(self, params: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return (torch.sigmoid(params[0]),)
+
+
+class GaussianHead(TorchHead):
+    core = HEADS["gaussian"]
+
+    def params(self, h: torch.Tensor, decoder: Decoder) -> tuple[torch.Tensor, ...]:
+        mean, log_var = h.chunk(2, dim=1)
+        return mean, log_var.clamp(LOG_VAR_MIN, LOG_VAR_MAX)
+
+    def nll(self, x: torch.Tensor, params: tuple[torch.Tensor, ...], model: VAE) -> torch.Tensor:
+        return gaussian_nll(x, *params)
+
+
+class QuantileHead(TorchHead):
+    core = HEADS["quantile"]
+
+    def width(self, levels: int) -> int:
+        return levels
+
+    def params(self, h: torch.Tensor, decoder: Decoder) -> tuple[torch.Tensor, ...]:
+        q = monotone_quantiles(h.view(-1, decoder.n_levels, decoder.n_numeric)) + decoder.quantile_offset
+        return (ordered_outward(q, decoder.median_index),)
+
+    def nll(self, x: torch.Tensor, params: tuple[torch.Tensor, ...], model: VAE) -> torch.Tensor:
+        assert model.quantile_log_scale is not None
+        return quantile_nll(x, params[0], model.levels, model.quantile_log_scale)
+
+    def central(self, params: tuple[torch.Tensor, ...], levels: tuple[float, ...]) -> torch.Tensor:
+        return params[0][:, median_index(levels)]
+
+
+TORCH_HEADS: dict[str, TorchHead] = {head.core.name: head for head in (BernoulliHead(), GaussianHead(), QuantileHead())}
 
 
 def monotone_quantiles(raw: torch.Tensor) -> torch.Tensor:
@@ -146,7 +210,7 @@ class VAE(nn.Module):
         self.decoder = Decoder(cfg)
         self.register_buffer("levels", torch.tensor(cfg.quantile_levels, dtype=torch.float32))
         # Per-feature scale of the asymmetric Laplace likelihood behind the pinball loss.
-        self.quantile_log_scale = nn.Parameter(torch.zeros(cfg.n_numeric)) if cfg.head == "quantile" else None
+        self.quantile_log_scale = nn.Parameter(torch.zeros(cfg.n_numeric)) if HEADS[cfg.head].levelled else None
         n_cat = sum(cfg.categories)
         self.category_slices = [
             (start, start + k)
@@ -163,13 +227,7 @@ class VAE(nn.Module):
         d = self.cfg.n_numeric
         xn = x[:, :d]
         head_params = params[: len(params) - (1 if self.cfg.n_discrete else 0)]
-        if self.cfg.head == "bernoulli":
-            per_value = bernoulli_nll(xn, head_params[0])
-        elif self.cfg.head == "gaussian":
-            per_value = gaussian_nll(xn, *head_params)
-        else:
-            assert self.quantile_log_scale is not None
-            per_value = quantile_nll(xn, head_params[0], self.levels, self.quantile_log_scale)
+        per_value = self.decoder.torch_head.nll(xn, head_params, self)
         if not self.cfg.n_discrete:
             return per_value.sum(dim=1)
         discrete, logits = x[:, d:], params[-1]

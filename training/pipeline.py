@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.heads import HEADS
 from core.manifest import MAX_GAP_PATTERNS, MIN_ROWS_PER_GAP_PATTERN, Manifest, NumericEncoding
 from core.repository import COLUMNS_FIGURE, HISTORY_FILE, LOSS_FIGURE, Choice, read_manifest
 from core.scoring import AnomalyScorer
@@ -118,7 +119,7 @@ def train_and_export(opts: TrainOptions, log=print) -> Path:
     fit_started = time.perf_counter()
     result = fit(model_cfg, train, val, opts.train, desc=opts.name)
     calibration = {}
-    if opts.head == "quantile" and _should_calibrate(opts.calibration, len(splits.val), log):
+    if HEADS[opts.head].levelled and _should_calibrate(opts.calibration, len(splits.val), log):
         offsets = calibrate_quantiles(result.model, *val)
         calibration = {"calibration_offset_max": float(np.abs(offsets).max())}
     # a table model generates from a mixture fitted to its codes (training/prior.py); others from N(0, I)
@@ -128,9 +129,9 @@ def train_and_export(opts: TrainOptions, log=print) -> Path:
     fit_seconds = time.perf_counter() - fit_started  # training alone: calibration and the prior's fit included
     metrics = {**_evaluate(result, opts, train, test, latent_prior), **calibration}
     warnings, coverage = [], None
-    if opts.head == "quantile":
+    if HEADS[opts.head].levelled:
         coverage = evaluate.coverage_by_feature(result.model, *test, feature_names)
-    if opts.head == "quantile" and opts.baseline:
+    if HEADS[opts.head].levelled and opts.baseline:
         baseline = fit(
             replace(model_cfg, head="gaussian"), train, val, opts.train, desc=f"{opts.name} (gaussian baseline)"
         )
@@ -144,7 +145,7 @@ def train_and_export(opts: TrainOptions, log=print) -> Path:
 
     fields = {
         "head": opts.head,
-        "quantile_levels": list(opts.quantile_levels) if opts.head == "quantile" else None,
+        "quantile_levels": list(opts.quantile_levels) if HEADS[opts.head].levelled else None,
         "labels": ds.labels if opts.conditional else None,
         "input_dim": input_dim,
         "image_shape": ds.image_shape,
@@ -220,7 +221,7 @@ def _evaluate(
 ) -> dict[str, float]:
     model, seed = result.model, opts.train.seed
     metrics = evaluate.elbo_metrics(model, *test, seed)
-    if opts.head in ("bernoulli", "gaussian"):
+    if not HEADS[opts.head].levelled:
         metrics["iwae_log_likelihood"] = evaluate.iwae_log_likelihood(model, *test, opts.iwae_samples, seed)
         metrics["iwae_k"] = float(opts.iwae_samples)
     else:
