@@ -55,10 +55,6 @@ class NpyResponse(Response):
         return buffer.getvalue()
 
 
-def wants_npy(accept: str | None) -> bool:
-    return accept is not None and NPY_MEDIA_TYPE in accept
-
-
 class CsvResponse(Response):
     """Rows as CSV with a header row; a missing value (None) is an empty field, a boolean true or false."""
 
@@ -76,7 +72,3 @@ class CsvResponse(Response):
 
 
 _BOOL = {True: "true", False: "false"}
-
-
-def wants_csv(accept: str | None) -> bool:
-    return accept is not None and CSV_MEDIA_TYPE in accept

@@ -5,6 +5,9 @@ per row, keyed by column), CSV (a header row first), an Arrow IPC stream (a reco
 part) or Parquet (a row group per part, the footer at the end). Values are those of the JSON
 answer: integers as integers, categories as in the data, null (an empty CSV field) where missing.
 NDJSON rows of a model without a column schema (images) are arrays in feature order.
+
+`negotiate` is the one reading of an Accept header, by q-values: each endpoint that chooses a
+representation passes its own offers (`row_format` those of a stream of rows).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import orjson
 from core.errors import NotAcceptable
 from core.generation import BLOCK_ROWS, Block
 from core.table import Table, category_key
+
+JSON = "application/json"
 
 NDJSON = "application/x-ndjson"
 
@@ -45,14 +50,14 @@ MEDIA_TYPES = [NDJSON, CSV, ARROW, PARQUET]
 SUFFIXES = {".ndjson": NDJSON, ".jsonl": NDJSON, ".csv": CSV, ".arrow": ARROW, ".arrows": ARROW, ".parquet": PARQUET}
 
 
-def negotiate(accept: str | None) -> str:
-    """The format an Accept header asks for, by its q-values (the first listed among equals):
-    NDJSON when it names none of ours but accepts anything, CSV for `text/*`."""
-    if not accept:
-        return NDJSON
-    ranked = []
-    for i, part in enumerate(accept.split(",")):
-        media_type, *params = (p.strip().lower() for p in part.split(";"))
+def media_ranges(accept: str | None) -> list[tuple[str, float]]:
+    """An Accept header's media ranges as listed: (`type/subtype` lower-cased, q). Parameters
+    other than q are dropped; a q that is not a number from 0 to 1 counts as 0."""
+    ranges = []
+    for part in (accept or "").split(","):
+        media_range, *params = (p.strip().lower() for p in part.split(";"))
+        if not media_range:
+            continue
         q = 1.0
         for param in params:
             name, _, value = param.partition("=")
@@ -61,16 +66,47 @@ def negotiate(accept: str | None) -> str:
                     q = float(value)
                 except ValueError:
                     q = 0.0
-        if q > 0:
-            ranked.append((-q, i, media_type))
-    for _, _, media_type in sorted(ranked):
-        if media_type in _ACCEPTED:
-            return _ACCEPTED[media_type]
-        if media_type == "text/*":
-            return CSV
-        if media_type in ("*/*", "application/*"):
-            return NDJSON
-    raise NotAcceptable(f"a stream of rows is answered as one of {MEDIA_TYPES}; Accept asked for {accept!r}")
+                if not 0.0 <= q <= 1.0:  # NaN too
+                    q = 0.0
+        ranges.append((media_range, q))
+    return ranges
+
+
+def negotiate(accept: str | None, offers: Sequence[str], default: str | None = None) -> str:
+    """The offer an Accept header prefers (RFC 9110): each offer takes the q of the most specific
+    range that matches it (`type/subtype`, then `type/*`, then `*/*`); q=0 is not acceptable;
+    the highest q wins, among equals the offer whose range is listed first, then the first offer.
+    No header (or an empty one) takes the first offer. When no offer is acceptable: `default`,
+    or NotAcceptable when there is none."""
+    if not accept:
+        return offers[0]
+    ranges = media_ranges(accept)
+    best: tuple[float, int, int] | None = None  # (q, -position in the header, -position in offers)
+    for j, offer in enumerate(offers):
+        wildcard = offer.split("/")[0] + "/*"
+        match: tuple[int, float, int] | None = None  # (specificity, q, -position)
+        for i, (media_range, q) in enumerate(ranges):
+            specificity = 2 if media_range == offer else 1 if media_range == wildcard else 0
+            if specificity or media_range == "*/*":
+                match = max(match or (specificity, q, -i), (specificity, q, -i))
+        if match is not None and match[1] > 0:
+            best = max(best or (match[1], match[2], -j), (match[1], match[2], -j))
+    if best is not None:
+        return offers[-best[2]]
+    if default is not None:
+        return default
+    raise NotAcceptable(f"the answer is one of {list(offers)}; Accept asked for {accept!r}")
+
+
+def row_format(accept: str | None) -> str:
+    """The format of a stream of rows an Accept header asks for, by `negotiate`: NDJSON when it
+    names none of ours but accepts anything, CSV for `text/*`."""
+    try:
+        return _ACCEPTED[negotiate(accept, list(_ACCEPTED))]
+    except NotAcceptable:
+        raise NotAcceptable(
+            f"a stream of rows is answered as one of {MEDIA_TYPES}; Accept asked for {accept!r}"
+        ) from None
 
 
 class RowWriter:

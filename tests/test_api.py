@@ -63,6 +63,44 @@ def test_generate_as_npy(client) -> None:
     np.testing.assert_allclose(samples, as_json, rtol=1e-6)  # the same numbers, JSON in float32's shortest form
 
 
+@pytest.mark.parametrize(
+    ("model", "accept", "media_type"),
+    [
+        ("digits-vae", "application/json, text/csv;q=0.1", "application/json"),  # higher q wins
+        ("digits-vae", "application/x-npy;q=0, application/json", "application/json"),  # q=0: not acceptable
+        ("digits-vae", "text/csv;q=0.5, application/x-npy", "application/x-npy"),
+        ("digits-vae", "application/x-npy;q=0.5, text/csv", "text/csv; charset=utf-8"),
+        ("digits-vae", "text/csv, application/x-npy", "text/csv; charset=utf-8"),  # equal q: the first listed
+        ("penguins-cvae", "application/json, text/csv;q=0.1", "application/json"),
+        ("penguins-cvae", "application/x-npy;q=0, application/json", "application/json"),  # not a 406
+        ("penguins-cvae", "application/x-npy, text/csv;q=0.2", "text/csv; charset=utf-8"),  # the best it makes
+    ],
+)
+def test_generate_follows_the_q_values_of_accept(client, model: str, accept: str, media_type: str) -> None:
+    body = {"model": model, "n": 3, "seed": 4, **({"label": "Adelie"} if model == "penguins-cvae" else {})}
+    response = client.post("/generate", json=body, headers={"Accept": accept})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == media_type
+    alone = client.post("/generate", json=body, headers={"Accept": media_type.split(";")[0]})
+    assert response.content == alone.content  # the answer to that type asked for alone
+
+
+def test_generate_answers_json_to_an_accept_it_cannot_match_and_406_to_types_the_model_lacks(client) -> None:
+    body = {"model": "penguins-cvae", "n": 2, "label": "Adelie", "seed": 1}
+    for accept in ("text/html", "*/*", "application/*", "image/*", "application/json;q=0"):  # as without Accept
+        response = client.post("/generate", json=body, headers={"Accept": accept})
+        assert response.status_code == 200 and response.headers["content-type"] == "application/json", accept
+    for accept in ("application/x-npy", "image/png;q=0.5, text/html", "image/svg+xml"):
+        assert_error(client.post("/generate", json=body, headers={"Accept": accept}), 406, "not_acceptable", "typed")
+    digits = {"model": "digits-vae", "n": 2, "seed": 1}
+    assert client.post("/generate", json=digits, headers={"Accept": "image/*"}).headers["content-type"] == "image/png"
+    assert (
+        client.post("/generate", json=digits, headers={"Accept": "text/*"})
+        .headers["content-type"]
+        .startswith("text/csv")
+    )
+
+
 def test_generate_label_changes_what_is_generated(client) -> None:
     ones = np.array(
         client.post("/generate", json={"model": "digits-cvae", "n": 4, "label": "1", "seed": 0}).json()["samples"]

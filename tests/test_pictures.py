@@ -96,6 +96,27 @@ def test_a_band_plot_of_one_row(client, media_type) -> None:
     assert two.status_code == 422 and "one row" in two.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("accept", "media_type"),
+    [
+        ("image/svg+xml;q=0, application/json", "application/json"),  # q=0: not acceptable
+        ("image/svg+xml;q=0, */*", "application/json"),
+        ("application/json;q=0.1, image/png", "image/png"),  # higher q wins
+        ("image/png;q=0.5, image/svg+xml", "image/svg+xml"),  # higher q wins
+        ("image/svg+xml, image/png", "image/svg+xml"),  # equal q: the first listed
+        ("application/json, image/svg+xml", "application/json"),
+        ("image/*", "image/png"),
+        ("text/html", "application/json"),  # none of its types: JSON, as without Accept
+    ],
+)
+def test_quantiles_follow_the_q_values_of_accept(client, accept, media_type) -> None:
+    rows, labels = real_rows("cancer-qvae", 1)
+    answer = client.post(
+        "/quantiles", json={"model": "cancer-qvae", "inputs": rows, "labels": labels}, headers={"accept": accept}
+    )
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith(media_type)
+
+
 def test_a_table_models_band_plot_names_its_numeric_columns(client) -> None:
     row = {"island": "Biscoe", "bill_length_mm": 47.0, "bill_depth_mm": 25.0, "flipper_length_mm": 217}
     row |= {"body_mass_g": 5000, "sex": "male", "year": 2008}

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core.errors import NotAcceptable
 from core.formats import ARROW, CSV, NDJSON, PARQUET
 from core.generation import BLOCK_ROWS
 from tests.conftest import DEFAULT_MODELS_DIR, metric_value, run_python
@@ -144,13 +145,59 @@ def test_stream_refuses_what_it_cannot_do(big_client):
 
 
 def test_accept_ranks_by_q_values() -> None:
+    from core.formats import row_format
+
+    assert row_format("text/csv;q=0, application/x-ndjson") == NDJSON  # q=0: not acceptable
+    assert row_format("application/x-ndjson;q=0.1, text/csv;q=0.9") == CSV
+    assert row_format("text/*") == CSV
+    assert row_format("image/png, */*;q=0.1") == NDJSON
+    assert row_format("application/x-parquet") == PARQUET
+    assert row_format(None) == row_format("") == NDJSON
+    with pytest.raises(NotAcceptable, match="a stream of rows is answered as one of"):
+        row_format("application/json")
+
+
+OFFERS = ["application/json", "text/csv", "application/x-npy", "image/png"]
+
+
+@pytest.mark.parametrize(
+    ("accept", "chosen"),
+    [
+        (None, "application/json"),  # no header: the first offer
+        ("", "application/json"),
+        ("application/json, text/csv;q=0.1", "application/json"),  # higher q wins, wherever listed
+        ("text/csv;q=0.1, application/json", "application/json"),
+        ("text/csv;q=0.5, application/x-npy", "application/x-npy"),
+        ("text/csv, application/x-npy", "text/csv"),  # equal q: the first listed
+        ("application/x-npy, text/csv", "application/x-npy"),
+        ("application/x-npy;q=0, application/json", "application/json"),  # q=0: not acceptable
+        ("application/json;q=0, */*", "text/csv"),  # ... even where a wildcard matches it
+        ("text/csv;q=0, text/*, application/x-npy;q=0.5", "application/x-npy"),  # the most specific range counts
+        ("*/*", "application/json"),  # a wildcard: the first offer it matches
+        ("image/*", "image/png"),
+        ("text/*;q=0.2, application/*;q=0.3", "application/json"),
+        ("*/*, text/csv", "application/json"),  # equal q: the range listed first
+        ("text/csv, */*", "text/csv"),
+        ("TEXT/CSV; charset=utf-8; Q=0.9, application/json;q=0.8", "text/csv"),  # case and other params ignored
+        ("text/csv;q=oops, image/png;q=0.1", "image/png"),  # a malformed q counts as 0
+        ("text/csv;q=2, image/png;q=0.1", "image/png"),  # ... as does one outside 0 to 1
+        ("text/csv;q=nan, image/png;q=0.1", "image/png"),
+        ("text/csv;q=0.001, text/html", "text/csv"),
+    ],
+)
+def test_negotiate_picks_the_offer_accept_prefers(accept, chosen) -> None:
     from core.formats import negotiate
 
-    assert negotiate("text/csv;q=0, application/x-ndjson") == NDJSON  # q=0: not acceptable
-    assert negotiate("application/x-ndjson;q=0.1, text/csv;q=0.9") == CSV
-    assert negotiate("text/*") == CSV
-    assert negotiate("image/png, */*;q=0.1") == NDJSON
-    assert negotiate("application/x-parquet") == PARQUET
+    assert negotiate(accept, OFFERS) == chosen
+
+
+def test_negotiate_answers_the_default_or_not_acceptable_when_no_offer_is_acceptable() -> None:
+    from core.formats import negotiate
+
+    for accept in ("text/html", "application/json;q=0, text/csv;q=0", "text/csv;q=junk", ",", "application/xml"):
+        assert negotiate(accept, ["application/json", "text/csv"], default="application/json") == "application/json"
+        with pytest.raises(NotAcceptable, match="Accept asked for"):
+            negotiate(accept, ["application/json", "text/csv"])
 
 
 def test_a_body_over_the_limit_counts_as_unmatched_as_elsewhere(make_client):

@@ -20,8 +20,6 @@ from app.responses import (
     ArrayJSONResponse,
     CsvResponse,
     NpyResponse,
-    wants_csv,
-    wants_npy,
 )
 from app.schemas import (
     AnomalyRequest,
@@ -39,7 +37,7 @@ from app.schemas import (
 )
 from app.served_model import ServedModel, TableRows
 from core.errors import InvalidInput, NotAcceptable
-from core.formats import ARROW, NDJSON, PARQUET, RowWriter, negotiate
+from core.formats import ARROW, JSON, NDJSON, PARQUET, RowWriter, media_ranges, negotiate, row_format
 from core.generation import Block
 from core.table import rows_of
 
@@ -86,10 +84,10 @@ async def generate(request: Request) -> Response:
     name the model of a CSV, .npy or PNG answer."""
     body = await read_body(request, GenerateRequest)
     served = resolve_model(request, body.model)
-    accept = request.headers.get("accept")
-    picture = wants_picture(accept)
+    accept, offers = request.headers.get("accept"), _generate_offers(served)
+    media_type = negotiate(accept, offers, default=_refused(accept))
     labels = served.manifest.labels
-    if picture == PNG_MEDIA_TYPE and served.manifest.image_shape and labels and body.label is None:
+    if media_type == PNG_MEDIA_TYPE and served.manifest.image_shape and labels and body.label is None:
         # a conditional image model, no label asked for: a row of `n` images for each label
         rows = [await served.generate(body.n, label, body.seed, body.temperature, body.mode) for label in labels]
         grid = image_grid(np.concatenate(rows), served.manifest.image_shape, rows=len(labels))
@@ -97,29 +95,44 @@ async def generate(request: Request) -> Response:
     samples = await served.generate(body.n, body.label, body.seed, body.temperature, body.mode)
     label = None if body.label is None else str(body.label)
     mode = body.mode or served.default_mode
-    if isinstance(samples, TableRows):
-        rows = rows_of(samples.values)
-        if wants_csv(accept):
-            return CsvResponse(samples.columns, rows, headers=_model_headers(served))
-        if wants_npy(accept) or picture:
+    if media_type not in offers:  # refused after generating, as before: a bad request is a 422 first
+        if isinstance(samples, TableRows):
             raise NotAcceptable(
                 f"model {served.ref} has a column schema and answers typed rows, not a float array; "
                 "ask for application/json or text/csv"
             )
-        return _answer(served, label=label, seed=body.seed, mode=mode, columns=samples.columns, samples=rows)
-    if wants_npy(accept):
-        return NpyResponse(samples, headers=_model_headers(served))
-    if picture == PNG_MEDIA_TYPE and served.manifest.image_shape:
-        return Response(
-            image_grid(samples, served.manifest.image_shape), media_type=PNG_MEDIA_TYPE, headers=_model_headers(served)
-        )
-    if picture:
         raise NotAcceptable(
             f"model {served.ref} does not make images: ask for application/json, text/csv or application/x-npy"
         )
-    if wants_csv(accept):
+    if isinstance(samples, TableRows):
+        rows = rows_of(samples.values)
+        if media_type == CSV_MEDIA_TYPE:
+            return CsvResponse(samples.columns, rows, headers=_model_headers(served))
+        return _answer(served, label=label, seed=body.seed, mode=mode, columns=samples.columns, samples=rows)
+    if media_type == NPY_MEDIA_TYPE:
+        return NpyResponse(samples, headers=_model_headers(served))
+    if media_type == PNG_MEDIA_TYPE:
+        return Response(
+            image_grid(samples, served.manifest.image_shape), media_type=PNG_MEDIA_TYPE, headers=_model_headers(served)
+        )
+    if media_type == CSV_MEDIA_TYPE:
         return CsvResponse(served.manifest.feature_names, samples, headers=_model_headers(served))
     return _answer(served, label=label, seed=body.seed, mode=mode, samples=samples)
+
+
+def _generate_offers(served: ServedModel) -> list[str]:
+    """What /generate answers for a model, JSON first: a table model typed rows (JSON or CSV),
+    others a float array (also .npy), an image model also a PNG grid."""
+    if served.table is not None:
+        return [JSON, CSV_MEDIA_TYPE]
+    return [JSON, CSV_MEDIA_TYPE, NPY_MEDIA_TYPE, *([PNG_MEDIA_TYPE] if served.manifest.image_shape else [])]
+
+
+def _refused(accept: str | None) -> str:
+    """/generate's answer when none of the model's offers is acceptable: JSON, unless the header
+    names (q > 0) a picture or array type the model does not make (.npy, PNG, SVG), refused with 406."""
+    named = {media_range for media_range, q in media_ranges(accept) if q > 0}
+    return next((t for t in (NPY_MEDIA_TYPE, PNG_MEDIA_TYPE, SVG_MEDIA_TYPE) if t in named), JSON)
 
 
 @router.post(
@@ -150,7 +163,7 @@ async def generate_stream(request: Request) -> Response:
     last chunk), so it cannot pass for a complete one."""
     body = await read_body(request, GenerateStreamRequest)
     served = resolve_model(request, body.model)
-    media_type = negotiate(request.headers.get("accept"))
+    media_type = row_format(request.headers.get("accept"))
     limit = request.app.state.settings.max_stream_rows
     if body.n > limit:
         raise InvalidInput(f"n={body.n} is above the limit of {limit} rows per stream (GENSERVE_MAX_STREAM_ROWS)")
@@ -225,13 +238,6 @@ async def anomaly(request: Request) -> Response:
     return _answer(served, false_alarm_rate=body.false_alarm_rate, threshold=threshold, level=body.level, rows=rows)
 
 
-def wants_picture(accept: str | None) -> str | None:
-    """The picture type an Accept header asks for, if it asks for one (and not for JSON first)."""
-    if not accept or "application/json" in accept:
-        return None
-    return next((t for t in (PNG_MEDIA_TYPE, SVG_MEDIA_TYPE) if t in accept), None)
-
-
 def _band_plot(served: ServedModel, media_type: str, levels: list[float], bands: np.ndarray, row: Any) -> Response:
     """One row's bands [levels, features] as SVG (with feature names) or PNG."""
     if served.table is None:
@@ -304,12 +310,12 @@ async def quantiles(request: Request) -> Response:
     of each category."""
     body = await read_body(request, RowsRequest)
     served = resolve_model(request, body.model)
-    picture = wants_picture(request.headers.get("accept"))
-    if picture and len(body.inputs) != 1:
+    media_type = negotiate(request.headers.get("accept"), [JSON, PNG_MEDIA_TYPE, SVG_MEDIA_TYPE], default=JSON)
+    if media_type != JSON and len(body.inputs) != 1:
         raise InvalidInput(f"a band plot shows one row; {len(body.inputs)} were sent")
     levels, bands, probabilities = await served.quantiles(body.inputs, body.labels)
-    if picture:
-        return _band_plot(served, picture, levels, bands[0], body.inputs[0])
+    if media_type != JSON:
+        return _band_plot(served, media_type, levels, bands[0], body.inputs[0])
     if served.table is None:
         return _answer(served, levels=levels, quantiles=bands)
     columns = [c.name for c in served.table.numeric]
