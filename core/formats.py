@@ -22,7 +22,7 @@ import orjson
 
 from core.errors import NotAcceptable
 from core.generation import BLOCK_ROWS, Block
-from core.table import Table, category_key
+from core.table import Table
 
 JSON = "application/json"
 
@@ -125,10 +125,6 @@ class RowWriter:
             self._pa = pa
             types = self._types()
             self.schema = pa.schema(list(zip(self.names, types, strict=True)), metadata=self._pandas_metadata(types))
-            if table is not None:  # each categorical column's categories as an Arrow array, indexed by codes
-                self._categories = [
-                    self._category_array(c.categories or [], self.schema.field(c.name).type) for c in table.discrete
-                ]
 
     @property
     def part_rows(self) -> int:
@@ -215,25 +211,7 @@ class RowWriter:
         pa = self._pa
         if self.table is None:
             return [pa.float32()] * len(self.names)
-        types = []
-        for column in self.table.columns:
-            if column.numeric:
-                types.append(pa.int64() if column.kind == "integer" else pa.float64())
-            elif column.discrete:
-                try:
-                    types.append(pa.array(column.categories).type)
-                except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed kinds: as text
-                    types.append(pa.string())
-            else:
-                types.append(pa.array([column.value]).type)
-        return types
-
-    def _category_array(self, categories: list, kind: Any) -> Any:
-        """A column's categories as an Arrow array of its type; categories of mixed kinds as text,
-        spelled as genserve spells categories (`category_key`)."""
-        if self._pa.types.is_string(kind) and not all(isinstance(c, str) for c in categories):
-            categories = [category_key(c) for c in categories]
-        return self._pa.array(categories, type=kind)
+        return [codec.arrow_type(pa) for codec in self.table.codecs]
 
     def _pandas_metadata(self, types: list[Any]) -> dict[bytes, bytes] | None:
         """pandas reads an integer column with gaps as its nullable Int64 (not as float64) when the
@@ -241,16 +219,15 @@ class RowWriter:
         if self.table is None:
             return None
         columns = []
-        for column, t in zip(self.table.columns, types, strict=True):
-            nullable_int = column.kind == "integer" and column.gaps
-            kind = "int64" if nullable_int else "mixed"
+        for codec, t in zip(self.table.codecs, types, strict=True):
+            numpy_type = codec.numpy_type(t, self._pa)
             columns.append(
                 {
-                    "name": column.name,
-                    "field_name": column.name,
-                    "pandas_type": kind,
+                    "name": codec.column.name,
+                    "field_name": codec.column.name,
+                    "pandas_type": "int64" if numpy_type == "Int64" else "mixed",
                     "metadata": None,
-                    "numpy_type": "Int64" if nullable_int else "object" if self._pa.types.is_string(t) else str(t),
+                    "numpy_type": numpy_type,
                 }
             )
         pandas = {"index_columns": [], "column_indexes": [], "columns": columns, "pandas_version": "2.2.0"}
@@ -266,22 +243,13 @@ class RowWriter:
         if self.table is None:
             numeric = np.asarray(block.numeric, dtype=np.float32)
             return pa.record_batch([pa.array(numeric[:, j]) for j in range(numeric.shape[1])], schema=self.schema)
-        table, rows = self.table, len(block)
+        table = self.table
         gap = {c.name: k for k, c in enumerate(table.gapped)}
-        arrays, num_i, disc_i = [], 0, 0
-        for column, field in zip(table.columns, self.schema, strict=True):
-            k = gap.get(column.name)
+        arrays = []
+        for codec, values, field in zip(
+            table.codecs, table.column_values(block.numeric, block.codes), self.schema, strict=True
+        ):
+            k = gap.get(codec.column.name)
             mask = None if k is None or block.missing is None else block.missing[:, k]
-            if column.numeric:
-                values = block.numeric[:, num_i]
-                values = values.astype(np.int64) if column.kind == "integer" else np.ascontiguousarray(values)
-                arrays.append(pa.array(values, type=field.type, mask=mask))
-                num_i += 1
-            elif column.discrete:
-                assert block.codes is not None
-                indices = pa.array(block.codes[:, disc_i], mask=mask)
-                arrays.append(self._categories[disc_i].take(indices))
-                disc_i += 1
-            else:
-                arrays.append(pa.array([column.value] * rows, type=field.type, mask=mask))
+            arrays.append(codec.arrow_array(pa, values, mask, field.type))
         return pa.record_batch(arrays, schema=self.schema)

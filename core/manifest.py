@@ -7,13 +7,13 @@ that is not stated here. This module imports pydantic and the standard library o
 
 from __future__ import annotations
 
-import itertools
 import math
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.codecs import CODECS
 from core.heads import HEADS, HeadName
 
 FORMAT_VERSION = 1
@@ -47,7 +47,6 @@ def decoder_output_names(head: HeadName, discrete: bool) -> list[str]:
     return [*HEADS[head].outputs, *([DISCRETE_OUTPUT] if discrete else [])]
 
 
-ColumnKind = Literal["continuous", "integer", "categorical", "boolean", "constant"]
 NumericEncoding = Literal["standard", "quantile"]
 # Rare gap patterns (Manifest.gap_patterns): the threshold rule of statistical disclosure control, and
 # at most this many patterns kept (their distances to each generated row are computed).
@@ -90,7 +89,7 @@ class Column(_Strict):
     """
 
     name: str = Field(min_length=1)
-    kind: ColumnKind
+    kind: str  # a codec's name (core/codecs.py): continuous, integer, categorical, boolean, constant
     missing_rate: float = Field(0.0, ge=0, le=MAX_MISSING_RATE, description="share of missing values in training")
     # numeric columns: bounds seen in training (outputs stay inside), and the map to the model's scale
     min: float | None = None
@@ -117,11 +116,13 @@ class Column(_Strict):
 
     @property
     def numeric(self) -> bool:
-        return self.kind in ("continuous", "integer")
+        """One value on the model's scale, described by the decoder's head."""
+        return CODECS[self.kind].block == "numeric"
 
     @property
     def discrete(self) -> bool:
-        return self.kind in ("categorical", "boolean")
+        """A one-hot block of its categories."""
+        return CODECS[self.kind].block == "onehot"
 
     @property
     def output_bounds(self) -> tuple[float, float]:
@@ -135,34 +136,18 @@ class Column(_Strict):
     @property
     def gaps(self) -> bool:
         """Modelled with a missing-value indicator."""
-        return self.missing_rate > 0 and self.kind != "constant"
+        return self.missing_rate > 0 and CODECS[self.kind].block != "none"
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in CODECS:
+            raise ValueError(f"unknown column kind {kind!r}; known: {sorted(CODECS)}")
+        return kind
 
     @model_validator(mode="after")
     def _check(self) -> Column:
-        if self.numeric:
-            if self.min is None or self.max is None or not self.min <= self.max:
-                raise ValueError(f"column {self.name!r}: a numeric column needs min <= max")
-            low, high = self.output_bounds
-            if not self.min <= low <= high <= self.max:
-                raise ValueError(f"column {self.name!r}: floor and ceiling must lie within min and max, in order")
-            if self.encoding == "standard" and (self.shift is None or self.scale is None):
-                raise ValueError(f"column {self.name!r}: the standard encoding needs shift and scale")
-            if self.encoding == "quantile":
-                knots, scores = self.knots or [], self.scores or []
-                if len(knots) < 2 or len(knots) != len(scores):
-                    raise ValueError(f"column {self.name!r}: the quantile encoding needs >= 2 knots and one score each")
-                if any(b < a for a, b in itertools.pairwise(knots)) or any(
-                    b <= a for a, b in itertools.pairwise(scores)
-                ):
-                    raise ValueError(f"column {self.name!r}: knots must not decrease and scores must increase")
-            if self.encoding is None:
-                raise ValueError(f"column {self.name!r}: a numeric column needs an encoding")
-        if self.discrete and (not self.categories or len(set(map(repr, self.categories))) != len(self.categories)):
-            raise ValueError(f"column {self.name!r}: a {self.kind} column needs distinct categories")
-        if self.kind == "boolean" and self.categories != [False, True]:
-            raise ValueError(f"column {self.name!r}: a boolean column's categories are [false, true]")
-        if self.kind == "constant" and self.missing_rate > 0:
-            raise ValueError(f"column {self.name!r}: a constant column has no gaps (one with gaps is categorical)")
+        CODECS[self.kind].check(self)
         return self
 
 

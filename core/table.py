@@ -1,16 +1,18 @@
-"""Each column kind's and each decoder head's facts, in one torch-free place.
+"""A manifest's column schema as arrays: `Table` composes one codec per column (core/codecs.py) and
+handles what is the same for every kind: the layout of encoded rows, gaps, and the numeric block's map
+to the model's scale, vectorised over columns.
 
 A table (the manifest's `columns`) is fed to the graphs as encoded rows:
 
     [ numeric columns on the model's scale | one-hot block per categorical column | missing indicators ]
 
-and the decoder answers the head's outputs for the numeric block (bernoulli: probs; gaussian:
-mean, log_var; quantile: quantiles) plus, for a table with categories or gaps, `discrete_probs`:
-each categorical column's softmax over its categories, then P(missing) per column with gaps.
+and the decoder answers the head's outputs for the numeric block (core/heads.py) plus, for a table
+with categories or gaps, `discrete_probs`: each categorical column's softmax over its categories,
+then P(missing) per column with gaps.
 
 Training encodes its splits with `Table.encode`; serving parses request rows with
-`Table.parse_rows`, and turns decoder outputs back into values with `central` / `draw`
-(numeric heads), `Table.choose` (categories and gaps) and `Table.values`. The losses that
+`Table.parse_rows`, and turns decoder outputs back into values with the head's draw or central
+value (numeric block), `Table.choose` (categories and gaps) and `Table.values`. The losses that
 match these encodings (training/model.py) are: the head's likelihood for the numeric block,
 masked where a value is missing; cross-entropy per categorical column; a Bernoulli term per
 missing indicator.
@@ -18,16 +20,14 @@ missing indicator.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from core.codecs import CODECS, Cell, CellError, category_key, codec_of, short
 from core.manifest import Column, Manifest, encoded_width
-
-Cell = float | int | str | bool | None
 
 
 class RowError(ValueError):
@@ -36,22 +36,6 @@ class RowError(ValueError):
     def __init__(self, message: str, details: dict[str, Any]) -> None:
         super().__init__(message)
         self.details = details
-
-
-def category_key(value: Any) -> str:
-    """One spelling per category, so that 2007, 2007.0 and "2007" (or true and "true") are the same
-    category whatever the client's JSON or CSV made of it."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-# ---- numeric heads ------------------------------------------------------------------------
-
-
-# ---- the latent prior ---------------------------------------------------------------------
 
 
 # ---- tables -------------------------------------------------------------------------------
@@ -71,9 +55,11 @@ class Table:
         self.width = self.n_numeric + self.n_onehot + self.n_missing
         sizes = [len(c.categories or []) for c in self.discrete]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.category_index = [{category_key(v): i for i, v in enumerate(c.categories or [])} for c in self.discrete]
-        self._category_values = [np.array(c.categories, dtype=object) for c in self.discrete]
+        self.codecs = [codec_of(c) for c in columns]
+        # each column's codec and its place in its block: the numeric block, the one-hot blocks, or none
         position = {c.name: i for i, c in enumerate(self.numeric)} | {c.name: i for i, c in enumerate(self.discrete)}
+        self._places = [(codec, position.get(c.name, -1)) for codec, c in zip(self.codecs, columns, strict=True)]
+        self.category_index = [codec.index for codec in self.codecs if codec.block == "onehot"]  # type: ignore[attr-defined]
         self._gap_source = [(c.numeric, position[c.name]) for c in self.gapped]
         gapped = [c.name for c in self.gapped]
         self._gap_patterns = (
@@ -88,7 +74,7 @@ class Table:
         self._scale = np.array([self.numeric[i].scale for i in self._standard], dtype=np.float64)
         self._quantile = [(i, QuantileMap.of(c)) for i, c in enumerate(self.numeric) if c.encoding == "quantile"]
         self._min, self._max = np.array([c.output_bounds for c in self.numeric], dtype=np.float64).reshape(-1, 2).T
-        self._integer = np.array([c.kind == "integer" for c in self.numeric], dtype=bool)
+        self._integer = np.array([CODECS[c.kind].rounds for c in self.numeric], dtype=bool)  # type: ignore[attr-defined]
         self._decimals = [(i, c.decimals) for i, c in enumerate(self.numeric) if c.decimals is not None]
 
     @classmethod
@@ -172,7 +158,7 @@ class Table:
             else:
                 if not isinstance(row, list):
                     raise RowError(
-                        f"row {r} is {_short(row)}; a row is a list of values in the order {self.names}, or an object "
+                        f"row {r} is {short(row)}; a row is a list of values in the order {self.names}, or an object "
                         "keyed by column name",
                         {"row": r, "columns": self.names},
                     )
@@ -182,59 +168,27 @@ class Table:
                         {"row": r, "expected": n_columns, "got": len(row), "columns": self.names},
                     )
                 cells = row
-            num_i = disc_i = 0
-            for column, value in zip(self.columns, cells, strict=True):
-                if column.numeric:
-                    numeric[r, num_i] = self._parse_number(r, column, value)
-                    num_i += 1
-                elif column.discrete:
-                    codes[r, disc_i] = self._parse_category(r, column, disc_i, value)
-                    disc_i += 1
-                elif value is not None and category_key(value) != category_key(column.value):
-                    raise RowError(
-                        f"row {r}, column {column.name!r} holds {_short(value)}; the column was always "
-                        f"{column.value!r} in training: give that, or null",
-                        {"row": r, "column": column.name, "allowed": [column.value, None]},
-                    )
+            for (codec, i), value in zip(self._places, cells, strict=True):
+                column = codec.column
+                if value is None:  # a gap: the same for every kind
+                    if codec.block != "none" and not column.gaps:
+                        allowed = codec.allowed()
+                        raise RowError(
+                            f"row {r}, column {column.name!r} is null, but the model saw no missing values in it; "
+                            f"give {allowed}",
+                            {"row": r, "column": column.name, "allowed": allowed},
+                        )
+                    continue
+                try:
+                    parsed = codec.parse(value)
+                except CellError as e:
+                    where = {"row": r, "column": column.name}
+                    raise RowError(f"row {r}, column {column.name!r}{e}", where | e.details) from None
+                if codec.block == "numeric":
+                    numeric[r, i] = parsed
+                elif codec.block == "onehot":
+                    codes[r, i] = parsed
         return numeric, codes
-
-    def _missing(self, r: int, column: Column) -> None:
-        if not column.gaps:
-            allowed = _allowed(column)
-            raise RowError(
-                f"row {r}, column {column.name!r} is null, but the model saw no missing values in it; give {allowed}",
-                {"row": r, "column": column.name, "allowed": allowed},
-            )
-
-    def _parse_number(self, r: int, column: Column, value: Cell) -> float:
-        if value is None:
-            self._missing(r, column)
-            return math.nan
-        number = math.nan
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            try:
-                number = float(value)
-            except OverflowError:  # an integer beyond any float
-                number = math.inf
-        if not math.isfinite(number):
-            allowed = _allowed(column)
-            raise RowError(
-                f"row {r}, column {column.name!r} holds {_short(value)}; it takes {allowed}",
-                {"row": r, "column": column.name, "allowed": allowed},
-            )
-        return number
-
-    def _parse_category(self, r: int, column: Column, i: int, value: Cell) -> int:
-        if value is None:
-            self._missing(r, column)
-            return -1
-        index = self.category_index[i].get(category_key(value))
-        if index is None:
-            raise RowError(
-                f"row {r}, column {column.name!r}: unknown category {_short(value)}; valid: {column.categories}",
-                {"row": r, "column": column.name, "valid": column.categories},
-            )
-        return index
 
     # ---- decoding ----
 
@@ -273,26 +227,25 @@ class Table:
     def values(self, numeric: np.ndarray, codes: np.ndarray, missing: np.ndarray) -> list[list[Cell]]:
         """Per column (schema order) the Python values of every row: numbers (integers as int),
         categories as in the data, None where missing. `numeric` is in original units."""
-        rows = len(numeric)
         gap_of = {c.name: k for k, c in enumerate(self.gapped)}
         result: list[list[Cell]] = []
-        num_i = disc_i = 0
-        for column in self.columns:
-            if column.numeric:
-                col = numeric[:, num_i]
-                cells: list[Cell] = col.astype(np.int64).tolist() if column.kind == "integer" else col.tolist()
-                num_i += 1
-            elif column.discrete:
-                cells = self._category_values[disc_i][codes[:, disc_i]].tolist()
-                disc_i += 1
-            else:
-                cells = [column.value] * rows
-            k = gap_of.get(column.name)
+        for codec, values in zip(self.codecs, self.column_values(numeric, codes), strict=True):
+            cells = codec.cells(values)
+            k = gap_of.get(codec.column.name)
             if k is not None:
                 for r in np.flatnonzero(missing[:, k]).tolist():
                     cells[r] = None
             result.append(cells)
         return result
+
+    def column_values(self, numeric: np.ndarray, codes: np.ndarray | None) -> list[np.ndarray]:
+        """Per column (schema order) what its codec decodes: a numeric column's values, a one-hot column's
+        category indices, a placeholder per row for a column not modelled."""
+        blocks = {"numeric": numeric.T, "onehot": None if codes is None else codes.T, "none": None}
+        return [
+            np.zeros(len(numeric)) if blocks[codec.block] is None else blocks[codec.block][i]  # type: ignore[index]
+            for codec, i in self._places
+        ]
 
     def errors(
         self, encoded: np.ndarray, codes: np.ndarray, z: np.ndarray, recon_codes: np.ndarray, recon_missing: np.ndarray
@@ -303,17 +256,14 @@ class Table:
         out = np.zeros((len(encoded), len(self.columns)), dtype=np.float64)
         input_missing = encoded[:, self.n_numeric + self.n_onehot :] > 0.5
         gap_of = {c.name: k for k, c in enumerate(self.gapped)}
-        num_i = disc_i = 0
-        for ci, column in enumerate(self.columns):
-            if column.numeric:
-                error = (z[:, num_i].astype(np.float64) - encoded[:, num_i]) ** 2
-                num_i += 1
-            elif column.discrete:
-                error = (recon_codes[:, disc_i] != codes[:, disc_i]).astype(np.float64)
-                disc_i += 1
+        for ci, (codec, i) in enumerate(self._places):
+            if codec.block == "numeric":
+                error = (z[:, i].astype(np.float64) - encoded[:, i]) ** 2
+            elif codec.block == "onehot":
+                error = (recon_codes[:, i] != codes[:, i]).astype(np.float64)
             else:
                 continue
-            k = gap_of.get(column.name)
+            k = gap_of.get(codec.column.name)
             if k is not None:
                 given, predicted = input_missing[:, k], recon_missing[:, k]
                 error = np.where(given & predicted, 0.0, np.where(given ^ predicted, 1.0, error))
@@ -397,15 +347,3 @@ class QuantileMap:
             low, high = max(low, 2 * IQR_SCORES[1] / iqr), max(high, 2 * IQR_SCORES[1] / iqr)
         z = np.where(x < d[0], self.middle[0] + (x - d[0]) * low, z)
         return np.where(x > d[-1], self.middle[-1] + (x - d[-1]) * high, z)
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _allowed(column: Column) -> str:
-    if column.numeric:
-        kind = "an integer" if column.kind == "integer" else "a number"
-        return f"{kind} (training range {column.min:g} to {column.max:g})" + (", or null" if column.gaps else "")
-    return f"one of {column.categories}" + (", or null" if column.gaps else "")

@@ -1,11 +1,10 @@
-"""app/columns.py: each column kind's encoding and decoding, and the heads' draws."""
+"""core/table.py: a table's encoding, parsing and decoding of rows; core/prior.py: the latent mixture."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from core.heads import draw, inverse_cdf
 from core.manifest import Column, LatentPrior
 from core.prior import Mixture
 from core.table import RowError, Table, category_key
@@ -170,24 +169,6 @@ def test_generated_rows_keep_only_gap_patterns_enough_training_rows_share() -> N
     # c alone -> none; (a, c) -> a
     assert kept.astype(int).tolist() == [[0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 0], [0, 0, 0], [0, 0, 0], [1, 0, 0]]
     assert np.array_equal(Table(columns).common_gaps(drawn), drawn)  # a manifest without patterns: any
-
-
-def test_quantile_head_draws_have_the_predicted_quantiles() -> None:
-    q = np.tile(np.array([-2.0, -0.5, 0.0, 1.0, 4.0])[None, :, None], (40000, 1, 1)).astype(np.float32)
-    x = inverse_cdf(q, LEVELS, np.random.default_rng(0).random((40000, 1)))[:, 0]
-    assert np.allclose(np.quantile(x, LEVELS), [-2.0, -0.5, 0.0, 1.0, 4.0], atol=0.06)
-    assert x.min() < -2.5 and x.max() > 5  # tails beyond the outer levels, not cut off
-    same = draw("quantile", [q[:10]], LEVELS, np.random.default_rng(1))
-    assert np.array_equal(same, draw("quantile", [q[:10]], LEVELS, np.random.default_rng(1)))
-
-
-def test_gaussian_and_bernoulli_draws() -> None:
-    rng = np.random.default_rng(0)
-    mean, log_var = np.full((50000, 1), 2.0, np.float32), np.full((50000, 1), np.log(9.0), np.float32)
-    x = draw("gaussian", [mean, log_var], None, rng)
-    assert abs(x.mean() - 2) < 0.05 and abs(x.std() - 3) < 0.05
-    bits = draw("bernoulli", [np.full((50000, 1), 0.3, np.float32)], None, rng)
-    assert set(np.unique(bits)) == {0.0, 1.0} and abs(bits.mean() - 0.3) < 0.01
 
 
 def test_mixture_prior_draws_from_its_components() -> None:
