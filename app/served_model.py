@@ -15,33 +15,22 @@ import math
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 
 from app.batching import Batcher
 from core.errors import InvalidInput, ModelFault, Overloaded, RequestTimeout
-from core.generation import BLOCK_ROWS, Block, block_rng, block_sizes, rows_block
+from core.generation import Block, rows_block
 from core.heads import HEADS, head_values
 from core.manifest import Manifest
-from core.prior import latent_codes, latent_mixtures
-from core.scoring import (
-    band_distances,
-    central_band,
-    observed_numeric,
-    pieces,
-    row_scores,
-    scoring_prior,
-    surprise_scores,
-    takes_surprise,
-    typical_codes,
-    with_neutral_copies,
-)
-from core.table import Cell, RowError, Table
+from core.model import Mode, Model
+from core.runner import Steps, run_steps_async
+from core.scoring import observed_numeric
+from core.table import Cell, RowError
 
 P = ParamSpec("P")
 R = TypeVar("R")
-Mode = Literal["sample", "mean"]
 logger = logging.getLogger("genserve")
 FAR_INPUT = 100.0  # model's scale (standard deviations): a non-finite result from farther out is the input's fault
 _NUMBERS = frozenset((float, int))  # a JSON number as parsed; bool (an int subclass) is not one
@@ -80,17 +69,11 @@ class ServedModel:
     max_rows: int
 
     def __post_init__(self) -> None:
-        self.shift = np.asarray(self.manifest.normalization.shift, dtype=np.float32)
-        self.scale = np.asarray(self.manifest.normalization.scale, dtype=np.float32)
+        self.model = Model(self.manifest)  # generation and scoring, as offline code runs them (core/model.py)
+        self.table, self.label_index = self.model.table, self.model.label_index
+        self.shift, self.scale, self.default_mode = self.model.shift, self.model.scale, self.model.default_mode
         # shift 0 and scale 1 (most image models): original units are the model's own
         self._identity_units = bool((self.shift == 0).all() and (self.scale == 1).all())
-        self.label_index = {name: i for i, name in enumerate(self.manifest.labels or [])}
-        self.table = Table.of(self.manifest)
-        self.latent_prior = latent_mixtures(self.manifest)
-        self.anomaly_prior = scoring_prior(self.manifest, self.latent_prior)  # what /anomaly's KL is to
-        self.anomaly_surprise = takes_surprise(self.manifest)  # whether /anomaly's scores add it
-        # a table model answers true draws by default; an image model the decoder's central value
-        self.default_mode: Mode = "sample" if self.table is not None else "mean"
         # Unseeded requests draw from one long-lived generator: seeding a fresh one from the
         # OS's entropy on every request costs more than the draw itself.
         self._rng = np.random.default_rng()
@@ -271,18 +254,24 @@ class ServedModel:
         y = self.check_labels(None if label is None else [label], 1)  # anything else: checked, refused when wrong
         return None if y is None else int(y[0])
 
-    async def _block(
-        self, rows: int, label: int | None, rng: np.random.Generator, temperature: float, draws: bool, patient: bool
-    ) -> Block:
-        """One block of generated rows: codes from the latent prior, decoded, then drawn from
-        p(x | z[, y]) (`draws`) or the head's central value, all with `rng`. A `patient` block (a
-        stream's) waits for room in a full queue instead of refusing: a long stream yields to others."""
-        z = latent_codes(self.latent_prior, self.manifest.latent_dim, rows, label, rng, temperature)
-        y = None if label is None else np.full(rows, label, dtype=np.int64)
-        outputs = await (self._decode_patiently(z, y) if patient else self._decode(z, y))
-        if self.table is None:  # the values rows_block gives, with the identity units' shortcut
-            return Block(self._original_units(self._numeric(outputs, rng if draws else None)))
-        return self._rows(outputs, rng if draws else None)[1]
+    async def _run(self, graph: str, first: np.ndarray, y: np.ndarray | None) -> list[np.ndarray]:
+        """A graph call of core/model.py's steps, on this version's Batchers."""
+        if graph == "encoder":
+            return list(await self._encode(first, y))
+        return await self._decode(first, y)
+
+    async def _run_patiently(self, graph: str, first: np.ndarray, y: np.ndarray | None) -> list[np.ndarray]:
+        return await self._decode_patiently(first, y)
+
+    async def _block(self, steps: Steps[tuple[np.ndarray, Block]], patient: bool) -> Block:
+        """One block of generated rows (Model.block), checked. A `patient` block (a stream's) waits for room
+        in a full queue instead of refusing: a long stream yields to others."""
+        z, block = await run_steps_async(steps, self._run_patiently if patient else self._run)
+        if self.table is None:
+            self._require_finite(block.numeric, "the result in original units", None)
+        else:
+            self._require_finite(z, "the decoded value", None)
+        return block
 
     async def _decode_patiently(self, z: np.ndarray, y: np.ndarray | None) -> list[np.ndarray]:
         """Decode as `_decode`, waiting for room instead of failing: after the queue refuses a piece
@@ -314,16 +303,8 @@ class ServedModel:
                 "POST /generate/stream streams up to GENSERVE_MAX_STREAM_ROWS rows"
             )
         index = self._label(label)
-        draws = (mode or self.default_mode) == "sample"
-        if n <= BLOCK_ROWS:  # one block: its generator is the seed's own
-            rng = self._rng if seed is None else np.random.default_rng(seed)
-            block = await self._block(n, index, rng, temperature, draws, patient=False)
-        else:
-            blocks = [
-                await self._block(size, index, block_rng(seed, k, self._rng), temperature, draws, patient=False)
-                for k, size in enumerate(block_sizes(n))
-            ]
-            block = Block.join(blocks)
+        steps = self.model.blocks(n, index, seed, self._rng, temperature, self.model.draws(mode))
+        block = Block.join([await self._block(s, patient=False) for s in steps])
         if self.table is not None:
             return TableRows(self.table.names, self.table.values(block.numeric, block.codes, block.missing))
         return block.numeric
@@ -335,12 +316,12 @@ class ServedModel:
         row). The model is held from the first block's request (`anext`) until the last block, or
         until the generator is closed."""
         index = self._label(label)
-        draws = (mode or self.default_mode) == "sample"
+        draws = self.model.draws(mode)
 
         async def blocks() -> AsyncGenerator[Block, None]:
             with self.hold():
-                for k, size in enumerate(block_sizes(n)):
-                    yield await self._block(size, index, block_rng(seed, k, self._rng), temperature, draws, True)
+                for steps in self.model.blocks(n, index, seed, self._rng, temperature, draws):
+                    yield await self._block(steps, patient=True)
 
         return blocks()
 
@@ -398,31 +379,13 @@ class ServedModel:
                 )
         x_norm = self._encoded(inputs)
         y = self.check_labels(labels, len(x_norm))
-        n, d = len(x_norm), self.manifest.numeric_dim
-        x_all, y_all = with_neutral_copies(x_norm, y, d) if self.anomaly_surprise else (x_norm, y)
-        scores, terms, first = [], [], None
-        prior = self.anomaly_prior
-        # in pieces of at most max_rows: each fits an empty queue, as a request's rows do, and the copies'
-        # outputs are reduced to their scores piece by piece
-        for x_piece, y_piece in pieces(x_all, y_all, self.max_rows):
-            mean, log_var = await self._encode(x_piece, y_piece)
-            outputs = await self._decode(mean, y_piece)
-            s, t = row_scores(self.manifest, x_piece, mean, log_var, outputs, self.table, prior, y_piece)
-            scores.append(s)
-            terms.append(t)
-            if first is None:  # the rows themselves lead the first piece: their codes give the bands
-                first = (mean[:n], [o[:n] for o in outputs])
-        observed = observed_numeric(self.table, x_norm, d)
-        scored = surprise_scores(np.concatenate(scores), np.concatenate(terms), observed)
+        scored, mean, outputs = await run_steps_async(self.model.score(x_norm, y, self.max_rows), self._run)
         self._require_finite(scored.score, "anomaly score", x_norm)
-        mean, outputs = first  # type: ignore[misc]
-        typical = typical_codes(mean)
-        band_outputs = outputs if np.array_equal(typical, mean) else await self._decode(typical, y)
         try:
-            band = central_band(self.manifest, band_outputs, level)
+            distances = await run_steps_async(self.model.bands(x_norm, y, mean, outputs, level), self._run)
         except ValueError as e:
             raise InvalidInput(f"model {self.ref} has {e}") from None
-        distances = band_distances(x_norm[:, :d].astype(np.float64), band) * observed  # a gap is not outside
+        distances = distances * observed_numeric(self.table, x_norm, self.manifest.numeric_dim)  # a gap is not outside
         names = [c.name for c in self.table.numeric] if self.table is not None else self.manifest.feature_names
         surprises = scored.surprise if scored.surprise is not None else np.full(distances.shape, np.nan)
         verdicts = [

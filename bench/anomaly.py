@@ -61,8 +61,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.heads import LOG_2PI  # noqa: E402
+from core.offline import AnomalyScorer  # noqa: E402
 from core.repository import read_manifest  # noqa: E402
-from core.scoring import AnomalyScorer, calibrate, kl_to_prior, row_scores  # noqa: E402
+from core.scoring import calibrate, kl_to_prior, row_scores  # noqa: E402
 from training import data  # noqa: E402
 from training.pipeline import TrainOptions, train_and_export  # noqa: E402
 
@@ -305,7 +306,7 @@ VARIANTS = (
 
 
 def run_graph(scorer: AnomalyScorer, graph: str, first: np.ndarray) -> list[np.ndarray]:
-    session, inputs = scorer.graphs[graph]  # unconditional models only: one input
+    session, inputs = scorer.runner.graph(graph)  # unconditional models only: one input
     return session.run(None, {inputs[0]: np.ascontiguousarray(first, dtype=np.float32)})
 
 

@@ -275,7 +275,7 @@ def in_process(model_dir: Path, batch_sizes: tuple[int, ...], repeats: float = 1
 def table_rows_in_process(model_dir: Path, n: int = 1000, repeats: float = 1.0) -> float:
     """Seconds to make `n` typed rows of a table model in-process, as /generate's `mode: sample` does:
     z from the latent prior, the decoder on onnxruntime (one thread), draws of every value, typed rows."""
-    from core.generation import Sampler
+    from core.offline import Sampler
     from core.table import rows_of
 
     sampler = Sampler(model_dir, threads=1)

@@ -52,7 +52,7 @@ class Streaming:
 
 def in_process_rows_per_s(media_type: str, n: int) -> float:
     from core.formats import RowWriter
-    from core.generation import Sampler
+    from core.offline import Sampler
 
     sampler = Sampler(ROOT / "models" / MODEL / "1", threads=1)
     label = (sampler.manifest.labels or []).index(BODY["label"])

@@ -39,7 +39,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.generation import Sampler  # noqa: E402
+from core.offline import Sampler  # noqa: E402
 from core.repository import read_manifest  # noqa: E402
 from training import data, quality  # noqa: E402
 from training.pipeline import TrainOptions, train_and_export  # noqa: E402

@@ -7,28 +7,18 @@ that up to `BLOCK_ROWS` rows are exactly what /generate answers for that seed, a
 `n` rows of a seed are the same whether streamed or not, served or written by the CLI, and a
 whole block is the same in any request that reaches past it (a partial last block draws its
 rows' codes and values in another order than a whole one would).
-
-Rows of an exported model made in-process, without a server: what /generate answers.
-
-z from the model's latent prior (N(0, I) without one), the decoder graph on onnxruntime, then
-the same draws and typing as the served path (app/columns.py). Used by training's quality report,
-the benchmarks and anything else that wants many rows at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from core.heads import head_values
 from core.manifest import Manifest
-from core.prior import latent_codes, latent_mixtures
-from core.repository import read_manifest
-from core.runner import onnx_graph
-from core.table import Cell, Table
+from core.table import Table
 
 BLOCK_ROWS = 1024
 
@@ -91,50 +81,3 @@ def rows_block(
     if generated:
         missing = table.common_gaps(missing)
     return numeric, Block(table.from_scale(numeric), codes, missing)
-
-
-class Sampler:
-    def __init__(self, model_dir: Path, threads: int = 1) -> None:
-        self.manifest: Manifest = read_manifest(model_dir)
-        self.session, self.inputs = onnx_graph(model_dir, self.manifest, "decoder", threads)
-        self.table = Table.of(self.manifest)
-        self.prior = latent_mixtures(self.manifest)
-        # as the service: true draws for a table model, the decoder's central value otherwise
-        self.default_mode = "sample" if self.table is not None else "mean"
-        norm = self.manifest.normalization
-        self.shift, self.scale = np.asarray(norm.shift, np.float32), np.asarray(norm.scale, np.float32)
-
-    @property
-    def names(self) -> list[str]:
-        """Column names of the rows made: a table's columns, or the model's features."""
-        return self.table.names if self.table is not None else list(self.manifest.feature_names)
-
-    def generate(
-        self, n: int, label: int | None, rng: np.random.Generator, mode: str | None = None
-    ) -> list[list[Cell]] | np.ndarray:
-        """`n` rows for label index `label`, all drawn from `rng`: a table model's values per column
-        (schema order), else an array [n, features] in original units. `mode`: sample (draws) or
-        mean (central values)."""
-        block = self.block(n, label, rng, mode)
-        if self.table is None:
-            return block.numeric
-        return self.table.values(block.numeric, block.codes, block.missing)
-
-    def block(
-        self, n: int, label: int | None, rng: np.random.Generator, mode: str | None = None, temperature: float = 1.0
-    ) -> Block:
-        """`n` rows as arrays, made as /generate makes one block of them (app/streaming.py)."""
-        m = self.manifest
-        feed = {self.inputs[0]: latent_codes(self.prior, m.latent_dim, n, label, rng, temperature)}
-        if m.conditional:
-            feed[self.inputs[1]] = np.full(n, label, dtype=np.int64)
-        draws = rng if (mode or self.default_mode) == "sample" else None
-        return rows_block(m, self.table, self.session.run(None, feed), draws, self.shift, self.scale)[1]
-
-    def blocks(
-        self, n: int, label: int | None, seed: int | None, mode: str | None = None, temperature: float = 1.0
-    ) -> Iterator[Block]:
-        """`n` rows in blocks, the rows /generate and /generate/stream answer for `seed` (None: unseeded)."""
-        shared = np.random.default_rng()
-        for k, size in enumerate(block_sizes(n)):
-            yield self.block(size, label, block_rng(seed, k, shared), mode, temperature)

@@ -32,16 +32,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from core.heads import HEADS
 from core.manifest import Manifest
-from core.prior import Mixture, latent_mixtures
-from core.repository import read_manifest
-from core.runner import onnx_graph
+from core.prior import Mixture
 from core.table import Table
 
 _EPS = 1e-6
@@ -177,52 +174,6 @@ def band_distances(x: np.ndarray, band: tuple[np.ndarray, np.ndarray] | None) ->
     lo, hi = (b.astype(np.float64) for b in band)
     width = np.maximum(hi - lo, 1e-9)
     return np.where(x < lo, (x - lo) / width, np.where(x > hi, (x - hi) / width, 0.0))
-
-
-class AnomalyScorer:
-    """Scores rows on the model's scale with an exported model's ONNX graphs, in-process: what
-    /anomaly computes (training calibrates its thresholds with it; benchmarks use it)."""
-
-    def __init__(self, model_dir: Path, threads: int = 1) -> None:
-        self.manifest = read_manifest(model_dir)
-        self.table = Table.of(self.manifest)
-        self.prior = scoring_prior(self.manifest, latent_mixtures(self.manifest))
-        self.surprise = takes_surprise(self.manifest)
-        self.graphs = {name: onnx_graph(model_dir, self.manifest, name, threads) for name in ("encoder", "decoder")}
-
-    def score(self, x: np.ndarray, y: np.ndarray | None = None) -> RowScores:
-        """Rows on the model's scale (and label indices for a conditional model)."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        d = self.manifest.numeric_dim
-        x_all, y_all = with_neutral_copies(x, y, d) if self.surprise else (x, y)
-        scores, terms = [], []
-        for x_piece, y_piece in pieces(x_all, y_all, SCORE_PIECE_ROWS):  # bounds the memory of a split's copies
-            mean, log_var = self._run("encoder", x_piece, y_piece)
-            outputs = self._run("decoder", mean, y_piece)
-            s, t = row_scores(self.manifest, x_piece, mean, log_var, outputs, self.table, self.prior, y_piece)
-            scores.append(s)
-            terms.append(t)
-        return surprise_scores(np.concatenate(scores), np.concatenate(terms), observed_numeric(self.table, x, d))
-
-    def calibration(self, x: np.ndarray, y: np.ndarray | None = None) -> dict:
-        """`calibrate` on these normal rows' scores, with what the scores were: the KL to the model's
-        prior, and the surprise added or not (`scoring_prior`, `takes_surprise` read them back)."""
-        return {**calibrate(self.score(x, y).score), "kl_to": KL_TO_PRIOR, "surprise": self.surprise}
-
-    def distances(self, x: np.ndarray, y: np.ndarray | None = None, level: float = 0.9) -> np.ndarray:
-        """band_distances of rows on the model's scale, as /anomaly ranks the features it names."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        mean, _ = self._run("encoder", x, y)
-        outputs = self._run("decoder", typical_codes(mean), y)
-        band = central_band(self.manifest, outputs, level)
-        return band_distances(x[:, : self.manifest.numeric_dim].astype(np.float64), band)
-
-    def _run(self, name: str, first: np.ndarray, y: np.ndarray | None) -> list[np.ndarray]:
-        session, inputs = self.graphs[name]
-        feed = {inputs[0]: first}
-        if len(inputs) > 1:
-            feed[inputs[1]] = np.asarray(y, dtype=np.int64)
-        return session.run(None, feed)
 
 
 FALSE_ALARM_RATES = (0.005, 0.01, 0.02, 0.05)  # thresholds calibrated at training, one per rate

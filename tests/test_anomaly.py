@@ -61,7 +61,8 @@ def test_a_missing_value_is_never_the_surprise_nor_outside(client) -> None:
     """A gap has no value to be surprised by or to lie outside a band; a row of gaps adds no surprise."""
     import numpy as np
 
-    from core.scoring import AnomalyScorer, row_scores
+    from core.offline import AnomalyScorer
+    from core.scoring import row_scores
 
     gap = {**PENGUIN, "bill_depth_mm": None, "body_mass_g": 9000}
     numbers = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
@@ -120,12 +121,13 @@ def test_a_model_with_more_numeric_features_than_the_surprise_limit_scores_its_e
     import numpy as np
 
     from core import scoring as anomaly
+    from core.offline import AnomalyScorer
 
     monkeypatch.setattr(anomaly, "MAX_SURPRISE_FEATURES", 16)  # cancer-qvae has 30
     rows, labels = real_rows("cancer-qvae", 2)
     answer = make_client().post("/anomaly", json={"model": "cancer-qvae", "inputs": rows, "labels": labels})
     assert answer.status_code == 200, answer.text
-    scorer = anomaly.AnomalyScorer(DEFAULT_MODELS_DIR / "cancer-qvae" / "1")
+    scorer = AnomalyScorer(DEFAULT_MODELS_DIR / "cancer-qvae" / "1")
     assert not scorer.surprise
     norm = scorer.manifest.normalization
     x = (np.asarray(rows, np.float32) - np.asarray(norm.shift, np.float32)) / np.asarray(norm.scale, np.float32)
@@ -175,7 +177,7 @@ def test_the_in_process_scorer_agrees_with_the_service(client) -> None:
     """AnomalyScorer (training's calibration, the benchmark) scores and ranks as /anomaly does."""
     import numpy as np
 
-    from core.scoring import AnomalyScorer
+    from core.offline import AnomalyScorer
 
     rows, labels = real_rows("cancer-qvae", 3)
     rows[1][3] *= 8
@@ -197,7 +199,8 @@ def test_the_score_adds_the_largest_surprise_of_a_value_given_the_others() -> No
     and j's own term left out; the score is the negative ELBO plus the largest."""
     import numpy as np
 
-    from core.scoring import AnomalyScorer, row_scores
+    from core.offline import AnomalyScorer
+    from core.scoring import row_scores
 
     rows, labels = real_rows("cancer-qvae", 4)
     scorer = AnomalyScorer(DEFAULT_MODELS_DIR / "cancer-qvae" / "1")
@@ -232,7 +235,8 @@ def test_scores_take_the_kl_to_the_prior_their_calibration_was_fitted_with(tmp_p
 
     import numpy as np
 
-    from core.scoring import KL_TO_PRIOR, AnomalyScorer, kl_to_prior, row_scores
+    from core.offline import AnomalyScorer
+    from core.scoring import KL_TO_PRIOR, kl_to_prior, row_scores
 
     rows, labels = real_rows("cancer-qvae", 6)
     scorer = AnomalyScorer(DEFAULT_MODELS_DIR / "cancer-qvae" / "1")

@@ -129,7 +129,7 @@ def test_sampled_rows_have_the_real_spread_of_each_label(name: str) -> None:
     """mode: sample, per label: generated / real standard deviation within [0.8, 1.25] for every numeric column."""
     import pandas as pd
 
-    from core.generation import Sampler
+    from core.offline import Sampler
     from training import data
 
     sampler = Sampler(resolve(DEFAULT_MODELS_DIR, name))

@@ -15,8 +15,8 @@ import numpy as np
 
 from core.heads import HEADS
 from core.manifest import MAX_GAP_PATTERNS, MIN_ROWS_PER_GAP_PATTERN, Manifest, NumericEncoding
+from core.offline import AnomalyScorer
 from core.repository import COLUMNS_FIGURE, HISTORY_FILE, LOSS_FIGURE, Choice, read_manifest
-from core.scoring import AnomalyScorer
 from core.table import Table
 from training import data, evaluate, figures, quality, tables
 from training.calibrate import MIN_CALIBRATION_ROWS, calibrate_quantiles
@@ -261,7 +261,7 @@ def format_anomaly(name: str, calibration: dict) -> str:
 def _quality_report(staged: Path, ds: Dataset, splits: data.Splits, opts: TrainOptions) -> dict:
     """training/quality.py's report on rows the staged export makes, as /generate would, per label as
     many as the training split has (at most quality.REPORT_MAX_ROWS in all)."""
-    from core.generation import Sampler
+    from core.offline import Sampler
 
     labels = ds.labels if opts.conditional else None
     schema = quality.schema_of(ds.columns, ds.feature_names, (ds.label_column or "label") if labels else None)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO
 
 from core.formats import SUFFIXES, RowWriter
-from core.generation import Sampler
+from core.offline import Sampler
 from core.repository import resolve
 
 LOG_EVERY_S = 5.0
