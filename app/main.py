@@ -17,12 +17,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import parsing, protocol
-from app.deps import require_api_key
-from app.errors import install_error_handlers
-from app.middleware import BodyLimit, DirectRoutes, HotRoutes, RequestMetrics
-from app.registry import Registry
-from app.routes import admin, health, inference, models, ui, v2
+from app.api.deps import require_api_key
+from app.api.routes import admin, health, inference, models, ui, v2
+from app.http import parsing, protocol
+from app.http.errors import install_error_handlers
+from app.http.middleware import BodyLimit, DirectRoutes, HotRoutes, RequestMetrics
+from app.models.registry import Registry
 from app.settings import Settings
 from core.errors import NotReady, RepositoryUnavailable
 
@@ -37,7 +37,7 @@ class GenserveAPI(FastAPI):
     other request goes on through the standard stack as usual."""
 
     outer_middleware: Sequence[Middleware] = ()
-    # The inference POSTs' own path in front of everything (app/middleware.py): set by the
+    # The inference POSTs' own path in front of everything (app/http/middleware.py): set by the
     # lifespan once the app is up, unless FastAPI's OpenTelemetry bridge is on, which wraps
     # every request it sees.
     hot_routes: HotRoutes | None = None
@@ -60,7 +60,7 @@ class GenserveAPI(FastAPI):
 
 
 def _configure_protocol(settings: Settings) -> None:
-    """The connection limits of app/protocol.py, in the process that will serve (each worker)."""
+    """The connection limits of app/http/protocol.py, in the process that will serve (each worker)."""
     fit = protocol.raise_open_files_limit(settings.max_connections + 256)
     connections = settings.max_connections
     if fit < connections:
@@ -120,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Generate samples, latent codes, reconstructions and quantile bands from VAE/CVAE/QVAE models.",
         lifespan=lifespan,
-        docs_url=None,  # /docs and /redoc from packaged assets, not a CDN: app/routes/ui.py
+        docs_url=None,  # /docs and /redoc from packaged assets, not a CDN: app/api/routes/ui.py
         redoc_url=None,
         redirect_slashes=False,  # a redirect would name the client's Host header: /generate/ is a 404
     )

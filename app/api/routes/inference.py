@@ -12,18 +12,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from app import metrics
-from app.deps import resolve_model
-from app.pictures import PNG_MEDIA_TYPE, SVG_MEDIA_TYPE, band_png, band_svg, image_grid, outside
-from app.responses import (
-    CSV_MEDIA_TYPE,
-    NPY_MEDIA_TYPE,
-    ArrayJSONResponse,
-    CsvResponse,
-    NpyResponse,
-    wants_csv,
-    wants_npy,
-)
-from app.schemas import (
+from app.api.deps import resolve_model
+from app.api.pictures import PNG_MEDIA_TYPE, SVG_MEDIA_TYPE, band_png, band_svg, image_grid, outside
+from app.api.schemas import (
     AnomalyRequest,
     AnomalyResponse,
     EncodeResponse,
@@ -37,7 +28,16 @@ from app.schemas import (
     json_body,
     read_body,
 )
-from app.served_model import ServedModel, TableRows
+from app.http.responses import (
+    CSV_MEDIA_TYPE,
+    NPY_MEDIA_TYPE,
+    ArrayJSONResponse,
+    CsvResponse,
+    NpyResponse,
+    wants_csv,
+    wants_npy,
+)
+from app.models.served_model import ServedModel, TableRows
 from core.errors import InvalidInput, NotAcceptable
 from core.formats import ARROW, NDJSON, PARQUET, RowWriter, negotiate
 from core.generation import Block

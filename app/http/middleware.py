@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
-from app.errors import error_body
+from app.http.errors import error_body
 from core.errors import BodyTooLarge
 
 

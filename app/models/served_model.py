@@ -20,7 +20,7 @@ from typing import Literal, ParamSpec, TypeVar
 
 import numpy as np
 
-from app.batching import Batcher
+from app.models.batching import Batcher
 from core.errors import InvalidInput, ModelFault, Overloaded, RequestTimeout
 from core.generation import BLOCK_ROWS, Block, block_rng, block_sizes, rows_block
 from core.heads import head_values
