@@ -1,17 +1,11 @@
-"""ASGI middleware: the request body limit (413 before any parsing), request metrics, the
-direct path to the hot endpoints, and `HotRoutes`, which answers those endpoints' plain
-requests in front of the whole stack, doing all of the above in one frame."""
+"""ASGI middleware: the request body limit (413 before any parsing) and request metrics, and
+the pieces of both that `HotRoute` (app/http/hot_routes.py) applies on its own."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
 
-from fastapi import FastAPI
-from fastapi.routing import APIRoute
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
@@ -31,10 +25,10 @@ class BodyLimit:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit():
-            if int(declared) > self.max_bytes:
-                await self._too_large(send)
+        declared = declared_length(scope)
+        if declared is not None:
+            if declared > self.max_bytes:
+                await send_too_large(send, self.max_bytes)
                 return
             # the server reads exactly the declared length: nothing more can arrive
             await self.app(scope, receive, send)
@@ -42,7 +36,7 @@ class BodyLimit:
         try:
             body = await read_body(receive, self.max_bytes)
         except BodyOverLimit:
-            await self._too_large(send)
+            await send_too_large(send, self.max_bytes)
             return
         if body is None:
             return  # the client left
@@ -57,8 +51,13 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send: Send) -> None:
-        await send_too_large(send, self.max_bytes)
+
+def declared_length(scope: Scope) -> int | None:
+    """The body's length as its Content-Length header declares it; None without a valid one."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
 
 
 class BodyOverLimit(Exception):
@@ -95,7 +94,7 @@ async def send_too_large(send: Send, max_bytes: int) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-class _RequestCounters:
+class RequestCounters:
     """The request counter and latency histogram children per (endpoint, model, status): label
     lookups cost more than the increments."""
 
@@ -117,7 +116,7 @@ class RequestMetrics:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.counters = _RequestCounters()
+        self.counters = RequestCounters()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -139,143 +138,3 @@ class RequestMetrics:
             endpoint = getattr(route, "path", "unmatched")  # a template, so unknown paths cannot blow up cardinality
             model = scope.get("state", {}).get("model", "")
             self.counters.record(endpoint, model, status, time.perf_counter() - started)
-
-
-class DirectRoutes:
-    """Runs the hot POST endpoints (the inference routes) straight from here, past the router's
-    search over every route and FastAPI's per-request machinery (dependency solving, exit
-    stacks, exception middleware), which together cost more than these requests' own work.
-
-    What those layers would do for these routes is done here too: the guards (the API key) run
-    first, and an exception is rendered by the app's own exception handlers, so answers and
-    errors are the same. The routes stay declared on the app as usual (OpenAPI, and every other
-    method or path goes through FastAPI); the metrics see the matched route in scope["route"].
-    Only endpoints of the form `async def endpoint(request) -> Response` qualify."""
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        owner: FastAPI,
-        routes: Sequence[APIRoute],
-        guards: Sequence[Callable[[Request], Awaitable[None]]] = (),
-    ) -> None:
-        self.app = app
-        self.owner = owner
-        self.routes = {route.path: route for route in routes if route.methods == {"POST"}}
-        self.guards = tuple(guards)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self.routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
-        if route is None:
-            await self.app(scope, receive, send)
-            return
-        scope["route"] = route
-        response = await answer(self.owner, self.guards, route, Request(scope, receive, send))
-        await response(scope, receive, send)
-
-
-class HotRoutes:
-    """The inference POSTs (`DirectRoutes`' routes) answered in one frame, in front of FastAPI
-    and every middleware layer (`GenserveAPI.__call__` hands them here): with a small model
-    those layers' awaits, wrappers and per-request objects cost as much as the inference.
-
-    It does what the layers would, in their order: the request metrics (`RequestMetrics`:
-    endpoint, model, status, 499 when no answer was started; timed), the body limit
-    (`BodyLimit`: 413 at once for a declared length over the limit, or once a chunked body
-    passes it), the guards (the API key), the endpoint, and the app's exception handlers for
-    its errors. The body is read here, before the guards, as BodyLimit's count of a chunked
-    body did; the endpoint finds it already read. A request with an `Origin` header goes the
-    usual way when CORS is on (CORSMiddleware answers it), and so does every other request."""
-
-    def __init__(
-        self,
-        owner: FastAPI,
-        routes: Sequence[APIRoute],
-        max_body_bytes: int,
-        guards: Sequence[Callable[[Request], Awaitable[None]]] = (),
-        cors: bool = False,
-    ) -> None:
-        self.owner = owner
-        self.routes = {route.path: route for route in routes if route.methods == {"POST"}}
-        self.max_body_bytes = max_body_bytes
-        self.guards = tuple(guards)
-        self.cors = cors
-        self.counters = _RequestCounters()
-
-    def route_for(self, scope: Scope) -> APIRoute | None:
-        """The hot route this request goes to, or None: it takes the usual way."""
-        route = self.routes.get(scope["path"])
-        if route is None or not self.cors:
-            return route
-        for name, _ in scope["headers"]:
-            if name == b"origin":  # a cross-origin call: CORSMiddleware adds its headers
-                return None
-        return route
-
-    async def __call__(self, route: APIRoute, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        status = 499  # nginx's "client closed request": no response was started
-        try:
-            declared = None
-            for name, value in scope["headers"]:
-                if name == b"content-length":
-                    declared = value
-                    break
-            if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-                status = 413
-                await send_too_large(send, self.max_body_bytes)
-                return
-            try:
-                body = await read_body(receive, self.max_body_bytes)
-            except BodyOverLimit:
-                status = 413
-                await send_too_large(send, self.max_body_bytes)
-                return
-            if body is None:
-                return  # the client left: nothing to answer
-            scope["route"] = (
-                route  # matched once the body is within the limit: a 413 is "unmatched", as on the usual path
-            )
-            request = Request(scope, receive, send)
-            request._body = body  # read: the endpoint's request.body() answers it
-            response = await answer(self.owner, self.guards, route, request)
-            if response.background is None and type(response).__call__ is Response.__call__:
-                status = response.status_code
-                await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
-                await send({"type": "http.response.body", "body": response.body})
-            else:  # a response of its own kind (streamed, with a background task): it sends itself
-
-                async def record_status(message: Message) -> None:
-                    nonlocal status
-                    if message["type"] == "http.response.start":
-                        status = message["status"]
-                    await send(message)
-
-                await response(scope, receive, record_status)
-        finally:
-            model = scope["state"].get("model", "") if "state" in scope else ""
-            endpoint = route.path if "route" in scope else "unmatched"
-            self.counters.record(endpoint, model, status, time.perf_counter() - started)
-
-
-async def answer(
-    owner: FastAPI, guards: Sequence[Callable[[Request], Awaitable[None]]], route: APIRoute, request: Request
-) -> Response:
-    """A direct path's answer: the guards, then the endpoint; an exception either raises is
-    answered by the app's own exception handlers, as FastAPI's stack would."""
-    try:
-        for guard in guards:
-            await guard(request)
-        return await route.endpoint(request)
-    except Exception as exc:
-        return await render_exception(owner, request, exc)
-
-
-async def render_exception(owner: FastAPI, request: Request, exc: Exception) -> Response:
-    """An exception raised on a direct path, answered by the app's own exception handlers."""
-    handlers = owner.exception_handlers
-    for cls in type(exc).__mro__:
-        handler = handlers.get(cls)
-        if handler is not None:
-            return await handler(request, exc)
-    raise exc
