@@ -39,8 +39,8 @@ def main() -> int:
         "access_log": settings.access_log,
         "timeout_graceful_shutdown": settings.shutdown_timeout_s,
         "timeout_keep_alive": settings.keep_alive_s,
-        # uvicorn's httptools protocol with limits on every phase of a connection (app/protocol.py)
-        "http": "app.protocol:GuardedProtocol",
+        # uvicorn's httptools protocol with limits on every phase of a connection (app/http/protocol.py)
+        "http": "app.http.protocol:GuardedProtocol",
     }
     # uvicorn handles SIGTERM with a graceful shutdown, then raises the signal again once it is
     # done: a clean stop would end as "killed by SIGTERM" (143). This handler turns that into exit 0.

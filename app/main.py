@@ -11,18 +11,20 @@ import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import parsing, protocol
-from app.deps import require_api_key
-from app.errors import install_error_handlers
-from app.middleware import BodyLimit, DirectRoutes, HotRoutes, RequestMetrics
-from app.registry import Registry
-from app.routes import admin, health, inference, models, ui, v2
+from app.api.deps import require_api_key
+from app.api.routes import admin, health, inference, models, ui, v2
+from app.http import parsing, protocol
+from app.http.errors import install_error_handlers
+from app.http.hot_routes import HotRoutes
+from app.http.middleware import BodyLimit, RequestMetrics
+from app.models.registry import Registry
 from app.settings import Settings
 from core.errors import NotReady, RepositoryUnavailable
 
@@ -31,25 +33,24 @@ logger = logging.getLogger("genserve")
 
 class GenserveAPI(FastAPI):
     """FastAPI with genserve's own middleware (`outer_middleware`, outermost first) placed
-    outside Starlette's and FastAPI's standard layers (server errors, telemetry, exception
-    handlers), not inside them: the hot inference routes, answered by `DirectRoutes`, then
+    outside Starlette's and FastAPI's standard layers (server errors, exception handlers), not
+    inside them: the hot inference routes, answered by the outermost layer (`HotRoutes`), then
     pass through none of those layers, which cost more than a small model's inference. Every
     other request goes on through the standard stack as usual."""
 
     outer_middleware: Sequence[Middleware] = ()
-    # The inference POSTs' own path in front of everything (app/middleware.py): set by the
-    # lifespan once the app is up, unless FastAPI's OpenTelemetry bridge is on, which wraps
-    # every request it sees.
-    hot_routes: HotRoutes | None = None
+    # Set by the lifespan unless FastAPI's OpenTelemetry bridge is on then, which must see every
+    # request: an HTTP request then goes straight to the middleware stack, past FastAPI's and
+    # Starlette's own __call__, which would only set scope["app"] (no root_path is configured)
+    # and ask whether the bridge is on, at about a seventh of /generate n=1's own time.
+    straight_to_stack: bool = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        hot = self.hot_routes
-        if hot is not None and scope["type"] == "http" and scope["method"] == "POST":
-            route = hot.route_for(scope)
-            if route is not None:
-                scope["app"] = self
-                await hot(route, scope, receive, send)
-                return
+        stack = self.middleware_stack
+        if self.straight_to_stack and stack is not None and scope["type"] == "http":
+            scope["app"] = self
+            await stack(scope, receive, send)
+            return
         await super().__call__(scope, receive, send)
 
     def build_middleware_stack(self) -> ASGIApp:
@@ -60,7 +61,7 @@ class GenserveAPI(FastAPI):
 
 
 def _configure_protocol(settings: Settings) -> None:
-    """The connection limits of app/protocol.py, in the process that will serve (each worker)."""
+    """The connection limits of app/http/protocol.py, in the process that will serve (each worker)."""
     fit = protocol.raise_open_files_limit(settings.max_connections + 256)
     connections = settings.max_connections
     if fit < connections:
@@ -103,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logging.getLogger("uvicorn.error").addFilter(CUT_AT_SHUTDOWN)
             telemetry = getattr(app, "_native_telemetry", None)
             if isinstance(app, GenserveAPI) and not (telemetry is not None and telemetry.enabled()):
-                app.hot_routes = hot_routes
+                app.straight_to_stack = True
             yield
             stop_reloading()
         finally:
@@ -120,7 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Generate samples, latent codes, reconstructions and quantile bands from VAE/CVAE/QVAE models.",
         lifespan=lifespan,
-        docs_url=None,  # /docs and /redoc from packaged assets, not a CDN: app/routes/ui.py
+        docs_url=None,  # /docs and /redoc from packaged assets, not a CDN: app/api/routes/ui.py
         redoc_url=None,
         redirect_slashes=False,  # a redirect would name the client's Host header: /generate/ is a 404
     )
@@ -130,43 +131,39 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # dependency is attached at all (solving even a no-op dependency costs every request).
     guarded_by = [require_api_key] if settings.api_key else []
     guarded = [Depends(guard) for guard in guarded_by]
-    app.include_router(inference.router, dependencies=guarded)
+    app.include_router(inference.router)  # hot routes: they carry their own guard (the API key)
     app.include_router(models.router, dependencies=guarded)
     app.include_router(v2.model_router, dependencies=guarded)
     app.include_router(admin.router, dependencies=guarded)
     app.include_router(health.router)
     app.include_router(v2.server_router)
     ui.install(app)
-    cors = []
+    cors: dict[str, Any] | None = None
     if settings.cors_origin_list:  # off by default: browsers then refuse cross-origin calls
-        cors = [
-            Middleware(
-                CORSMiddleware,
-                allow_origins=settings.cors_origin_list,
-                allow_methods=["GET", "POST", "HEAD"],
-                allow_headers=[
-                    "Content-Type",
-                    "Accept",
-                    "Authorization",
-                    "X-API-Key",
-                    "Inference-Header-Content-Length",
-                ],
-                expose_headers=[
-                    "Retry-After",
-                    "X-Model",
-                    "X-Model-Version",
-                    "X-Outside",
-                    "Inference-Header-Content-Length",
-                ],
-                max_age=600,
-            )
-        ]
-    hot_routes = HotRoutes(app, inference.router.routes, settings.max_body_bytes, guards=guarded_by, cors=bool(cors))
+        cors = {
+            "allow_origins": settings.cors_origin_list,
+            "allow_methods": ["GET", "POST", "HEAD"],
+            "allow_headers": [
+                "Content-Type",
+                "Accept",
+                "Authorization",
+                "X-API-Key",
+                "Inference-Header-Content-Length",
+            ],
+            "expose_headers": [
+                "Retry-After",
+                "X-Model",
+                "X-Model-Version",
+                "X-Outside",
+                "Inference-Header-Content-Length",
+            ],
+            "max_age": 600,
+        }
     app.outer_middleware = [
-        Middleware(RequestMetrics),  # outermost: sees the 413s and CORS preflights too
-        *cors,
+        Middleware(HotRoutes, routes=inference.router.routes, cors=cors),  # the inference POSTs, answered here
+        Middleware(RequestMetrics),  # sees the 413s and CORS preflights too
+        *([Middleware(CORSMiddleware, **cors)] if cors else []),
         Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
-        Middleware(DirectRoutes, owner=app, routes=inference.router.routes, guards=guarded_by),
     ]
     return app
 

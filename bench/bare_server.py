@@ -15,7 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import Response
 
-from app.schemas import GenerateRequest
+from app.api.schemas import GenerateRequest
 
 
 def create_app(body: bytes) -> FastAPI:

@@ -243,7 +243,7 @@ def in_process(model_dir: Path, batch_sizes: tuple[int, ...], repeats: float = 1
 
     import onnxruntime as ort
 
-    from app.responses import encode_json
+    from app.http.responses import encode_json
     from core.repository import read_manifest
 
     manifest = read_manifest(model_dir)

@@ -1,5 +1,5 @@
 """genserve's errors, one hierarchy carrying an HTTP status and a code: raised by the shared core and the
-service alike, rendered as `{"error": {"code", "message", "details"}}` by app/errors.py."""
+service alike, rendered as `{"error": {"code", "message", "details"}}` by app/http/errors.py."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ import httpx
 import numpy as np
 import pytest
 
-from app.batching import Batcher
-from app.runtimes import load_graph
+from app.models.batching import Batcher
+from app.models.runtimes import load_graph
 from core.errors import InferenceFailed, NotReady, Overloaded
 from core.repository import read_manifest
 from tests.conftest import DEFAULT_MODELS_DIR, metric_value

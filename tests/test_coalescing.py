@@ -1,4 +1,4 @@
-"""app/protocol.py's CoalescingTransport: a response's writes in one turn of the event loop leave
+"""app/http/protocol.py's CoalescingTransport: a response's writes in one turn of the event loop leave
 in one write to the socket, in order; close sends them, abort drops them."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from app.protocol import CoalescingTransport
+from app.http.protocol import CoalescingTransport
 
 
 class RecordingTransport:

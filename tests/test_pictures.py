@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.pictures import CELL_PIXELS, GAP
+from app.api.pictures import CELL_PIXELS, GAP
 from tests.conftest import real_rows
 
 

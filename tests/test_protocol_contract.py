@@ -1,4 +1,4 @@
-"""The contract between app/protocol.py's GuardedProtocol and the uvicorn internals it is built on.
+"""The contract between app/http/protocol.py's GuardedProtocol and the uvicorn internals it is built on.
 
 GuardedProtocol subclasses uvicorn's private `HttpToolsProtocol`: it overrides its methods (and
 `data_received` is a copy of uvicorn's, with additions), calls its helpers, and reads the
@@ -10,7 +10,7 @@ Moving to a new uvicorn:
 1. install it and run this file: each failure says what changed;
 2. read the diff of uvicorn/protocols/http/httptools_impl.py between the two releases (e.g.
    `pip download --no-deps uvicorn==OLD` and `==NEW`, unpack both, diff), and adapt
-   app/protocol.py to it;
+   app/http/protocol.py to it;
 3. `python -m tests.test_protocol_contract` prints the new UVICORN_SOURCE_SHA256 table (and the
    signatures): paste it here once reviewed, and set REVIEWED_UVICORN;
 4. widen the pin in pyproject.toml, then run the live tests of the protocol too
@@ -37,8 +37,8 @@ from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
-import app.protocol
-from app.protocol import CoalescingTransport, GuardedProtocol
+import app.http.protocol
+from app.http.protocol import CoalescingTransport, GuardedProtocol
 
 ROOT = Path(__file__).resolve().parent.parent
 REVIEWED_UVICORN = "0.55.0"  # the release whose sources the table below was reviewed against
@@ -105,7 +105,7 @@ UVICORN_SIGNATURES = {
     "timeout_keep_alive_handler": ("self",),
 }
 # sha256 of each method's source (inspect.getsource, dedented) in uvicorn REVIEWED_UVICORN. Refresh
-# only after reading the diff and adapting app/protocol.py: `python -m tests.test_protocol_contract`.
+# only after reading the diff and adapting app/http/protocol.py: `python -m tests.test_protocol_contract`.
 UVICORN_SOURCE_SHA256 = {
     "__init__": "264f2f06759670d42930457f7a696640a575fad06bdb0933901b2932347f800c",
     "connection_made": "ba1915817ccf6c1b7d6d9982ca74b6fb9e43eebbd3f588fff1e1f8f17af5e161",
@@ -141,7 +141,7 @@ def parameters(function) -> list[tuple[str, object, object]]:
 
 def names_used_on_self() -> tuple[set[str], set[str]]:
     """Every `self.<name>` in GuardedProtocol's source, and those its own __init__ assigns."""
-    tree = ast.parse(inspect.getsource(app.protocol))
+    tree = ast.parse(inspect.getsource(app.http.protocol))
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "GuardedProtocol")
     init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
 
@@ -203,7 +203,7 @@ async def asgi_app(scope, receive, send) -> None:
 
 def loaded_config() -> Config:
     """The way app/__main__.py passes the protocol to uvicorn.run."""
-    config = Config(app=asgi_app, http="app.protocol:GuardedProtocol", lifespan="off", log_config=None)
+    config = Config(app=asgi_app, http="app.http.protocol:GuardedProtocol", lifespan="off", log_config=None)
     config.load()
     return config
 
@@ -257,7 +257,7 @@ def test_overrides_are_the_reviewed_ones() -> None:
     added, gone = ", ".join(sorted(overrides - set(OVERRIDDEN))), ", ".join(sorted(set(OVERRIDDEN) - overrides))
     assert not added, (
         f"GuardedProtocol now overrides HttpToolsProtocol's {added}: either uvicorn added a method "
-        f"of that name (rename GuardedProtocol's), or app/protocol.py overrides more: then review uvicorn's "
+        f"of that name (rename GuardedProtocol's), or app/http/protocol.py overrides more: then review uvicorn's "
         f"and add it to OVERRIDDEN, UVICORN_SIGNATURES and UVICORN_SOURCE_SHA256"
     )
     assert not gone, (
@@ -293,7 +293,7 @@ def test_uvicorn_sources_are_the_reviewed_ones() -> None:
     assert not changed, (
         f"the source of HttpToolsProtocol's {changed} in uvicorn {version('uvicorn')} differs from the one "
         f"reviewed in uvicorn {REVIEWED_UVICORN} (GuardedProtocol overrides or calls each; its data_received "
-        f"is a copy of uvicorn's). Read the diff, adapt app/protocol.py, then refresh UVICORN_SOURCE_SHA256 with "
+        f"is a copy of uvicorn's). Read the diff, adapt app/http/protocol.py, then refresh UVICORN_SOURCE_SHA256 with "
         f"`python -m tests.test_protocol_contract`; {HOW}"
     )
 

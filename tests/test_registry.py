@@ -141,7 +141,7 @@ def test_torchscript_backend_serves_the_same_answers_as_onnx(make_client) -> Non
 
 
 def test_cuda_device_fails_loudly_without_a_gpu(make_client) -> None:
-    from app.runtimes.onnx import cuda_available
+    from app.models.runtimes.onnx import cuda_available
 
     if cuda_available():
         pytest.skip("this machine has a CUDA provider; the GPU test below covers it")
@@ -150,7 +150,7 @@ def test_cuda_device_fails_loudly_without_a_gpu(make_client) -> None:
 
 
 def test_auto_device_falls_back_to_cpu_and_says_so(make_client, caplog: pytest.LogCaptureFixture) -> None:
-    from app.runtimes.onnx import cuda_available
+    from app.models.runtimes.onnx import cuda_available
 
     if cuda_available():
         pytest.skip("this machine has a GPU: auto picks it")

@@ -109,19 +109,19 @@ def test_a_version_that_cannot_have_its_device_fails_alone_at_a_reload(make_clie
     """At start-up a device that cannot be had stops the service; at a reload it is that version's
     failure. No GPU here: the device error is raised for version 2's files only. (Metrics are
     process-wide: a model name no other test uses.)"""
-    import app.registry
+    import app.models.registry
     from core.errors import StartupError
 
     copy_model("digits-cvae", tmp_path, "dev")
     client = make_client(model_dir=tmp_path)
-    real_load_graph = app.registry.load_graph
+    real_load_graph = app.models.registry.load_graph
 
     def load_graph(artifact, path, device, threads):
         if path.name == "2":
             raise StartupError("GENSERVE_DEVICE=cuda, but onnxruntime offers no CUDAExecutionProvider")
         return real_load_graph(artifact, path, device, threads)
 
-    monkeypatch.setattr(app.registry, "load_graph", load_graph)
+    monkeypatch.setattr(app.models.registry, "load_graph", load_graph)
     copy_model("digits-cvae", tmp_path, "dev", version=2)
     copy_model("digits-vae", tmp_path, "other")
     report = client.post("/admin/reload").json()

@@ -8,20 +8,13 @@ from typing import Any
 from urllib.parse import quote
 
 import numpy as np
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
 from app import metrics
-from app.deps import resolve_model
-from app.pictures import PNG_MEDIA_TYPE, SVG_MEDIA_TYPE, band_png, band_svg, image_grid, outside
-from app.responses import (
-    CSV_MEDIA_TYPE,
-    NPY_MEDIA_TYPE,
-    ArrayJSONResponse,
-    CsvResponse,
-    NpyResponse,
-)
-from app.schemas import (
+from app.api.deps import require_api_key, resolve_model
+from app.api.pictures import PNG_MEDIA_TYPE, SVG_MEDIA_TYPE, band_png, band_svg, image_grid, outside
+from app.api.schemas import (
     AnomalyRequest,
     AnomalyResponse,
     EncodeResponse,
@@ -35,14 +28,24 @@ from app.schemas import (
     json_body,
     read_body,
 )
-from app.served_model import ServedModel, TableRows
+from app.http.hot_routes import HotRoute
+from app.http.responses import (
+    CSV_MEDIA_TYPE,
+    NPY_MEDIA_TYPE,
+    ArrayJSONResponse,
+    CsvResponse,
+    NpyResponse,
+)
+from app.models.served_model import ServedModel, TableRows
 from core.errors import InvalidInput, NotAcceptable
 from core.formats import ARROW, JSON, NDJSON, PARQUET, RowWriter, media_ranges, negotiate, row_format
 from core.generation import Block
 from core.table import rows_of
 
 ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 406, 413, 415, 422, 500, 503, 504)}
-router = APIRouter(tags=["inference"], responses=ERRORS)  # the API key is attached in create_app
+# Hot routes (app/http/hot_routes.py): answered in front of the middleware stack, with their own
+# guard. require_api_key lets every request through while no GENSERVE_API_KEY is set.
+router = APIRouter(tags=["inference"], responses=ERRORS, route_class=HotRoute, dependencies=[Depends(require_api_key)])
 
 
 def _answer(served: ServedModel, **fields: Any) -> Response:

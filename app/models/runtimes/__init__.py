@@ -23,9 +23,9 @@ def load_graph(artifact: Artifact, model_dir: Path, device: str, threads: int) -
     """Load one artifact on `device` ("cpu" or "cuda"; "auto" is resolved before this)."""
     path = model_dir / artifact.path
     if artifact.format == "onnx":
-        from app.runtimes.onnx import OnnxGraph
+        from app.models.runtimes.onnx import OnnxGraph
 
         return OnnxGraph(path, artifact, device, threads)
-    from app.runtimes.torchscript import TorchScriptGraph  # imports torch: only when such a model is served
+    from app.models.runtimes.torchscript import TorchScriptGraph  # imports torch: only when such a model is served
 
     return TorchScriptGraph(path, artifact, device, threads)

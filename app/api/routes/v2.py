@@ -12,11 +12,11 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
-from app import v2
-from app.deps import RegistryDep
-from app.errors import ErrorResponse
-from app.schemas import ErrorResponse as ErrorModel
-from app.schemas import inline_schema
+from app.api import v2
+from app.api.deps import RegistryDep
+from app.api.schemas import ErrorResponse as ErrorModel
+from app.api.schemas import inline_schema
+from app.http.errors import ErrorResponse
 from core.errors import GenserveError, InvalidInput, NotReady
 
 logger = logging.getLogger("genserve")

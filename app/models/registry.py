@@ -28,9 +28,9 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from app import metrics
-from app.batching import Batcher, WrongOutput, check_outputs
-from app.runtimes import LoadedGraph, load_graph
-from app.served_model import ServedModel
+from app.models.batching import Batcher, WrongOutput, check_outputs
+from app.models.runtimes import LoadedGraph, load_graph
+from app.models.served_model import ServedModel
 from app.settings import Settings
 from core.errors import ModelNotFound, NotReady, RepositoryUnavailable, StartupError
 from core.manifest import Artifact, Manifest
@@ -221,9 +221,9 @@ class Registry:
         if self.settings.device != "auto":
             return self.settings.device
         if artifact.format == "onnx":
-            from app.runtimes.onnx import cuda_available
+            from app.models.runtimes.onnx import cuda_available
         else:
-            from app.runtimes.torchscript import cuda_available
+            from app.models.runtimes.torchscript import cuda_available
         if cuda_available():
             return "cuda"
         if not self._said_cpu:

@@ -42,7 +42,7 @@ from typing import ClassVar
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from app.errors import error_body
+from app.http.errors import error_body
 
 logger = logging.getLogger("genserve")
 SWEEP_S = 0.5

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.registry import Registry
-from app.served_model import ServedModel
+from app.models.registry import Registry
+from app.models.served_model import ServedModel
 from core.errors import InvalidInput, Unauthorized
 
 

@@ -19,7 +19,7 @@ from typing import ParamSpec, TypeVar
 
 import numpy as np
 
-from app.batching import Batcher
+from app.models.batching import Batcher
 from core.errors import InvalidInput, ModelFault, Overloaded, RequestTimeout
 from core.generation import Block, rows_block
 from core.heads import HEADS, head_values

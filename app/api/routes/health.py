@@ -6,9 +6,9 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from app import metrics
-from app.deps import RegistryDep
-from app.errors import error_body
-from app.schemas import ErrorResponse
+from app.api.deps import RegistryDep
+from app.api.schemas import ErrorResponse
+from app.http.errors import error_body
 
 router = APIRouter(tags=["health"])
 

@@ -1,4 +1,4 @@
-"""GET /ui: the web page (app/ui/), and /docs and /redoc with their assets served from the
+"""GET /ui: the web page (app/api/ui/), and /docs and /redoc with their assets served from the
 package (fastapi-offline's copies of Swagger UI and ReDoc): all of it works with no internet."""
 
 from __future__ import annotations

@@ -22,10 +22,10 @@ from typing import Annotated
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
-from app.batching import Batcher
-from app.parsing import BodyInvalid, validate_json
-from app.registry import Registry
-from app.served_model import ServedModel, require_finite
+from app.http.parsing import BodyInvalid, validate_json
+from app.models.batching import Batcher
+from app.models.registry import Registry
+from app.models.served_model import ServedModel, require_finite
 from core.errors import InvalidInput, ModelNotFound, NotReady
 from core.repository import is_version_name
 

@@ -8,14 +8,14 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from app.parsing import BodyInvalid, TooManyRows, validate_json
+from app.http.parsing import BodyInvalid, TooManyRows, validate_json
 from core.errors import InvalidInput, UnsupportedMediaType
 from core.manifest import MIN_ROWS_PER_GAP_PATTERN
 
 Rows = list[list[float]]
 TypedRows = list[list[float | int | str | bool | None]]
 Label = str | int  # an integer is taken as its decimal name: 7 is the label "7"
-# A request row is checked cell by cell by the model it is for (app/served_model.py,
+# A request row is checked cell by cell by the model it is for (app/models/served_model.py,
 # app/columns.py), which knows each column's kind and says which row and column is wrong,
 # and stops at the first bad value. Here it is only documented.
 _CELL = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}, {"type": "null"}]}

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from app.deps import RegistryDep
-from app.registry import ReloadReport
-from app.schemas import ErrorResponse, require_json
+from app.api.deps import RegistryDep
+from app.api.schemas import ErrorResponse, require_json
+from app.models.registry import ReloadReport
 from core.errors import Forbidden
 
 logger = logging.getLogger("genserve")

@@ -6,10 +6,10 @@ from typing import Literal
 
 from fastapi import APIRouter, Query, Response
 
-from app.deps import RegistryDep
-from app.pictures import SVG_MEDIA_TYPE
-from app.registry import ModelRecord
-from app.schemas import ErrorResponse, ModelDetail, ModelList, ModelSummary
+from app.api.deps import RegistryDep
+from app.api.pictures import SVG_MEDIA_TYPE
+from app.api.schemas import ErrorResponse, ModelDetail, ModelList, ModelSummary
+from app.models.registry import ModelRecord
 from core.errors import ModelNotFound
 from core.repository import COLUMNS_FIGURE, HISTORY_FILE, LOSS_FIGURE, contained_file
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app import metrics
-from app.runtimes import LoadedGraph
+from app.models.runtimes import LoadedGraph
 from core.errors import InferenceFailed, NotReady, Overloaded, RequestTimeout
 
 logger = logging.getLogger("genserve")

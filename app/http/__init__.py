@@ -1,0 +1,1 @@
+"""HTTP hardening and plumbing: connection limits, middleware, body parsing, error rendering, responses."""
