@@ -20,7 +20,7 @@ from core.scoring import AnomalyScorer
 from core.table import Table
 from training import data, evaluate, figures, quality, tables
 from training.calibrate import MIN_CALIBRATION_ROWS, calibrate_quantiles
-from training.data import DataError, Dataset
+from training.datasets import DataError, Dataset, ReadOptions, Splits
 from training.export import export
 from training.model import DEFAULT_QUANTILES, ModelConfig
 from training.prior import fit_latent_prior
@@ -34,7 +34,7 @@ class TrainOptions:
     head: str | None = None  # None: chosen from the data (data.default_head)
     conditional: bool = False
     label_column: str | None = None
-    read: data.ReadOptions = field(default_factory=data.ReadOptions)
+    read: ReadOptions = field(default_factory=ReadOptions)
     numeric_encoding: NumericEncoding = "quantile"  # a table's numeric columns: quantile | standard
     models_dir: Path = Path("models")
     latent_dim: int = 8
@@ -258,7 +258,7 @@ def format_anomaly(name: str, calibration: dict) -> str:
     )
 
 
-def _quality_report(staged: Path, ds: Dataset, splits: data.Splits, opts: TrainOptions) -> dict:
+def _quality_report(staged: Path, ds: Dataset, splits: Splits, opts: TrainOptions) -> dict:
     """training/quality.py's report on rows the staged export makes, as /generate would, per label as
     many as the training split has (at most quality.REPORT_MAX_ROWS in all)."""
     from core.generation import Sampler
