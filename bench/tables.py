@@ -61,7 +61,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere: `app` and `train
 from core.manifest import Column, NumericEncoding  # noqa: E402
 from core.table import Table, category_key  # noqa: E402
 from training import data, tables  # noqa: E402
-from training.data import ReadOptions  # noqa: E402
+from training.datasets import ReadOptions  # noqa: E402
 from training.pipeline import TrainOptions, train_and_export  # noqa: E402
 from training.train import TrainConfig  # noqa: E402
 

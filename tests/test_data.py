@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from training import data
-from training.data import DataError
+from training.datasets import DataError, ReadOptions
 
 
 def write_csv(path: Path, text: str) -> str:
@@ -99,19 +99,19 @@ def test_mixed_csv_is_typed_column_by_column(tmp_path: Path) -> None:
 
 def test_read_options_choose_and_type_columns(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "m.csv", MIXED_CSV)
-    read = data.ReadOptions(columns=("region", "amount", "children"), categorical=("amount",), integer=("children",))
+    read = ReadOptions(columns=("region", "amount", "children"), categorical=("amount",), integer=("children",))
     ds = data.load(path, read=read)
     assert [(c.name, c.kind) for c in ds.columns] == [
         ("region", "categorical"),
         ("amount", "categorical"),
         ("children", "integer"),
     ]
-    ds = data.load(path, read=data.ReadOptions(drop_columns=("region", "vip")))
+    ds = data.load(path, read=ReadOptions(drop_columns=("region", "vip")))
     assert "region" not in ds.feature_names and "vip" not in ds.feature_names
     with pytest.raises(DataError, match=r"--columns names \['nope'\], not in the table"):
-        data.load(path, read=data.ReadOptions(columns=("nope",)))
+        data.load(path, read=ReadOptions(columns=("nope",)))
     with pytest.raises(DataError, match="--integer names 'amount', which holds non-integer values"):
-        data.load(path, read=data.ReadOptions(integer=("amount",)))
+        data.load(path, read=ReadOptions(integer=("amount",)))
 
 
 def test_parquet_reads_like_csv(tmp_path: Path) -> None:

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         return _pin(args)
     if args.command == "sample":
         return _sample(args)
-    from training.data import DataError, ReadOptions
+    from training.datasets import DataError, ReadOptions
     from training.export import ExportError
     from training.pipeline import TrainOptions, progress_log, train_and_export
     from training.train import TrainConfig

@@ -2,82 +2,27 @@
 the Palmer penguins) with a column schema, seeded splits, normalisation.
 
 Everything here is numpy (and pandas for tables, in training/tables.py); torch enters only
-in the training loop.
+in the training loop. The types (`Dataset`, `Splits`, `ReadOptions`, `DataError`) live in
+training/datasets.py, which training/tables.py shares.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.heads import HEADS
-from core.manifest import Column
-
-if TYPE_CHECKING:
-    import pandas as pd
+from training import tables
+from training.datasets import DataError, Dataset, ReadOptions, Splits, encode_labels
 
 BUILTINS = ("digits", "breast-cancer", "penguins")
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 MIN_ROWS = 40  # enough that each of the three splits holds a handful of rows
 
 
-class DataError(ValueError):
-    """A data set that cannot be trained on; the message says what is wrong and where."""
-
-
-@dataclass(frozen=True)
-class ReadOptions:
-    """How a table is read and typed (the CLI's options)."""
-
-    delimiter: str | None = None  # sniffed when None
-    columns: tuple[str, ...] | None = None  # keep only these (besides the label)
-    drop_columns: tuple[str, ...] = ()
-    categorical: tuple[str, ...] = ()  # force these columns categorical
-    integer: tuple[str, ...] = ()  # force these columns integer
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """All-numeric data (`x`), or a table (`frame` and its inferred `columns`, whose numeric
-    encodings are fitted later on the training split)."""
-
-    x: np.ndarray | None  # (rows, features) float32, original units; None for a table
-    y: np.ndarray | None  # (rows,) int64 index into `labels`, or None
-    labels: list[str] | None  # label vocabulary
-    feature_names: list[str]
-    image_shape: list[int] | None
-    source: str
-    label_column: str | None = None
-    frame: pd.DataFrame | None = None
-    columns: list[Column] | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    def subset(self, index: np.ndarray) -> Dataset:
-        y = None if self.y is None else self.y[index]
-        x = None if self.x is None else self.x[index]
-        frame = None if self.frame is None else self.frame.iloc[index].reset_index(drop=True)
-        return Dataset(
-            x, y, self.labels, self.feature_names, self.image_shape, self.source, self.label_column, frame, self.columns
-        )
-
-    def __len__(self) -> int:
-        return len(self.x) if self.x is not None else len(self.frame)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class Splits:
-    train: Dataset
-    val: Dataset
-    test: Dataset
-
-
 def load(spec: str, label_column: str | None = None, read: ReadOptions | None = None) -> Dataset:
     """Load `digits`, `breast-cancer`, `penguins`, a `.csv`/`.parquet` table or a `.npz` file, and check it."""
-    from training import tables
-
     if spec in BUILTINS:
         if label_column is not None:
             raise DataError(f"--label-column applies to tables only; {spec!r} has its labels built in")
@@ -122,19 +67,6 @@ def _load_builtin(name: str) -> Dataset:
     )
 
 
-def _encode_labels(raw: list[str]) -> tuple[np.ndarray, list[str]]:
-    """Label strings -> (indices, vocabulary); integer labels sort numerically."""
-    unique = set(raw)
-    try:
-        vocabulary = [str(v) for v in sorted({int(v) for v in unique})]
-        canonical = {v: str(int(v)) for v in unique}
-    except ValueError:
-        vocabulary = sorted(unique)
-        canonical = {v: v for v in unique}
-    position = {name: i for i, name in enumerate(vocabulary)}
-    return np.array([position[canonical[v]] for v in raw], dtype=np.int64), vocabulary
-
-
 def _load_npz(path: Path) -> Dataset:
     try:
         archive = np.load(path, allow_pickle=False)
@@ -152,7 +84,7 @@ def _load_npz(path: Path) -> Dataset:
         raw = archive["y"]
         if raw.ndim != 1 or len(raw) != len(x):
             raise DataError(f"{path}: 'y' must be 1-D with one label per row of 'x' ({len(x)}), got {raw.shape}")
-        y, labels = _encode_labels([str(v) for v in raw.tolist()])
+        y, labels = encode_labels([str(v) for v in raw.tolist()])
     features = [f"x{i}" for i in range(x.shape[1])]
     return Dataset(x.astype(np.float32), y, labels, features, image_shape, str(path))
 

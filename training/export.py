@@ -1,5 +1,7 @@
-"""Export a trained model to the model repository: ONNX and TorchScript graphs, checked
-against PyTorch on real rows, and a manifest that records every artifact's sha256."""
+"""Export a trained model to the model repository, in steps: `staging_dir` holds the next version under a
+temporary name; `stage` writes its ONNX and TorchScript graphs, checked against PyTorch on real rows, and a
+manifest that records every artifact's sha256; `promote` decides whether the name resolves to it and moves
+it into place."""
 
 from __future__ import annotations
 
@@ -7,7 +9,9 @@ import logging
 import os
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +25,6 @@ from training.model import VAE
 TOLERANCE = 1e-4
 FORMATS: tuple[ArtifactFormat, ...] = ("onnx", "torchscript")
 _SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
-
-
-class ExportError(RuntimeError):
-    """The exported graphs do not reproduce the PyTorch model; nothing was written."""
 
 
 class ServedDecoder(nn.Module):
@@ -52,80 +52,103 @@ class ServedDecoder(nn.Module):
         return *head, torch.cat(probs, dim=1)
 
 
+class ExportError(RuntimeError):
+    """The exported graphs do not reproduce the PyTorch model; nothing was written."""
+
+
+@dataclass(frozen=True)
+class Staging:
+    """The next version of `name`, written into `path` (a temporary name) until `promote` moves it into place."""
+
+    models_dir: Path
+    name: str
+    version: int
+    path: Path
+
+
 def next_version(models_dir: Path, name: str) -> int:
     versions = model_versions(models_dir, name)
     return versions[-1] + 1 if versions else 1
 
 
-def export(
+@contextmanager
+def staging_dir(models_dir: Path, name: str) -> Iterator[Staging]:
+    """A fresh staging directory for the next version of `name`, removed on leaving (whatever failed) unless
+    `promote` has moved it into place: a version's directory appears only once every check has passed."""
+    version = next_version(models_dir, name)
+    path = models_dir / name / f".tmp-{version}-{os.getpid()}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    try:
+        yield Staging(models_dir, name, version, path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def stage(
     model: VAE,
     manifest_fields: dict,
     sample_x: np.ndarray,
     sample_y: np.ndarray | None,
-    models_dir: Path,
-    name: str,
+    staging: Staging,
     formats: tuple[ArtifactFormat, ...] = FORMATS,
-    review: Callable[[Path], dict] | None = None,
-    promote: Choice = "auto",
     files: dict[str, str] | None = None,
-) -> Path:
-    """Write `models_dir/name/<next version>/` and return it.
+) -> Manifest:
+    """Write the graphs, the manifest and `files` (name -> text: the history, its figures) into `staging`;
+    returns the manifest written, which a review may read there (app/ reads the same files).
 
-    `sample_x`/`sample_y` are real (normalised) rows the graphs are checked on. `review`, when
-    given, is called with the staged (complete) version directory and returns fields that join
-    the manifest's `evaluation` (the quality report of its generated rows), and may write figures
-    beside it; `files` (name -> text: the history, its figures) are written too. The directory appears
-    only once every check has passed; whether `name` resolves to it is decided then
-    (app/promotion.py: its figures against the default version's, or `promote`).
+    `sample_x`/`sample_y` are real (normalised) rows the graphs are checked on (ExportError if they
+    differ from PyTorch).
     """
     model.eval()
-    version = next_version(models_dir, name)
-    staging = models_dir / name / f".tmp-{version}-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        decoder_outputs = decoder_output_names(model.cfg.head, model.cfg.n_discrete > 0)
-        graphs = {
-            "encoder": (model.encoder, ["x"], list(ENCODER_OUTPUTS)),
-            "decoder": (ServedDecoder(model), ["z"], decoder_outputs),
-        }
-        x = torch.from_numpy(np.ascontiguousarray(sample_x, np.float32))
-        y = None if sample_y is None else torch.from_numpy(sample_y.astype(np.int64))
-        with torch.no_grad():
-            z = model.encoder(x, y)[0]
-            # Rows from the posterior means and from the prior, as the service will decode both.
-            z = torch.cat([z, torch.randn(z.shape, generator=torch.Generator().manual_seed(0))])
-            y_dec = None if y is None else torch.cat([y, y])
-        examples = {"encoder": (x,) if y is None else (x, y), "decoder": (z,) if y is None else (z, y_dec)}
-        written: dict[str, Graph] = {}
-        for graph_name, (module, inputs, outputs) in graphs.items():
-            if model.cfg.n_labels:
-                inputs = [*inputs, "y"]
-            artifacts = []
-            for fmt in formats:
-                path = staging / f"{graph_name}{_SUFFIX[fmt]}"
-                _write(fmt, module, examples[graph_name], inputs, outputs, path)
-                _verify(fmt, path, module, examples[graph_name], inputs, graph_name)
-                artifacts.append(
-                    Artifact(format=fmt, path=path.name, sha256=sha256_file(path), inputs=inputs, outputs=outputs)
-                )
-            written[graph_name] = Graph(artifacts=artifacts)
-        manifest = Manifest(
-            name=name, version=version, encoder=written["encoder"], decoder=written["decoder"], **manifest_fields
-        )
-        (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
-        for file_name, text in (files or {}).items():
-            (staging / file_name).write_text(text)
-        if review is not None:
-            evaluation = manifest.evaluation.model_copy(update=review(staging))
-            manifest = manifest.model_copy(update={"evaluation": Evaluation.model_validate(evaluation.model_dump())})
-        manifest = manifest.model_copy(update={"promotion": decide(models_dir, manifest, promote)})
-        (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
-        final = models_dir / name / str(version)
-        staging.rename(final)
-        return final
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    decoder_outputs = decoder_output_names(model.cfg.head, model.cfg.n_discrete > 0)
+    graphs = {
+        "encoder": (model.encoder, ["x"], list(ENCODER_OUTPUTS)),
+        "decoder": (ServedDecoder(model), ["z"], decoder_outputs),
+    }
+    x = torch.from_numpy(np.ascontiguousarray(sample_x, np.float32))
+    y = None if sample_y is None else torch.from_numpy(sample_y.astype(np.int64))
+    with torch.no_grad():
+        z = model.encoder(x, y)[0]
+        # Rows from the posterior means and from the prior, as the service will decode both.
+        z = torch.cat([z, torch.randn(z.shape, generator=torch.Generator().manual_seed(0))])
+        y_dec = None if y is None else torch.cat([y, y])
+    examples = {"encoder": (x,) if y is None else (x, y), "decoder": (z,) if y is None else (z, y_dec)}
+    written: dict[str, Graph] = {}
+    for graph_name, (module, inputs, outputs) in graphs.items():
+        if model.cfg.n_labels:
+            inputs = [*inputs, "y"]
+        artifacts = []
+        for fmt in formats:
+            path = staging.path / f"{graph_name}{_SUFFIX[fmt]}"
+            _write(fmt, module, examples[graph_name], inputs, outputs, path)
+            _verify(fmt, path, module, examples[graph_name], inputs, graph_name)
+            artifacts.append(
+                Artifact(format=fmt, path=path.name, sha256=sha256_file(path), inputs=inputs, outputs=outputs)
+            )
+        written[graph_name] = Graph(artifacts=artifacts)
+    manifest = Manifest(
+        name=staging.name,
+        version=staging.version,
+        encoder=written["encoder"],
+        decoder=written["decoder"],
+        **manifest_fields,
+    )
+    (staging.path / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
+    for file_name, text in (files or {}).items():
+        (staging.path / file_name).write_text(text)
+    return manifest
+
+
+def promote(staging: Staging, manifest: Manifest, evaluation: Evaluation, choice: Choice = "auto") -> Path:
+    """Decide whether `name` resolves to the staged version (app/promotion.py: its figures, `evaluation`,
+    against the default version's, or `choice`), write its final manifest and move it into place."""
+    manifest = manifest.model_copy(update={"evaluation": evaluation})
+    manifest = manifest.model_copy(update={"promotion": decide(staging.models_dir, manifest, choice)})
+    (staging.path / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
+    final = staging.models_dir / staging.name / str(staging.version)
+    staging.path.rename(final)
+    return final
 
 
 def _write(

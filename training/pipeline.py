@@ -1,4 +1,15 @@
-"""Data -> training -> evaluation on the test split -> export, as one call."""
+"""Data -> training -> evaluation on the test split -> export, as stages.
+
+`train_and_export` runs them in order, each returning a typed piece of the manifest:
+
+- prepare: load, check, split, encode (a table's encodings, or the normalisation, fitted on the
+  training split) -> `Prepared`
+- fit: the model, its quantile calibration and latent prior -> `Fitted`
+- evaluate: the test split's metrics, band coverage, warnings, the Gaussian baseline -> `Evaluation`
+- export: graphs and manifest written to a staging directory (training/export.py)
+- review: the staged export's anomaly calibration and quality report join its `Evaluation`
+- promote: decide whether the name resolves to it, write it into place (training/export.py)
+"""
 
 from __future__ import annotations
 
@@ -14,15 +25,24 @@ from pathlib import Path
 import numpy as np
 
 from core.heads import HEADS
-from core.manifest import MAX_GAP_PATTERNS, MIN_ROWS_PER_GAP_PATTERN, Manifest, NumericEncoding
+from core.manifest import (
+    MAX_GAP_PATTERNS,
+    MIN_ROWS_PER_GAP_PATTERN,
+    Column,
+    Evaluation,
+    LatentPrior,
+    Manifest,
+    NumericEncoding,
+    TrainingInfo,
+)
 from core.offline import AnomalyScorer
 from core.repository import COLUMNS_FIGURE, HISTORY_FILE, LOSS_FIGURE, Choice, read_manifest
 from core.table import Table
 from training import data, evaluate, figures, quality, tables
 from training.calibrate import MIN_CALIBRATION_ROWS, calibrate_quantiles
-from training.data import DataError, Dataset
-from training.export import export
-from training.model import DEFAULT_QUANTILES, ModelConfig
+from training.datasets import DataError, Dataset, ReadOptions, Splits
+from training.export import promote, stage, staging_dir
+from training.model import DEFAULT_QUANTILES, VAE, ModelConfig
 from training.prior import fit_latent_prior
 from training.train import TrainConfig, TrainResult, fit
 
@@ -34,7 +54,7 @@ class TrainOptions:
     head: str | None = None  # None: chosen from the data (data.default_head)
     conditional: bool = False
     label_column: str | None = None
-    read: data.ReadOptions = field(default_factory=data.ReadOptions)
+    read: ReadOptions = field(default_factory=ReadOptions)
     numeric_encoding: NumericEncoding = "quantile"  # a table's numeric columns: quantile | standard
     models_dir: Path = Path("models")
     latent_dim: int = 8
@@ -49,22 +69,77 @@ class TrainOptions:
     promote: Choice = "auto"  # app/promotion.py: by the figures (auto), or by hand (yes / no)
 
 
+Rows = tuple[np.ndarray, np.ndarray | None]  # a split as the model takes it: encoded features, labels if conditional
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The data as the model sees it: the seeded splits, encoded with maps fitted on the training split."""
+
+    dataset: Dataset
+    splits: Splits
+    head: str  # as asked for, or chosen from the data
+    columns: list[Column] | None  # a table's columns with their fitted encodings; None for all-numeric data
+    gap_patterns: list[list[str]] | None  # a table's combinations of gaps generated rows may have
+    table: Table | None  # the encoder of a table's rows; None for all-numeric data
+    feature_names: list[str]  # the encoded features the graphs take
+    shift: np.ndarray  # normalisation x_norm = (x - shift) / scale; zeros and ones for a table (its encoding)
+    scale: np.ndarray
+    train: Rows
+    val: Rows
+    test: Rows
+
+    @property
+    def input_dim(self) -> int:
+        return self.train[0].shape[1]
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """The trained model, and what was fitted beside it before evaluation."""
+
+    config: ModelConfig
+    result: TrainResult
+    calibration_offset_max: float | None  # the largest quantile band offset; None: bands not recalibrated
+    latent_prior: list[LatentPrior] | None  # None: generation draws z ~ N(0, I)
+    fit_seconds: float  # training alone: calibration and the prior's fit included
+
+
 def train_and_export(opts: TrainOptions, log=print) -> Path:
     """Train, evaluate and export one model; returns its version directory."""
+    prepared = prepare(opts, log)
+    opts = replace(opts, head=prepared.head)  # the head chosen from the data when none was asked for
+    fitted = fit_model(opts, prepared, log)
+    evaluation = evaluate_model(opts, prepared, fitted)
+    fields = _manifest_fields(opts, prepared, fitted, evaluation)
+    files = {
+        HISTORY_FILE: json.dumps(fitted.result.history, indent=1) + "\n",
+        LOSS_FIGURE: figures.loss_curves(fitted.result.history, opts.name),
+    }
+    with staging_dir(opts.models_dir, opts.name) as staging:
+        staged = stage(fitted.result.model, fields, *prepared.test, staging, opts.formats, files)
+        reviewed = review(staging.path, staged.evaluation, opts, prepared, log)
+        path = promote(staging, staged, reviewed, opts.promote)
+    _log_summary(opts, path, fitted.result, evaluation, log)
+    return path
+
+
+def prepare(opts: TrainOptions, log) -> Prepared:
+    """Load and check the data, split it (seeded), and fit the encoding (a table's) or normalisation on the
+    training split."""
     started = time.perf_counter()
     ds = data.load(opts.data, opts.label_column, opts.read)
     for warning in ds.warnings:
         log(f"warning: {ds.source}: {warning}")
     if opts.conditional and ds.labels is None:
         raise DataError(f"{ds.source}: --conditional needs labels (a --label-column for a table, 'y' in NPZ)")
-    if opts.head is None:
-        opts = replace(opts, head=data.default_head(ds))
-        log(f"{opts.name}: head {opts.head} (chosen from the data; --head to choose)")
-    assert opts.head is not None
-    data.check_head(ds, opts.head)
+    head = opts.head
+    if head is None:
+        head = data.default_head(ds)
+        log(f"{opts.name}: head {head} (chosen from the data; --head to choose)")
+    data.check_head(ds, head)
     _check_levels(opts.quantile_levels)
     splits = data.split(ds, opts.train.seed)
-    layout: dict = {}
     if ds.columns is not None:
         assert splits.train.frame is not None
         columns = tables.fit_encodings(ds.columns, splits.train.frame, opts.numeric_encoding)
@@ -78,62 +153,104 @@ def train_and_export(opts: TrainOptions, log=print) -> Path:
         table = Table(columns, gap_patterns)
         shift, scale = np.zeros(table.width, np.float32), np.ones(table.width, np.float32)
         feature_names = table.encoded_names()
-        layout = {
-            "numeric_dim": table.n_numeric,
-            "categories": tuple(len(c.categories or []) for c in table.discrete),
-            "numeric_gap": table.numeric_gap(),
-        }
 
         def features(part: Dataset) -> np.ndarray:
             return table.encode(*tables.frame_arrays(table, part.frame))
     else:
         assert splits.train.x is not None
-        columns, feature_names, gap_patterns = None, ds.feature_names, None
-        shift, scale = data.fit_normalization(splits.train.x, opts.head)
+        columns, table, feature_names, gap_patterns = None, None, ds.feature_names, None
+        shift, scale = data.fit_normalization(splits.train.x, head)
 
         def features(part: Dataset) -> np.ndarray:
             return ((part.x - shift) / scale).astype(np.float32)
 
-    def prepared(part: Dataset) -> tuple[np.ndarray, np.ndarray | None]:
+    def rows(part: Dataset) -> Rows:
         return features(part), part.y if opts.conditional else None
 
-    train, val, test = prepared(splits.train), prepared(splits.val), prepared(splits.test)
-    input_dim = train[0].shape[1]
-    model_cfg = ModelConfig(
-        input_dim=input_dim,
-        latent_dim=opts.latent_dim,
-        hidden=opts.hidden,
-        head=opts.head,
-        n_labels=len(ds.labels) if opts.conditional else 0,
-        quantile_levels=opts.quantile_levels,
-        **layout,
+    prepared = Prepared(
+        dataset=ds,
+        splits=splits,
+        head=head,
+        columns=columns,
+        gap_patterns=gap_patterns,
+        table=table,
+        feature_names=feature_names,
+        shift=shift,
+        scale=scale,
+        train=rows(splits.train),
+        val=rows(splits.val),
+        test=rows(splits.test),
     )
     described = (
-        f"{len(ds.feature_names)} columns ({input_dim} encoded features)" if columns else f"{input_dim} features"
+        f"{len(ds.feature_names)} columns ({prepared.input_dim} encoded features)"
+        if columns
+        else f"{prepared.input_dim} features"
     )
     log(
         f"{opts.name}: {len(ds)} rows x {described} from {ds.source}, read and encoded in "
         f"{time.perf_counter() - started:.2f} s; split {len(splits.train)}/{len(splits.val)}/{len(splits.test)} "
         "(train/val/test)"
     )
-    fit_started = time.perf_counter()
-    result = fit(model_cfg, train, val, opts.train, desc=opts.name)
-    calibration = {}
-    if HEADS[opts.head].levelled and _should_calibrate(opts.calibration, len(splits.val), log):
-        offsets = calibrate_quantiles(result.model, *val)
-        calibration = {"calibration_offset_max": float(np.abs(offsets).max())}
+    return prepared
+
+
+def fit_model(opts: TrainOptions, prepared: Prepared, log) -> Fitted:
+    """Train the model (early stopping on the validation split), recalibrate a quantile model's bands on the
+    validation split, and fit the latent prior of a table or conditional model."""
+    assert opts.head is not None
+    table = prepared.table
+    layout = (
+        {}
+        if table is None
+        else {
+            "numeric_dim": table.n_numeric,
+            "categories": tuple(len(c.categories or []) for c in table.discrete),
+            "numeric_gap": table.numeric_gap(),
+        }
+    )
+    config = ModelConfig(
+        input_dim=prepared.input_dim,
+        latent_dim=opts.latent_dim,
+        hidden=opts.hidden,
+        head=opts.head,
+        n_labels=len(prepared.dataset.labels) if opts.conditional else 0,
+        quantile_levels=opts.quantile_levels,
+        **layout,
+    )
+    started = time.perf_counter()
+    result = fit(config, prepared.train, prepared.val, opts.train, desc=opts.name)
+    offset_max = None
+    if HEADS[opts.head].levelled and _should_calibrate(opts.calibration, len(prepared.splits.val), log):
+        offsets = calibrate_quantiles(result.model, *prepared.val)
+        offset_max = float(np.abs(offsets).max())
     # a table model generates from a mixture fitted to its codes (training/prior.py); others from N(0, I)
     latent_prior = (
-        fit_latent_prior(result.model, *train, opts.train.seed) if columns is not None or opts.conditional else None
+        fit_latent_prior(result.model, *prepared.train, opts.train.seed)
+        if prepared.columns is not None or opts.conditional
+        else None
     )
-    fit_seconds = time.perf_counter() - fit_started  # training alone: calibration and the prior's fit included
-    metrics = {**_evaluate(result, opts, train, test, latent_prior), **calibration}
+    return Fitted(config, result, offset_max, latent_prior, time.perf_counter() - started)
+
+
+def evaluate_model(opts: TrainOptions, prepared: Prepared, fitted: Fitted) -> Evaluation:
+    """The test split's figures; a quantile model's band coverage per feature, and its Gaussian baseline
+    (trained here) with a warning when the baseline's bands are more accurate."""
+    assert opts.head is not None
+    model, test = fitted.result.model, prepared.test
+    calibration = (
+        {} if fitted.calibration_offset_max is None else {"calibration_offset_max": fitted.calibration_offset_max}
+    )
+    metrics = {**_test_metrics(model, opts, prepared.train, test, fitted.latent_prior), **calibration}
     warnings, coverage = [], None
     if HEADS[opts.head].levelled:
-        coverage = evaluate.coverage_by_feature(result.model, *test, feature_names)
+        coverage = evaluate.coverage_by_feature(model, *test, prepared.feature_names)
     if HEADS[opts.head].levelled and opts.baseline:
         baseline = fit(
-            replace(model_cfg, head="gaussian"), train, val, opts.train, desc=f"{opts.name} (gaussian baseline)"
+            replace(fitted.config, head="gaussian"),
+            prepared.train,
+            prepared.val,
+            opts.train,
+            desc=f"{opts.name} (gaussian baseline)",
         )
         metrics.update(evaluate.gaussian_band_coverage(baseline.model, *test, opts.quantile_levels))
         if metrics["pinball_loss"] > metrics["baseline_gaussian_pinball_loss"]:
@@ -142,69 +259,71 @@ def train_and_export(opts: TrainOptions, log=print) -> Path:
                 f"{metrics['pinball_loss']:.4f} vs {metrics['baseline_gaussian_pinball_loss']:.4f}): its bands are "
                 "less accurate than mean +- k sigma; train longer (--epochs) or use --head gaussian"
             )
+    return Evaluation(
+        split="test", rows=len(prepared.splits.test), metrics=metrics, coverage_by_feature=coverage, warnings=warnings
+    )
 
-    fields = {
+
+def review(staged: Path, evaluation: Evaluation, opts: TrainOptions, prepared: Prepared, log) -> Evaluation:
+    """`evaluation` with what the staged export's own ONNX graphs show, read as the service will: its anomaly
+    score thresholds, and the quality report of its generated rows (with their figure, written beside it).
+    Unchanged without ONNX graphs."""
+    if "onnx" not in opts.formats:
+        return evaluation
+    found = {"anomaly": _anomaly_calibration(staged, prepared.val, prepared.test)}
+    log(format_anomaly(opts.name, found["anomaly"]))
+    if opts.quality_report and prepared.dataset.image_shape is None:
+        t0 = time.perf_counter()
+        report = _quality_report(staged, prepared.dataset, prepared.splits, opts)
+        log(
+            f"{opts.name}: quality of {report['rows']} generated rows against the test split "
+            f"({time.perf_counter() - t0:.1f} s):\n{quality.format_report(report)}"
+        )
+        found["quality"] = report
+    return Evaluation.model_validate(evaluation.model_copy(update=found).model_dump())
+
+
+def _manifest_fields(opts: TrainOptions, prepared: Prepared, fitted: Fitted, evaluation: Evaluation) -> dict:
+    """The manifest's fields but for its graphs (training/export.py's) and promotion."""
+    assert opts.head is not None
+    ds, result = prepared.dataset, fitted.result
+    training = TrainingInfo(
+        data=ds.source,
+        label_column=ds.label_column,
+        seed=opts.train.seed,
+        epochs_run=result.epochs_run,
+        max_epochs=opts.train.max_epochs,
+        fit_seconds=round(fitted.fit_seconds, 3),
+        hyperparameters={**_hyperparameters(opts), "best_epoch": result.best_epoch},
+        versions=_versions(),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    return {
         "head": opts.head,
         "quantile_levels": list(opts.quantile_levels) if HEADS[opts.head].levelled else None,
         "labels": ds.labels if opts.conditional else None,
-        "input_dim": input_dim,
+        "input_dim": prepared.input_dim,
         "image_shape": ds.image_shape,
-        "feature_names": feature_names,
-        "columns": columns,
-        "gap_patterns": gap_patterns,
+        "feature_names": prepared.feature_names,
+        "columns": prepared.columns,
+        "gap_patterns": prepared.gap_patterns,
         "latent_dim": opts.latent_dim,
-        "latent_prior": latent_prior,
-        "normalization": {"shift": shift.tolist(), "scale": scale.tolist()},
-        "evaluation": {
-            "split": "test",
-            "rows": len(splits.test),
-            "metrics": metrics,
-            "coverage_by_feature": coverage,
-            "warnings": warnings,
-        },
-        "training": {
-            "data": ds.source,
-            "label_column": ds.label_column,
-            "seed": opts.train.seed,
-            "epochs_run": result.epochs_run,
-            "max_epochs": opts.train.max_epochs,
-            "fit_seconds": round(fit_seconds, 3),
-            "hyperparameters": {**_hyperparameters(opts), "best_epoch": result.best_epoch},
-            "versions": _versions(),
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        },
+        "latent_prior": fitted.latent_prior,
+        # a dict, not yet a Normalization: validated with the rest of the manifest at export, as it always was
+        "normalization": {"shift": prepared.shift.tolist(), "scale": prepared.scale.tolist()},
+        "evaluation": evaluation,
+        "training": training,
     }
-    review = None
-    if "onnx" in opts.formats:  # both read the staged export's ONNX graphs, as the service will
 
-        def review(staged: Path) -> dict:
-            found = {"anomaly": _anomaly_calibration(staged, val, test)}
-            log(format_anomaly(opts.name, found["anomaly"]))
-            if opts.quality_report and ds.image_shape is None:
-                t0 = time.perf_counter()
-                report = _quality_report(staged, ds, splits, opts)
-                log(
-                    f"{opts.name}: quality of {report['rows']} generated rows against the test split "
-                    f"({time.perf_counter() - t0:.1f} s):\n{quality.format_report(report)}"
-                )
-                found["quality"] = report
-            return found
 
-    files = {
-        HISTORY_FILE: json.dumps(result.history, indent=1) + "\n",
-        LOSS_FIGURE: figures.loss_curves(result.history, opts.name),
-    }
-    path = export(
-        result.model, fields, test[0], test[1], opts.models_dir, opts.name, opts.formats, review, opts.promote, files
-    )
+def _log_summary(opts: TrainOptions, path: Path, result: TrainResult, evaluation: Evaluation, log) -> None:
     log(f"{opts.name}: wrote {path} (best epoch {result.best_epoch} of {result.epochs_run})")
-    log(format_metrics(metrics))
-    if coverage:
-        log(format_coverage(coverage))
-    for warning in warnings:
+    log(format_metrics(evaluation.metrics))
+    if evaluation.coverage_by_feature:
+        log(format_coverage(evaluation.coverage_by_feature))
+    for warning in evaluation.warnings:
         log(f"WARNING: {opts.name}@{path.name}: {warning}")
     log(format_promotion(read_manifest(path)))
-    return path
 
 
 def format_promotion(manifest: Manifest) -> str:
@@ -216,10 +335,8 @@ def format_promotion(manifest: Manifest) -> str:
     return "\n".join(lines)
 
 
-def _evaluate(
-    result: TrainResult, opts: TrainOptions, train: tuple, test: tuple, prior: list | None
-) -> dict[str, float]:
-    model, seed = result.model, opts.train.seed
+def _test_metrics(model: VAE, opts: TrainOptions, train: Rows, test: Rows, prior: list | None) -> dict[str, float]:
+    seed = opts.train.seed
     metrics = evaluate.elbo_metrics(model, *test, seed)
     if not HEADS[opts.head].levelled:
         metrics["iwae_log_likelihood"] = evaluate.iwae_log_likelihood(model, *test, opts.iwae_samples, seed)
@@ -231,7 +348,7 @@ def _evaluate(
     return metrics
 
 
-def _anomaly_calibration(staged: Path, val: tuple, test: tuple) -> dict:
+def _anomaly_calibration(staged: Path, val: Rows, test: Rows) -> dict:
     """Thresholds of app/anomaly.py's score on the validation split's rows (normal, held out from
     the fit), and the false-alarm rate the 1% threshold gives on the test split's."""
     scorer = AnomalyScorer(staged)
@@ -258,7 +375,7 @@ def format_anomaly(name: str, calibration: dict) -> str:
     )
 
 
-def _quality_report(staged: Path, ds: Dataset, splits: data.Splits, opts: TrainOptions) -> dict:
+def _quality_report(staged: Path, ds: Dataset, splits: Splits, opts: TrainOptions) -> dict:
     """training/quality.py's report on rows the staged export makes, as /generate would, per label as
     many as the training split has (at most quality.REPORT_MAX_ROWS in all)."""
     from core.offline import Sampler

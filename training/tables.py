@@ -20,7 +20,7 @@ import pandas as pd
 
 from core.manifest import MAX_GAP_PATTERNS, MAX_MISSING_RATE, MIN_ROWS_PER_GAP_PATTERN, Column, NumericEncoding
 from core.table import Table, category_key
-from training.data import DataError, Dataset, ReadOptions, _encode_labels
+from training.datasets import DataError, Dataset, ReadOptions, encode_labels
 
 MISSING_SPELLINGS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "none", "?"]
 LOW_CARDINALITY = 10  # an integer column with at most this many distinct values is categorical
@@ -102,7 +102,7 @@ def from_frame(frame: pd.DataFrame, source: str, label_column: str | None, read:
             warnings.append(f"dropped {int(unlabelled.sum())} row(s) without a label in {label_column!r}")
             frame = frame.loc[~unlabelled].reset_index(drop=True)
             raw = frame[label_column]
-        y, labels = _encode_labels([category_key(v) for v in raw.tolist()])
+        y, labels = encode_labels([category_key(v) for v in raw.tolist()])
     columns, dropped = infer_columns(frame[keep], read)
     warnings += dropped
     if not any(c.numeric for c in columns):

@@ -1,0 +1,81 @@
+"""The data set types: a loaded `Dataset` (all-numeric arrays, or a table with its column schema),
+its seeded `Splits`, the `ReadOptions` a table is read with, and the `DataError` every loader raises.
+
+Shared by training/data.py (loading, checks, splits, normalisation) and training/tables.py (reading
+and typing tables), so that neither imports the other for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from core.manifest import Column
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class DataError(ValueError):
+    """A data set that cannot be trained on; the message says what is wrong and where."""
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a table is read and typed (the CLI's options)."""
+
+    delimiter: str | None = None  # sniffed when None
+    columns: tuple[str, ...] | None = None  # keep only these (besides the label)
+    drop_columns: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()  # force these columns categorical
+    integer: tuple[str, ...] = ()  # force these columns integer
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """All-numeric data (`x`), or a table (`frame` and its inferred `columns`, whose numeric
+    encodings are fitted later on the training split)."""
+
+    x: np.ndarray | None  # (rows, features) float32, original units; None for a table
+    y: np.ndarray | None  # (rows,) int64 index into `labels`, or None
+    labels: list[str] | None  # label vocabulary
+    feature_names: list[str]
+    image_shape: list[int] | None
+    source: str
+    label_column: str | None = None
+    frame: pd.DataFrame | None = None
+    columns: list[Column] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def subset(self, index: np.ndarray) -> Dataset:
+        y = None if self.y is None else self.y[index]
+        x = None if self.x is None else self.x[index]
+        frame = None if self.frame is None else self.frame.iloc[index].reset_index(drop=True)
+        return Dataset(
+            x, y, self.labels, self.feature_names, self.image_shape, self.source, self.label_column, frame, self.columns
+        )
+
+    def __len__(self) -> int:
+        return len(self.x) if self.x is not None else len(self.frame)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: Dataset
+    val: Dataset
+    test: Dataset
+
+
+def encode_labels(raw: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Label strings -> (indices, vocabulary); integer labels sort numerically."""
+    unique = set(raw)
+    try:
+        vocabulary = [str(v) for v in sorted({int(v) for v in unique})]
+        canonical = {v: str(int(v)) for v in unique}
+    except ValueError:
+        vocabulary = sorted(unique)
+        canonical = {v: v for v in unique}
+    position = {name: i for i, name in enumerate(vocabulary)}
+    return np.array([position[canonical[v]] for v in raw], dtype=np.int64), vocabulary
