@@ -22,13 +22,13 @@ anomalies no detector sees before the test:
 
 Detectors. genserve: `train_and_export` at its defaults (one thread, no quality report) on a file
 holding only the normal training rows (NPZ `x` for arrays, CSV for the table; genserve splits it
-again itself, 70/15/15, for early stopping), then `app.anomaly.AnomalyScorer` on rows put on the
+again itself, 70/15/15, for early stopping), then `core.scoring.AnomalyScorer` on rows put on the
 model's scale as the service does: `(x - shift) / scale` from the manifest for arrays,
 `Table.parse_rows` then `Table.encode` (ServedModel.table_rows) for the table. Its default head is
 Bernoulli for digits and Gaussian elsewhere, so a separate Gaussian-head model is trained on digits
 only. IsolationForest and LocalOutlierFactor(novelty=True) fit on the same normal training rows,
 standardised (numeric columns median-imputed, categories one-hot); their score is -score_samples.
-Every detector's threshold is `app.anomaly.calibrate` on its validation scores (1% false alarms);
+Every detector's threshold is `core.scoring.calibrate` on its validation scores (1% false alarms);
 fit time is genserve's `training.fit_seconds` (the training loop and the prior's fit), and
 sklearn's preprocessing plus `fit`.
 
@@ -429,7 +429,7 @@ def render(
         "",
         f"`make bench-anomaly` on {platform.processor() or platform.machine()}, one thread, {took_s / 60:.1f} min, "
         f"{len(seeds)} seeded splits ({', '.join(map(str, seeds))}). bench/anomaly.py's docstring gives the "
-        "protocol. Each detector's threshold is its own, calibrated (`app.anomaly.calibrate`) for 1% false alarms "
+        "protocol. Each detector's threshold is its own, calibrated (`core.scoring.calibrate`) for 1% false alarms "
         "on held-out normal validation rows; 'FA on test' is the false-alarm rate that threshold gives on held-out "
         f"normal test rows (target {FA_TARGET[0]:.1%} to {FA_TARGET[1]:.0%}: with 55 normal test rows, as "
         "breast-cancer has, one alarm is 1.8%), 'TPR' the share of anomalous test rows it flags. 'attribution' "

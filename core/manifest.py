@@ -82,7 +82,7 @@ class Normalization(_Strict):
 class Column(_Strict):
     """One column of a table, as training saw it and as serving gives it back.
 
-    Its place in the model's encoded rows (what the graphs take and give, see app/columns.py):
+    Its place in the model's encoded rows (what the graphs take and give, see core/table.py):
     a numeric column (continuous, integer) is one value on the model's scale, a categorical or
     boolean one is a one-hot block of its categories, a constant one is not modelled; every
     modelled column with gaps adds a missing-value indicator at the end.
@@ -223,7 +223,7 @@ class Evaluation(_Strict):
     anomaly: dict | None = Field(
         None,
         description="anomaly score thresholds per false-alarm rate, calibrated on held-out normal rows "
-        "(app/anomaly.py: rows, thresholds, score_quantiles, test_false_alarm_rate)",
+        "(core/scoring.py: rows, thresholds, score_quantiles, test_false_alarm_rate)",
     )
 
 
@@ -242,7 +242,7 @@ class TrainingInfo(_Strict):
 
 
 class Promotion(_Strict):
-    """Whether `name` may resolve to this version (app/promotion.py decides it at export)."""
+    """Whether `name` may resolve to this version (core/repository.py decides it at export)."""
 
     promoted: bool
     reason: str

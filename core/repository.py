@@ -108,7 +108,7 @@ def read_manifest(version_dir: Path) -> Manifest:
 
 def resolve(models_dir: Path, ref: str) -> Path:
     """The version directory that `name@version` addresses, or `name` as the service resolves it
-    (pinned, else newest promoted: app/promotion.py); FileNotFoundError if none."""
+    (pinned, else newest promoted: core/repository.py); FileNotFoundError if none."""
     name, version = parse_model_ref(ref)
     versions = model_versions(models_dir, name)
     if not versions:

@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         const="yes",
         default="auto",
         help="make the new version the one NAME resolves to, whatever its figures (default: only if they are "
-        "not worse than the current default version's beyond the margins of app/promotion.py)",
+        "not worse than the current default version's beyond the margins of core/repository.py)",
     )
     promotion.add_argument(
         "--no-promote", dest="promote", action="store_const", const="no", help="write the version but hold it back"

@@ -30,7 +30,7 @@ _SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 class ServedDecoder(nn.Module):
     """The decoder as served: probabilities, not logits. A Bernoulli head gives sigmoid(logits);
     a table's discrete logits become `discrete_probs`: a softmax per categorical column, then a
-    sigmoid per missing indicator (app/columns.py reads them in that order)."""
+    sigmoid per missing indicator (core/table.py reads them in that order)."""
 
     def __init__(self, model: VAE) -> None:
         super().__init__()
@@ -141,7 +141,7 @@ def stage(
 
 
 def promote(staging: Staging, manifest: Manifest, evaluation: Evaluation, choice: Choice = "auto") -> Path:
-    """Decide whether `name` resolves to the staged version (app/promotion.py: its figures, `evaluation`,
+    """Decide whether `name` resolves to the staged version (core/repository.py: its figures, `evaluation`,
     against the default version's, or `choice`), write its final manifest and move it into place."""
     manifest = manifest.model_copy(update={"evaluation": evaluation})
     manifest = manifest.model_copy(update={"promotion": decide(staging.models_dir, manifest, choice)})

@@ -3,7 +3,7 @@
 VAE = unconditional, CVAE = conditioned on a label, QVAE = quantile head; the
 conditional quantile VAE is the fourth corner. All tensors here are in normalised units.
 
-A table's encoded rows (app/columns.py) are [numeric | one-hot per categorical column |
+A table's encoded rows (core/table.py) are [numeric | one-hot per categorical column |
 missing indicators]: the head describes the numeric block, the decoder adds a logit per
 category (softmax per column, cross-entropy) and per missing indicator (Bernoulli), and a
 missing numeric value drops out of the head's likelihood.
@@ -33,7 +33,7 @@ class ModelConfig:
     head: str = "bernoulli"  # bernoulli | gaussian | quantile
     n_labels: int = 0  # 0: unconditional
     quantile_levels: tuple[float, ...] = field(default=DEFAULT_QUANTILES)
-    # a table's layout (app/columns.Table): numeric_dim 0 means every feature is numeric
+    # a table's layout (core/table.Table): numeric_dim 0 means every feature is numeric
     numeric_dim: int = 0
     categories: tuple[int, ...] = ()  # category count per categorical column
     numeric_gap: tuple[int, ...] = ()  # per numeric column: its missing indicator's index, or -1

@@ -66,7 +66,7 @@ class TrainOptions:
     calibration: str = "auto"  # quantile bands recalibrated on the validation split: auto | on | off
     formats: tuple[str, ...] = ("onnx", "torchscript")
     quality_report: bool = True  # score generated rows against the test split (training/quality.py)
-    promote: Choice = "auto"  # app/promotion.py: by the figures (auto), or by hand (yes / no)
+    promote: Choice = "auto"  # core/repository.py: by the figures (auto), or by hand (yes / no)
 
 
 Rows = tuple[np.ndarray, np.ndarray | None]  # a split as the model takes it: encoded features, labels if conditional
@@ -349,7 +349,7 @@ def _test_metrics(model: VAE, opts: TrainOptions, train: Rows, test: Rows, prior
 
 
 def _anomaly_calibration(staged: Path, val: Rows, test: Rows) -> dict:
-    """Thresholds of app/anomaly.py's score on the validation split's rows (normal, held out from
+    """Thresholds of core/scoring.py's score on the validation split's rows (normal, held out from
     the fit), and the false-alarm rate the 1% threshold gives on the test split's."""
     scorer = AnomalyScorer(staged)
     calibration = scorer.calibration(*val)

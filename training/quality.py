@@ -280,7 +280,7 @@ REPORT_MAX_ROWS = 10_000  # synthetic rows a training report makes at most (in t
 
 
 def schema_of(columns: list | None, feature_names: list[str], label: str | None) -> Schema:
-    """From a manifest's column schema (app.manifest.Column), or all-numeric features; constant columns
+    """From a manifest's column schema (core.manifest.Column), or all-numeric features; constant columns
     are left out (nothing to compare)."""
     if columns is None:
         return Schema(list(feature_names), [], label)
@@ -297,7 +297,7 @@ def real_frame(frame: pd.DataFrame | None, x: np.ndarray | None, y, labels, sche
 
 
 def synthetic_frame(sampler, counts: list[int], labels: list[str] | None, schema: Schema, seed: int) -> pd.DataFrame:
-    """Rows from `sampler` (app.sampler.Sampler): counts[k] rows for label k (one count: unconditional)."""
+    """Rows from `sampler` (core.offline.Sampler): counts[k] rows for label k (one count: unconditional)."""
     rng = np.random.default_rng(seed)
     parts = []
     for k, n in enumerate(counts):

@@ -1,5 +1,5 @@
 """`python -m training sample NAME[@VERSION] --n N --out FILE`: many generated rows into a file,
-offline, with the service's ONNX graph and sampling code (app/sampler.py, app/streaming.py), so
+offline, with the service's ONNX graph and sampling code (core/offline.py, core/generation.py), so
 that a seed gives the rows /generate and /generate/stream answer. Memory stays flat whatever N:
 rows are written a part at a time. The format follows the file's suffix: .csv, .parquet,
 .ndjson (.jsonl) or .arrow (an Arrow IPC stream). Torch is not needed."""

@@ -2,10 +2,10 @@
 
 Reading: CSV (delimiter sniffed, the usual spellings of a missing value) and Parquet; a
 column chosen with --columns / --drop-columns. Typing (`infer_columns`): each column becomes
-continuous, integer, categorical, boolean or constant (app/manifest.py's `Column`), with its
+continuous, integer, categorical, boolean or constant (core/manifest.py's `Column`), with its
 bounds, categories and missing rate; ID and free-text columns are left out with a warning.
 Encoding (`fit_encodings`, `frame_arrays`): numeric columns get their map to the model's scale
-fitted on the training split, then app/columns.py's `Table` encodes rows, as serving does.
+fitted on the training split, then core/table.py's `Table` encodes rows, as serving does.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ Rows = list[list[float]]
 TypedRows = list[list[float | int | str | bool | None]]
 Label = str | int  # an integer is taken as its decimal name: 7 is the label "7"
 # A request row is checked cell by cell by the model it is for (app/models/served_model.py,
-# app/columns.py), which knows each column's kind and says which row and column is wrong,
+# core/table.py), which knows each column's kind and says which row and column is wrong,
 # and stops at the first bad value. Here it is only documented.
 _CELL = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}, {"type": "null"}]}
 _RequestRow = Annotated[

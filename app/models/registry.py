@@ -1,5 +1,5 @@
 """The model registry: scans the model repository, checks and loads every model version,
-and serves `name@version`, and `name` as the version app/promotion.py chooses: the pinned one,
+and serves `name@version`, and `name` as the version core/repository.py chooses: the pinned one,
 else the newest promoted one that loaded.
 
 `reload()` scans the repository again while the service keeps serving: new versions load
@@ -350,7 +350,7 @@ class Registry:
         return record.served
 
     def default(self, name: str) -> tuple[int | None, str]:
-        """The version `name` resolves to, and why (app/promotion.py). Chosen when the records or
+        """The version `name` resolves to, and why (core/repository.py). Chosen when the records or
         pins change (start-up, reload), not per request."""
         return self._defaults.get(name, (None, f"no model named {name!r}"))
 

@@ -296,7 +296,7 @@ class ServedModel:
     ) -> np.ndarray | TableRows:
         """`n` rows for `label`: draws from p(x | z[, y]) (`sample`) or the decoder's central value
         (`mean`); an all-numeric model answers an array in original units, a table model typed rows.
-        Made in blocks (app/streaming.py), so a seed's rows are those /generate/stream gives."""
+        Made in blocks (core/generation.py), so a seed's rows are those /generate/stream gives."""
         if n > self.max_rows:
             raise InvalidInput(
                 f"n={n} is above the limit of {self.max_rows} samples (GENSERVE_MAX_SAMPLES); "
@@ -365,7 +365,7 @@ class ServedModel:
     async def anomaly(
         self, inputs: Sequence[Row], labels: Sequence[str | int] | None, false_alarm_rate: float, level: float
     ) -> tuple[float | None, list[dict]]:
-        """Per row its score (app/anomaly.py), whether it exceeds the threshold calibrated for
+        """Per row its score (core/scoring.py), whether it exceeds the threshold calibrated for
         `false_alarm_rate`, and the numeric features outside their central `level` band."""
         calibration = self.manifest.evaluation.anomaly
         threshold = None
