@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import atexit
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -229,3 +231,21 @@ def metric_value(text: str, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
+
+
+@pytest.fixture
+def attack() -> Iterator[Callable[..., multiprocessing.Process]]:
+    """Start attackers in forked child processes (their own GIL, as real clients would have);
+    each is killed when the test ends."""
+    started: list[multiprocessing.Process] = []
+
+    def start(target, *args) -> multiprocessing.Process:
+        process = multiprocessing.get_context("fork").Process(target=target, args=args, daemon=True)
+        process.start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+        process.join()
