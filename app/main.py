@@ -160,7 +160,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "max_age": 600,
         }
     app.outer_middleware = [
-        Middleware(HotRoutes, routes=inference.router.routes, cors=cors),  # the inference POSTs, answered here
+        # the inference POSTs, answered here
+        Middleware(
+            HotRoutes,
+            routes=inference.router.routes,
+            max_body_bytes=settings.max_body_bytes,
+            guarded=bool(settings.api_key),  # the routes' one guard is the API key's
+            cors=cors,
+        ),
         Middleware(RequestMetrics),  # sees the 413s and CORS preflights too
         *([Middleware(CORSMiddleware, **cors)] if cors else []),
         Middleware(BodyLimit, max_bytes=settings.max_body_bytes),

@@ -63,7 +63,7 @@ def rows_block(
     outputs: list[np.ndarray],
     rng: np.random.Generator | None,
     shift: np.ndarray,
-    scale: np.ndarray,
+    scale: np.ndarray | None,
     generated: bool = True,
 ) -> tuple[np.ndarray, Block]:
     """The decoder's outputs -> (the numeric block on the model's scale, the rows): drawn from
@@ -75,6 +75,8 @@ def rows_block(
     m = manifest
     numeric = head_values(m.head, outputs, m.quantile_levels, bool(m.discrete_dim), rng)
     if table is None:
+        if scale is None:  # a unit scale (images): x * 1 is x, so adding the shift gives the same values, sooner
+            return numeric, Block(numeric + shift)
         with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused by the caller's check
             return numeric, Block(numeric * scale + shift)
     codes, missing = table.choose(outputs[-1] if m.discrete_dim else None, len(numeric), rng)

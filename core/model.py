@@ -47,6 +47,7 @@ class Model:
         self.default_mode: Mode = "sample" if self.table is not None else "mean"
         norm = manifest.normalization
         self.shift, self.scale = np.asarray(norm.shift, np.float32), np.asarray(norm.scale, np.float32)
+        self._rows_scale = None if np.all(self.scale == 1) else self.scale  # None: rows_block's unit-scale shortcut
         self.label_index = {name: i for i, name in enumerate(manifest.labels or [])}
 
     @property
@@ -70,7 +71,7 @@ class Model:
         z = latent_codes(self.prior, m.latent_dim, rows, label, rng, temperature)
         y = None if label is None else np.full(rows, label, dtype=np.int64)
         outputs = yield "decoder", z, y
-        return rows_block(m, self.table, outputs, rng if draws else None, self.shift, self.scale)
+        return rows_block(m, self.table, outputs, rng if draws else None, self.shift, self._rows_scale)
 
     def blocks(
         self,

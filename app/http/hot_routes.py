@@ -53,13 +53,14 @@ class HotRoute(APIRoute):
         )
         self.counters = RequestCounters()
 
-    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer one POST to this route (scope["app"] is the app, for its settings and handlers)."""
+    async def serve(self, scope: Scope, receive: Receive, send: Send, max_bytes: int, guarded: bool = True) -> None:
+        """Answer one POST to this route (scope["app"] is the app, for its exception handlers), its body
+        limited to `max_bytes` (GENSERVE_MAX_BODY_BYTES); its guards run when `guarded` (an app whose
+        guards would let every request through, with no GENSERVE_API_KEY, spares their calls)."""
         started = time.perf_counter()
         status = 499  # nginx's "client closed request": no response was started
         app: FastAPI = scope["app"]
         try:
-            max_bytes = app.state.settings.max_body_bytes
             declared = declared_length(scope)
             if declared is not None and declared > max_bytes:
                 status = 413
@@ -77,8 +78,9 @@ class HotRoute(APIRoute):
             request = Request(scope, receive, send)
             request._body = body  # read: the endpoint's request.body() answers it
             try:
-                for guard in self.guards:
-                    await guard(request)
+                if guarded:
+                    for guard in self.guards:
+                        await guard(request)
                 response = await self.endpoint(request)
             except Exception as exc:
                 response = await _render_exception(app, request, exc)
@@ -107,9 +109,17 @@ class HotRoutes:
     stack. While CORS is on, a cross-origin POST (an `Origin` header) passes CORSMiddleware
     first, with the options the stack's own CORS layer has."""
 
-    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute], cors: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        routes: Sequence[BaseRoute],
+        max_body_bytes: int,
+        guarded: bool = True,
+        cors: dict[str, Any] | None = None,
+    ) -> None:
         self.app = app
         self.routes = {route.path: route for route in routes if isinstance(route, HotRoute)}
+        self.max_body_bytes, self.guarded = max_body_bytes, guarded
         self.cross_origin = CORSMiddleware(self._serve, **cors) if cors else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -119,12 +129,12 @@ class HotRoutes:
                 if self.cross_origin is not None and _has_origin(scope):
                     await self.cross_origin(scope, receive, send)
                 else:
-                    await route.serve(scope, receive, send)
+                    await route.serve(scope, receive, send, self.max_body_bytes, self.guarded)
                 return
         await self.app(scope, receive, send)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.routes[scope["path"]].serve(scope, receive, send)
+        await self.routes[scope["path"]].serve(scope, receive, send, self.max_body_bytes, self.guarded)
 
 
 def _has_origin(scope: Scope) -> bool:

@@ -21,7 +21,7 @@ import numpy as np
 
 from app.models.batching import Batcher
 from core.errors import InvalidInput, ModelFault, Overloaded, RequestTimeout
-from core.generation import Block, rows_block
+from core.generation import BLOCK_ROWS, Block, block_rng, rows_block
 from core.heads import HEADS, head_values
 from core.manifest import Manifest
 from core.model import Mode, Model
@@ -302,9 +302,12 @@ class ServedModel:
                 f"n={n} is above the limit of {self.max_rows} samples (GENSERVE_MAX_SAMPLES); "
                 "POST /generate/stream streams up to GENSERVE_MAX_STREAM_ROWS rows"
             )
-        index = self._label(label)
-        steps = self.model.blocks(n, index, seed, self._rng, temperature, self.model.draws(mode))
-        block = Block.join([await self._block(s, patient=False) for s in steps])
+        index, draws = self._label(label), self.model.draws(mode)
+        if n <= BLOCK_ROWS:  # one block (Model.blocks' first), without the generator and the join
+            block = await self._block(self.model.block(n, index, block_rng(seed, 0, self._rng), temperature, draws), False)
+        else:
+            steps = self.model.blocks(n, index, seed, self._rng, temperature, draws)
+            block = Block.join([await self._block(s, patient=False) for s in steps])
         if self.table is not None:
             return TableRows(self.table.names, self.table.values(block.numeric, block.codes, block.missing))
         return block.numeric
