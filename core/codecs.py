@@ -88,6 +88,10 @@ class Codec:
         """The dtype pandas reads the Arrow column `kind` as (named in a file's pandas metadata)."""
         return "object" if pa.types.is_string(kind) else str(kind)
 
+    def known_values(self) -> list[Cell] | None:
+        """Every value the column answers, where the manifest lists them (None: open-ended)."""
+        return None
+
 
 CODECS: dict[str, type[Codec]] = {}
 
@@ -200,6 +204,9 @@ class Categorical(Codec):
     def takes(self) -> str:
         return f"one of {self.column.categories}"
 
+    def known_values(self) -> list[Cell] | None:
+        return list(self.column.categories)
+
     def arrow_type(self, pa: Any) -> Any:
         try:
             return pa.array(self.column.categories).type
@@ -250,6 +257,9 @@ class Constant(Codec):
 
     def takes(self) -> str:
         return repr(self.column.value)
+
+    def known_values(self) -> list[Cell] | None:
+        return [self.column.value]
 
     def arrow_type(self, pa: Any) -> Any:
         return pa.array([self.column.value]).type

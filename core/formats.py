@@ -6,6 +6,11 @@ part) or Parquet (a row group per part, the footer at the end). Values are those
 answer: integers as integers, categories as in the data, null (an empty CSV field) where missing.
 NDJSON rows of a model without a column schema (images) are arrays in feature order.
 
+A text cell that a spreadsheet would run as a formula (one that begins with `=`, `+`, `-`, `@`, a
+tab or a carriage return and is not a plain number) is written to CSV with a single quote before it
+(`csv_text`, OWASP's advice against CSV injection): `=HYPERLINK(...)` reads `'=HYPERLINK(...)`,
+shown as text; `-2` stays a number. JSON, Arrow and Parquet carry values as they are.
+
 `negotiate` is the one reading of an Accept header, by q-values: each endpoint that chooses a
 representation passes its own offers (`row_format` those of a stream of rows).
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,6 +54,37 @@ _ACCEPTED = {
 MEDIA_TYPES = [NDJSON, CSV, ARROW, PARQUET]
 
 SUFFIXES = {".ndjson": NDJSON, ".jsonl": NDJSON, ".csv": CSV, ".arrow": ARROW, ".arrows": ARROW, ".parquet": PARQUET}
+
+
+# A spreadsheet (Excel, LibreOffice, Google Sheets) runs a cell that begins with one of these
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = r"^[=+\-@\t\r]"
+_PLAIN_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_IS_PLAIN_NUMBER = re.compile(_PLAIN_NUMBER).match
+
+
+def csv_text(value: str) -> str:
+    """A text cell as CSV writes it: one a spreadsheet would run as a formula (it begins with
+    FORMULA_STARTS and is not a plain number such as `-2.5`) behind a single quote."""
+    if value.startswith(FORMULA_STARTS) and not _IS_PLAIN_NUMBER(value):
+        return "'" + value
+    return value
+
+
+def csv_cell(value: Any) -> Any:
+    """A cell for `csv.writer`: text through `csv_text`, booleans as true/false, None empty."""
+    if value.__class__ is str:
+        return csv_text(value)
+    if value.__class__ is bool:
+        return "true" if value else "false"
+    return value
+
+
+def csv_header(names: Sequence[str]) -> bytes:
+    """The header row of every CSV answer (its names through `csv_text`)."""
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerow([csv_text(str(name)) for name in names])
+    return text.getvalue().encode()
 
 
 def media_ranges(accept: str | None) -> list[tuple[str, float]]:
@@ -119,6 +156,7 @@ class RowWriter:
         self._started = False
         self._sink = io.BytesIO()
         self._writer: Any = None
+        self._formula_columns: list[int] | None = None  # CSV: the text columns csv_text applies to
         if media_type != NDJSON:
             import pyarrow as pa
 
@@ -181,17 +219,40 @@ class RowWriter:
 
     def _csv_header(self) -> bytes:
         self._started = True
-        text = io.StringIO()
-        csv.writer(text, lineterminator="\n").writerow(self.names)  # as /generate's CSV writes it
-        return text.getvalue().encode()
+        return csv_header(self.names)
 
     def _csv(self, batch: Any) -> bytes:
         import pyarrow.csv as pacsv
 
         header = b"" if self._started else self._csv_header()
+        if self._formula_columns is None:
+            self._formula_columns = self._text_columns(batch.schema)
+        for i in self._formula_columns:
+            batch = batch.set_column(i, batch.schema.field(i), self._csv_texts(batch.column(i)))
         sink = io.BytesIO()
         pacsv.write_csv(batch, sink, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
         return header + sink.getvalue()
+
+    def _text_columns(self, schema: Any) -> list[int]:
+        """The text columns whose cells may begin like a formula: those whose values are known
+        (categories, a constant) and hold one, and any other text column."""
+        pa, found = self._pa, []
+        for i, field in enumerate(schema):
+            if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+                continue
+            known = self.table.codecs[i].known_values() if self.table is not None else None
+            if known is None or any(isinstance(v, str) and csv_text(v) != v for v in known):
+                found.append(i)
+        return found
+
+    def _csv_texts(self, array: Any) -> Any:
+        """`csv_text` over an Arrow text array, vectorised (nulls stay null)."""
+        import pyarrow.compute as pc
+
+        risky = pc.and_(
+            pc.match_substring_regex(array, _FORMULA_START), pc.invert(pc.match_substring_regex(array, _PLAIN_NUMBER))
+        )
+        return pc.if_else(risky, pc.binary_join_element_wise("'", array, ""), array)
 
     def _ndjson(self, block: Block) -> bytes:
         if self.table is None:

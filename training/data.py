@@ -84,7 +84,7 @@ def _load_npz(path: Path) -> Dataset:
         raw = archive["y"]
         if raw.ndim != 1 or len(raw) != len(x):
             raise DataError(f"{path}: 'y' must be 1-D with one label per row of 'x' ({len(x)}), got {raw.shape}")
-        y, labels = encode_labels([str(v) for v in raw.tolist()])
+        y, labels = encode_labels([str(v) for v in raw.tolist()], f"{path}: 'y'")
     features = [f"x{i}" for i in range(x.shape[1])]
     return Dataset(x.astype(np.float32), y, labels, features, image_shape, str(path))
 

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+MAX_LABELS = 1000  # a label's distinct values: each is a one-hot input (rows x labels floats in training)
+MAX_CATEGORIES = 1000  # a categorical column's: more is left out of the model (free text, an ID) with a warning
+
+
 class DataError(ValueError):
     """A data set that cannot be trained on; the message says what is wrong and where."""
 
@@ -68,9 +72,16 @@ class Splits:
     test: Dataset
 
 
-def encode_labels(raw: list[str]) -> tuple[np.ndarray, list[str]]:
-    """Label strings -> (indices, vocabulary); integer labels sort numerically."""
+def encode_labels(raw: list[str], where: str) -> tuple[np.ndarray, list[str]]:
+    """Label strings -> (indices, vocabulary); integer labels sort numerically. More than
+    MAX_LABELS distinct labels (`where` names them) is a DataError, before anything is allocated."""
     unique = set(raw)
+    if len(unique) > MAX_LABELS:
+        raise DataError(
+            f"{where} holds {len(unique):,} distinct labels; a model takes at most {MAX_LABELS:,} "
+            f"(each is a one-hot input and a label to ask /generate for): group the rare ones, "
+            f"or leave the label out and train on the other columns"
+        )
     try:
         vocabulary = [str(v) for v in sorted({int(v) for v in unique})]
         canonical = {v: str(int(v)) for v in unique}

@@ -20,7 +20,7 @@ import pandas as pd
 
 from core.manifest import MAX_GAP_PATTERNS, MAX_MISSING_RATE, MIN_ROWS_PER_GAP_PATTERN, Column, NumericEncoding
 from core.table import Table, category_key
-from training.datasets import DataError, Dataset, ReadOptions, encode_labels
+from training.datasets import MAX_CATEGORIES, DataError, Dataset, ReadOptions, encode_labels
 
 MISSING_SPELLINGS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "none", "?"]
 LOW_CARDINALITY = 10  # an integer column with at most this many distinct values is categorical
@@ -102,7 +102,8 @@ def from_frame(frame: pd.DataFrame, source: str, label_column: str | None, read:
             warnings.append(f"dropped {int(unlabelled.sum())} row(s) without a label in {label_column!r}")
             frame = frame.loc[~unlabelled].reset_index(drop=True)
             raw = frame[label_column]
-        y, labels = encode_labels([category_key(v) for v in raw.tolist()])
+        where = f"{source}: the label column {label_column!r}"
+        y, labels = encode_labels([category_key(v) for v in raw.tolist()], where)
     columns, dropped = infer_columns(frame[keep], read)
     warnings += dropped
     if not any(c.numeric for c in columns):
@@ -184,6 +185,11 @@ def _infer(name: str, series: pd.Series, categorical: bool, integer: bool) -> tu
             )
     if integer and not is_number:
         raise DataError(f"--integer names {name!r}, whose values are not numbers (e.g. {values[0]!r})")
+    if categorical and len(distinct) > MAX_CATEGORIES:
+        raise DataError(
+            f"--categorical names {name!r}, which holds {len(distinct):,} distinct values; a categorical column "
+            f"takes at most {MAX_CATEGORIES:,} (each is a one-hot input): group the rare ones, or leave it out"
+        )
     if categorical or (is_bool and not integer):
         return _categorical(name, distinct, is_bool and not categorical, rate), ""
     if is_number:
@@ -213,6 +219,8 @@ def _infer(name: str, series: pd.Series, categorical: bool, integer: bool) -> tu
         return None, "an ID or free text (a different value in every row)"
     if len(distinct) > 50 and len(distinct) > 0.5 * len(values):
         return None, f"free text ({len(distinct)} distinct values in {len(values)} rows)"
+    if len(distinct) > MAX_CATEGORIES:
+        return None, f"{len(distinct):,} distinct values (a categorical column takes at most {MAX_CATEGORIES:,})"
     return _categorical(name, distinct, False, rate), ""
 
 

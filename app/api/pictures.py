@@ -17,6 +17,19 @@ SVG_MEDIA_TYPE = "image/svg+xml"
 CELL_PIXELS = 48  # an image is scaled up to about this size (an 8x8 digit: 6x)
 GAP = 2
 MAX_COLUMNS = 16
+MAX_GRID_IMAGES = 1024  # images in one PNG grid: about 3,300 x 850 pixels, drawn in tens of ms
+
+# A picture (or a figure training wrote) is a document a browser may open in the service's origin,
+# where the page keeps its API key: it may run no script and fetch nothing, and is not sniffed as HTML
+PICTURE_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+
+
+def picture_headers(filename: str | None = None) -> dict[str, str]:
+    """The headers of every SVG or PNG answer (and `filename` named as an inline download)."""
+    headers = {"Content-Security-Policy": PICTURE_CSP, "X-Content-Type-Options": "nosniff"}
+    if filename is not None:
+        headers["Content-Disposition"] = f'inline; filename="{filename}"'
+    return headers
 
 
 def png(pixels: np.ndarray) -> bytes:

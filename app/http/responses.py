@@ -11,6 +11,8 @@ import numpy as np
 import orjson
 from fastapi.responses import Response
 
+from core.formats import csv_cell, csv_header
+
 NPY_MEDIA_TYPE = "application/x-npy"
 CSV_MEDIA_TYPE = "text/csv"
 
@@ -56,19 +58,16 @@ class NpyResponse(Response):
 
 
 class CsvResponse(Response):
-    """Rows as CSV with a header row; a missing value (None) is an empty field, a boolean true or false."""
+    """Rows as CSV with a header row; a missing value (None) is an empty field, a boolean true or
+    false, a text cell that would run as a formula in a spreadsheet behind a quote (`csv_cell`)."""
 
     media_type = "text/csv; charset=utf-8"
 
     def __init__(self, header: Sequence[str], rows: Any, **kwargs: Any) -> None:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(header)
         if isinstance(rows, np.ndarray):  # float32 in its shortest form, as the JSON answer writes it
             writer.writerows(rows.astype(str).tolist())
         else:
-            writer.writerows([_BOOL.get(v, v) if v.__class__ is bool else v for v in row] for row in rows)
-        super().__init__(buffer.getvalue(), **kwargs)
-
-
-_BOOL = {True: "true", False: "false"}
+            writer.writerows([csv_cell(v) for v in row] for row in rows)
+        super().__init__(csv_header(header) + buffer.getvalue().encode(), **kwargs)

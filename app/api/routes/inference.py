@@ -10,10 +10,20 @@ from urllib.parse import quote
 import numpy as np
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from app import metrics
 from app.api.deps import require_api_key, resolve_model
-from app.api.pictures import PNG_MEDIA_TYPE, SVG_MEDIA_TYPE, band_png, band_svg, image_grid, outside
+from app.api.pictures import (
+    MAX_GRID_IMAGES,
+    PNG_MEDIA_TYPE,
+    SVG_MEDIA_TYPE,
+    band_png,
+    band_svg,
+    image_grid,
+    outside,
+    picture_headers,
+)
 from app.api.schemas import (
     AnomalyRequest,
     AnomalyResponse,
@@ -88,13 +98,15 @@ async def generate(request: Request) -> Response:
     body = await read_body(request, GenerateRequest)
     served = resolve_model(request, body.model)
     accept, offers = request.headers.get("accept"), _generate_offers(served)
-    media_type = negotiate(accept, offers, default=_refused(accept))
+    media_type = _negotiated(accept, offers)
     labels = served.manifest.labels
-    if media_type == PNG_MEDIA_TYPE and served.manifest.image_shape and labels and body.label is None:
-        # a conditional image model, no label asked for: a row of `n` images for each label
-        rows = [await served.generate(body.n, label, body.seed, body.temperature, body.mode) for label in labels]
-        grid = image_grid(np.concatenate(rows), served.manifest.image_shape, rows=len(labels))
-        return Response(grid, media_type=PNG_MEDIA_TYPE, headers=_model_headers(served))
+    if media_type == PNG_MEDIA_TYPE and served.manifest.image_shape:
+        each_label = bool(labels) and body.label is None  # a conditional model, no label: a row for each
+        _check_grid(body.n, len(labels) if each_label else 1)
+        if each_label:
+            rows = [await served.generate(body.n, label, body.seed, body.temperature, body.mode) for label in labels]
+            grid = await run_in_threadpool(image_grid, np.concatenate(rows), served.manifest.image_shape, len(labels))
+            return Response(grid, media_type=PNG_MEDIA_TYPE, headers=_picture_headers(served))
     samples = await served.generate(body.n, body.label, body.seed, body.temperature, body.mode)
     label = None if body.label is None else str(body.label)
     mode = body.mode or served.default_mode
@@ -114,21 +126,43 @@ async def generate(request: Request) -> Response:
         return _answer(served, label=label, seed=body.seed, mode=mode, columns=samples.columns, samples=rows)
     if media_type == NPY_MEDIA_TYPE:
         return NpyResponse(samples, headers=_model_headers(served))
-    if media_type == PNG_MEDIA_TYPE:
-        return Response(
-            image_grid(samples, served.manifest.image_shape), media_type=PNG_MEDIA_TYPE, headers=_model_headers(served)
-        )
+    if media_type == PNG_MEDIA_TYPE:  # drawn off the event loop (zlib and numpy let go of the GIL)
+        grid = await run_in_threadpool(image_grid, samples, served.manifest.image_shape)
+        return Response(grid, media_type=PNG_MEDIA_TYPE, headers=_picture_headers(served))
     if media_type == CSV_MEDIA_TYPE:
         return CsvResponse(served.manifest.feature_names, samples, headers=_model_headers(served))
     return _answer(served, label=label, seed=body.seed, mode=mode, samples=samples)
 
 
-def _generate_offers(served: ServedModel) -> list[str]:
+def _check_grid(n: int, rows: int) -> None:
+    """A PNG grid holds at most MAX_GRID_IMAGES images (n for each of `rows` labels)."""
+    if n * rows > MAX_GRID_IMAGES:
+        each = f"n={n} for each of {rows} labels is {n * rows:,}" if rows > 1 else f"n={n}"
+        fits = f"ask for n <= {MAX_GRID_IMAGES // rows}" + (", or name a label" if rows > 1 else "")
+        raise InvalidInput(f"a PNG grid holds at most {MAX_GRID_IMAGES:,} images; {each}: {fits}, or for JSON or .npy")
+
+
+_TABLE_OFFERS = (JSON, CSV_MEDIA_TYPE)
+_ARRAY_OFFERS = (JSON, CSV_MEDIA_TYPE, NPY_MEDIA_TYPE)
+_IMAGE_OFFERS = (*_ARRAY_OFFERS, PNG_MEDIA_TYPE)
+
+
+def _generate_offers(served: ServedModel) -> tuple[str, ...]:
     """What /generate answers for a model, JSON first: a table model typed rows (JSON or CSV),
     others a float array (also .npy), an image model also a PNG grid."""
     if served.table is not None:
-        return [JSON, CSV_MEDIA_TYPE]
-    return [JSON, CSV_MEDIA_TYPE, NPY_MEDIA_TYPE, *([PNG_MEDIA_TYPE] if served.manifest.image_shape else [])]
+        return _TABLE_OFFERS
+    return _IMAGE_OFFERS if served.manifest.image_shape else _ARRAY_OFFERS
+
+
+def _negotiated(accept: str | None, offers: tuple[str, ...]) -> str:
+    """/generate's answer type by `negotiate`; when no offer is acceptable, `_refused`'s."""
+    if not accept:
+        return offers[0]
+    try:
+        return negotiate(accept, offers)
+    except NotAcceptable:
+        return _refused(accept)
 
 
 def _refused(accept: str | None) -> str:
@@ -252,12 +286,16 @@ def _band_plot(served: ServedModel, media_type: str, levels: list[float], bands:
     bands = np.asarray(bands, dtype=np.float64)
     content = band_svg(levels, bands, x, names) if media_type == SVG_MEDIA_TYPE else band_png(levels, bands, x)
     flagged = [quote(str(n), safe="") for n, o in zip(names, outside(bands, x), strict=True) if o]
-    headers = {**_model_headers(served), "X-Outside": ",".join(flagged)}  # percent-encoded feature names
+    headers = {**_picture_headers(served), "X-Outside": ",".join(flagged)}  # percent-encoded feature names
     return Response(content, media_type=media_type, headers=headers)
 
 
 def _model_headers(served: ServedModel) -> dict[str, str]:
     return {"X-Model": served.manifest.name, "X-Model-Version": str(served.manifest.version)}
+
+
+def _picture_headers(served: ServedModel) -> dict[str, str]:
+    return {**_model_headers(served), **picture_headers()}
 
 
 @router.post(

@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Query, Response
 
 from app.api.deps import RegistryDep
-from app.api.pictures import SVG_MEDIA_TYPE
+from app.api.pictures import SVG_MEDIA_TYPE, picture_headers
 from app.api.schemas import ErrorResponse, ModelDetail, ModelList, ModelSummary
 from app.models.registry import ModelRecord
 from core.errors import ModelNotFound
@@ -74,7 +74,7 @@ async def model_file(
         content = contained_file(record.path, file).read_bytes()
     except (OSError, ValueError):
         raise ModelNotFound(f"{record.ref} has no {file} (made before training wrote it, or not a table)") from None
-    return Response(content, media_type=FILES[file])
+    return Response(content, media_type=FILES[file], headers=picture_headers(file))
 
 
 @router.get("/models/{name}", response_model=ModelDetail, summary="One model: versions, metrics, training")
