@@ -1,12 +1,13 @@
 # genserve image: serves the ONNX models in /srv/models; no torch unless WITH_TORCH=true.
 #
-#   docker build -t genserve .                                   # CPU, ONNX only
-#   docker build --build-arg WITH_TORCH=true -t genserve:torch . # + torch, for TorchScript models
+# Tagged genserve:<version in pyproject.toml>, the name compose and deploy/ use (README, "Docker and compose"):
+#   docker build -t genserve:0.1.0 .                                   # CPU, ONNX only
+#   docker build --build-arg WITH_TORCH=true -t genserve:0.1.0-torch . # + torch, for TorchScript models
 #   docker build --build-arg BASE_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04 \
-#                --build-arg ONNXRUNTIME=onnxruntime-gpu -t genserve:gpu .   # GPU (not built in CI)
+#                --build-arg ONNXRUNTIME=onnxruntime-gpu -t genserve:0.1.0-gpu .   # GPU (not built in CI)
 #
 # Behind a TLS-intercepting proxy, pass its CA as a build secret (never stored in a layer):
-#   DOCKER_BUILDKIT=1 docker build --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt -t genserve .
+#   DOCKER_BUILDKIT=1 docker build --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt -t genserve:0.1.0 .
 
 ARG BASE_IMAGE=python:3.11-slim
 

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from app.main import catch_early_sighup, configure_logging
 from app.settings import Settings
+from app.supervisor import Supervisor
 
 
 def main() -> int:
@@ -46,15 +47,18 @@ def main() -> int:
     # done: a clean stop would end as "killed by SIGTERM" (143). This handler turns that into exit 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     if settings.workers > 1:
-        # a worker that is not up within the health-check timeout is killed, and a reload's rolling
-        # restart abandoned: uvicorn's 5 s default is too short for a repository of large models
-        uvicorn.run(
+        # What uvicorn.run does with several workers, with genserve's supervisor (app/supervisor.py):
+        # a worker that dies or hangs is replaced within seconds. A (re)started worker that is not up
+        # within the start timeout is killed, and a reload's rolling restart abandoned: uvicorn's 5 s
+        # default is too short for a repository of large models.
+        config = uvicorn.Config(
             "app.main:app_from_env",
             factory=True,
             workers=settings.workers,
             timeout_worker_healthcheck=settings.worker_start_timeout_s,
             **common,
         )
+        Supervisor(config, sockets=[config.bind_socket()]).run()
     else:
         from app.main import create_app
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -140,14 +141,12 @@ def test_every_kustomization_renders_the_expected_resources(rendered: dict[str, 
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
         "NetworkPolicy",
-        "PersistentVolumeClaim",
     }
     for name in KUSTOMIZATIONS:
         assert {d["kind"] for d in rendered[name]} == base_kinds, name
     kinds = [d["kind"] for d in rendered["cpu+components"]]
     assert "ServiceMonitor" in kinds
-    assert "PersistentVolumeClaim" not in kinds  # the object-storage component replaces it
-    assert kinds.count("NetworkPolicy") == 2
+    assert kinds.count("NetworkPolicy") == 2  # the object-storage component's download
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -287,15 +286,19 @@ def test_pods_run_as_the_images_non_root_user_on_a_read_only_root(rendered: dict
     assert spec["enableServiceLinks"] is False
     for container in containers_of(spec):
         assert_locked_down(container, spec["securityContext"])
-    (models,) = [m for m in server_container(docs)["volumeMounts"] if m["name"] == "models"]
-    assert models["mountPath"] == settings_of(docs)["GENSERVE_MODEL_DIR"] == "/srv/models"
-    assert models["readOnly"] is True
-    (volume,) = [v for v in spec["volumes"] if v["name"] == "models"]
-    if "persistentVolumeClaim" in volume:
-        claim = one(docs, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
-        assert claim["spec"]["accessModes"] == ["ReadOnlyMany"] and volume["persistentVolumeClaim"]["readOnly"]
-    else:
-        assert "emptyDir" in volume and spec["initContainers"], "models from object storage need the init container"
+    # The image's own models (the Dockerfile copies models/ there), unless a component mounts a volume over them.
+    model_dir = settings_of(docs)["GENSERVE_MODEL_DIR"]
+    assert model_dir == "/srv/models" and f"GENSERVE_MODEL_DIR={model_dir}" in (ROOT / "Dockerfile").read_text()
+    mounts = [m for m in server_container(docs)["volumeMounts"] if m["mountPath"] == model_dir]
+    if name != "cpu+components":
+        assert mounts == [] and "initContainers" not in spec, f"{name}: a volume over the image's models"
+        return
+    (mount,) = mounts  # models-from-object-storage: an emptyDir the init container fills, read-only to genserve
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert set(volume) == {"name", "emptyDir"}
+    (fetch,) = spec["initContainers"]
+    assert {"name": mount["name"], "mountPath": model_dir} in fetch["volumeMounts"], "the init container fills it"
 
 
 @pytest.mark.parametrize("name", [*KUSTOMIZATIONS, "cpu+components"])
@@ -349,7 +352,7 @@ def test_images_are_pinned_and_the_gpu_overlay_asks_for_a_gpu(rendered: dict[str
     assert server_container(rendered["cpu"])["image"] == f"genserve:{pyproject_version()}"
 
     gpu = server_container(rendered["gpu"])
-    assert gpu["image"] == "genserve:gpu"
+    assert gpu["image"] == f"genserve:{pyproject_version()}-gpu"
     assert str(gpu["resources"]["limits"]["nvidia.com/gpu"]) == "1"
     assert settings_of(rendered["gpu"])["GENSERVE_DEVICE"] == "cuda"
     tolerations = pod_spec(rendered["gpu"])["tolerations"]
@@ -357,6 +360,30 @@ def test_images_are_pinned_and_the_gpu_overlay_asks_for_a_gpu(rendered: dict[str
     cpu = server_container(rendered["cpu"])
     assert "nvidia.com/gpu" not in cpu["resources"]["limits"]
     assert settings_of(rendered["cpu"])["GENSERVE_DEVICE"] == "cpu"
+
+
+def test_the_readme_compose_and_manifests_name_one_image(
+    rendered: dict[str, list[Doc]], kserve: dict[str, list[Doc]]
+) -> None:
+    """genserve:<version in pyproject.toml>, and -gpu / -torch for the variants: what the README and the
+    Dockerfile build (`docker build ... -t`), what compose runs, what the manifests deploy; a version tag
+    is never moved, so the nodes pull it only if they lack it. (deploy/prometheus.yml's genserve:8000 is a host.)"""
+    version = pyproject_version()
+    variants = {f"genserve:{version}", f"genserve:{version}-gpu", f"genserve:{version}-torch"}
+    built = {
+        where: set(re.findall(r"\s-t (genserve\S*)", (ROOT / where).read_text()))  # docker build's tags
+        for where in ("README.md", "Dockerfile")
+    }
+    assert built["README.md"] == {f"genserve:{version}", f"genserve:{version}-gpu"}, built["README.md"]
+    assert built["Dockerfile"] == variants, built["Dockerfile"]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    composed = {re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", compose[name]["image"]) for name in ("genserve", "genserve-gpu")}
+    assert composed == {f"genserve:{version}", f"genserve:{version}-gpu"}, composed
+    deployed = [server_container(docs) for docs in rendered.values()]
+    deployed.append(one(kserve["servingruntime.yaml"], "ServingRuntime")["spec"]["containers"][0])
+    for container in deployed:
+        assert container["image"] in variants, container["image"]
+        assert container["imagePullPolicy"] == "IfNotPresent", container["name"]
 
 
 def test_the_kserve_runtime_serves_what_the_inference_services_ask_for(kserve: dict[str, list[Doc]]) -> None:

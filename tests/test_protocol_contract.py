@@ -1,20 +1,25 @@
-"""The contract between app/http/protocol.py's GuardedProtocol and the uvicorn internals it is built on.
+"""The contract between genserve and the uvicorn internals it is built on: app/http/protocol.py's
+GuardedProtocol, and app/supervisor.py's Supervisor.
 
 GuardedProtocol subclasses uvicorn's private `HttpToolsProtocol`: it overrides its methods (and
 `data_received` is a copy of uvicorn's, with additions), calls its helpers, and reads the
-attributes uvicorn's `__init__` and `connection_made` set. None of that is uvicorn's public API,
+attributes uvicorn's `__init__` and `connection_made` set. Supervisor subclasses uvicorn's
+private `Multiprocess` (the supervisor of several workers): it replaces its health check, and
+talks to each worker over the pipe of uvicorn's `Process`. None of that is uvicorn's public API,
 so any release may change it. These tests fail first when it does, before a live server
 misbehaves; they start no server and take well under a second.
 
 Moving to a new uvicorn:
 1. install it and run this file: each failure says what changed;
-2. read the diff of uvicorn/protocols/http/httptools_impl.py between the two releases (e.g.
-   `pip download --no-deps uvicorn==OLD` and `==NEW`, unpack both, diff), and adapt
-   app/http/protocol.py to it;
-3. `python -m tests.test_protocol_contract` prints the new UVICORN_SOURCE_SHA256 table (and the
-   signatures): paste it here once reviewed, and set REVIEWED_UVICORN;
-4. widen the pin in pyproject.toml, then run the live tests of the protocol too
-   (tests/test_hostile.py, tests/test_coalescing.py, tests/test_shutdown.py).
+2. read the diff of uvicorn/protocols/http/httptools_impl.py and uvicorn/supervisors/multiprocess.py
+   between the two releases (e.g. `pip download --no-deps uvicorn==OLD` and `==NEW`, unpack both,
+   diff), and adapt app/http/protocol.py and app/supervisor.py to it;
+3. `python -m tests.test_protocol_contract` prints the new UVICORN_SOURCE_SHA256 and
+   SUPERVISOR_SOURCE_SHA256 tables (and the signatures): paste them here once reviewed, and set
+   REVIEWED_UVICORN;
+4. widen the pin in pyproject.toml, then run the live tests of the protocol and the supervisor too
+   (tests/test_hostile.py, tests/test_coalescing.py, tests/test_shutdown.py,
+   tests/test_hostile_workers.py, tests/test_reload.py).
 """
 
 from __future__ import annotations
@@ -36,9 +41,11 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
+from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 import app.http.protocol
 from app.http.protocol import CoalescingTransport, GuardedProtocol
+from app.supervisor import Supervisor, WorkerHealth, worker_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 REVIEWED_UVICORN = "0.55.0"  # the release whose sources the table below was reviewed against
@@ -127,11 +134,17 @@ UVICORN_SOURCE_SHA256 = {
 }
 
 
+def source_sha256(function) -> str:
+    return hashlib.sha256(textwrap.dedent(inspect.getsource(function)).encode()).hexdigest()
+
+
+def differing(found: dict[str, str], reviewed: dict[str, str]) -> str:
+    """The names whose source hash is not the reviewed one."""
+    return ", ".join(sorted(name for name in found if found[name] != reviewed.get(name)))
+
+
 def uvicorn_source_sha256() -> dict[str, str]:
-    return {
-        name: hashlib.sha256(textwrap.dedent(inspect.getsource(getattr(HttpToolsProtocol, name))).encode()).hexdigest()
-        for name in (*OVERRIDDEN, *CALLED)
-    }
+    return {name: source_sha256(getattr(HttpToolsProtocol, name)) for name in (*OVERRIDDEN, *CALLED)}
 
 
 def parameters(function) -> list[tuple[str, object, object]]:
@@ -288,8 +301,7 @@ def test_uvicorn_has_each_method_with_the_reviewed_signature() -> None:
 
 
 def test_uvicorn_sources_are_the_reviewed_ones() -> None:
-    found = uvicorn_source_sha256()
-    changed = ", ".join(sorted(name for name in found if found[name] != UVICORN_SOURCE_SHA256.get(name)))
+    changed = differing(uvicorn_source_sha256(), UVICORN_SOURCE_SHA256)
     assert not changed, (
         f"the source of HttpToolsProtocol's {changed} in uvicorn {version('uvicorn')} differs from the one "
         f"reviewed in uvicorn {REVIEWED_UVICORN} (GuardedProtocol overrides or calls each; its data_received "
@@ -420,6 +432,84 @@ def test_guarded_protocol_serves_in_memory() -> None:
     asyncio.run(run())
 
 
+# ---- what Supervisor takes from uvicorn's Multiprocess and Process ---------------------------------
+
+# Supervisor replaces Multiprocess.keep_subprocess_alive, which uvicorn's run loop calls every 0.5 s,
+# and keeps the rest: start-up, signals, the rolling restart (with the start-up timeout). Of
+# Process it uses the pipe (__init__), the worker's answer to each ping (target starts a thread
+# that answers every ping with `server.started`), kill, join and exitcode; and how a new one is made.
+SUPERVISOR_METHODS = {
+    "Multiprocess.__init__": Multiprocess.__init__,
+    "Multiprocess.run": Multiprocess.run,
+    "Multiprocess.keep_subprocess_alive": Multiprocess.keep_subprocess_alive,
+    "Multiprocess.restart_all": Multiprocess.restart_all,
+    "Process.__init__": Process.__init__,
+    "Process.target": Process.target,
+    "Process.always_pong": Process.always_pong,
+    "Process.pong": Process.pong,
+    "Process.start": Process.start,
+    "Process.kill": Process.kill,
+    "Process.join": Process.join,
+    "Process.exitcode": Process.exitcode.fget,
+    "Process.pid": Process.pid.fget,
+}
+# sha256 of each one's source (inspect.getsource, dedented) in uvicorn REVIEWED_UVICORN.
+SUPERVISOR_SOURCE_SHA256 = {
+    "Multiprocess.__init__": "6c2eb06aa793513dc77f3c7850dda8a805a781517f1986c1a7edf0be870f15d4",
+    "Multiprocess.run": "451a5dcf478978e3c28948e2f2d919cb0ee8966187567c0cb6b0881946d0c720",
+    "Multiprocess.keep_subprocess_alive": "45fe161ba923fe13a04d07499d619a1691be05b5ea0e65dffb4ce81944fb2be6",
+    "Multiprocess.restart_all": "0ed339a48a988711d3eb3f973af30305b3131d755b9f09cba9f8b66acc4beaed",
+    "Process.__init__": "7e3a11a37423096146162c547a3449ab2dd5d5c10b7e32ad5b5cff68a325fc2a",
+    "Process.target": "6a4fee0631727ffdee7e184a2a759a39b0cba4d2605196f94a8a9937f92ae92e",
+    "Process.always_pong": "95d47b85a1073bb5fc1f0b858199c3257ad85758b9458f07df27761dda7b2b73",
+    "Process.pong": "1bddcfb473d165166ff6f54b6a66f1e26ae8ea119d27b18e91a1dceca166723e",
+    "Process.start": "b8082a1bb5693620543f4790fc8b4310c19c5cb2833c3bff5f6fe4c168d13665",
+    "Process.kill": "ba286568618543f3d1d4d35e8b8c256db3f1039b1267d49a16c76f96650b76ec",
+    "Process.join": "24af1ec26cb2595a746f0e7310578f154ca5677f0b2b58659443faac1e066445",
+    "Process.exitcode": "a049d812a16bafa0eb2206c49e50d7cf7de3ea90f619c47c1fc9f209db42a171",
+    "Process.pid": "f701eb2fbed3fadc1c4f1f839d75fa693055b042b144709aff7ea5d7f69b8e8a",
+}
+
+
+def supervisor_source_sha256() -> dict[str, str]:
+    return {name: source_sha256(function) for name, function in SUPERVISOR_METHODS.items()}
+
+
+def test_uvicorn_supervisor_sources_are_the_reviewed_ones() -> None:
+    changed = differing(supervisor_source_sha256(), SUPERVISOR_SOURCE_SHA256)
+    assert not changed, (
+        f"the source of uvicorn's {changed} in uvicorn {version('uvicorn')} differs from the one reviewed in "
+        f"uvicorn {REVIEWED_UVICORN} (app/supervisor.py replaces Multiprocess.keep_subprocess_alive and "
+        f"relies on the others). Read the diff, adapt app/supervisor.py, then refresh SUPERVISOR_SOURCE_SHA256 "
+        f"with `python -m tests.test_protocol_contract`; {HOW}"
+    )
+    overridden = {name for name in vars(Supervisor) if callable(getattr(Multiprocess, name, None))}
+    assert overridden == {"__init__", "keep_subprocess_alive"}, (
+        f"Supervisor now overrides Multiprocess's {sorted(overridden)}: review uvicorn's and list them above"
+    )
+    assert inspect.signature(Multiprocess.__init__) == inspect.signature(Supervisor.__init__)
+
+
+def test_a_uvicorn_worker_answers_each_ping_on_its_pipe_with_its_started_flag() -> None:
+    """The protocol worker_problem speaks, driven on an unstarted uvicorn Process: the worker's
+    side answers each ping with its server's `started`; a Process not started has no exit code."""
+    worker = Process(Config(app=asgi_app, workers=2), sockets=[])
+    try:
+        assert worker.exitcode is None and worker.pid is None
+        for started in (False, True):
+            worker._server = type("Server", (), {"started": started})()  # the worker's uvicorn Server
+            health = WorkerHealth(seen_at=0.0)
+            assert worker_problem(worker, health, 0.0, start_timeout_s=120) is None  # sends a ping
+            worker.pong()  # the worker's side, as its answering thread runs it
+            assert worker.parent_conn.poll(5), "uvicorn's Process.pong did not answer the ping"
+            assert worker_problem(worker, health, 0.1, start_timeout_s=120) is None  # reads it, pings again
+            assert health.serving is started
+            assert worker.child_conn.recv() == b"ping"
+    finally:
+        worker.parent_conn.close()
+        worker.child_conn.close()
+
+
 if __name__ == "__main__":  # print the tables to paste above, once uvicorn's changes are reviewed
     print(f"# uvicorn {version('uvicorn')}", file=sys.stderr)
     print("UVICORN_SIGNATURES = {")
@@ -427,7 +517,11 @@ if __name__ == "__main__":  # print the tables to paste above, once uvicorn's ch
         params = [f'"{p.name}"' for p in inspect.signature(getattr(HttpToolsProtocol, name)).parameters.values()]
         print(f'    "{name}": ({", ".join(params)}{"," if len(params) == 1 else ""}),')
     print("}")
-    print("UVICORN_SOURCE_SHA256 = {")
-    for name, digest in uvicorn_source_sha256().items():
-        print(f'    "{name}": "{digest}",')
-    print("}")
+    for table, digests in (
+        ("UVICORN_SOURCE_SHA256", uvicorn_source_sha256()),
+        ("SUPERVISOR_SOURCE_SHA256", supervisor_source_sha256()),
+    ):
+        print(f"{table} = {{")
+        for name, digest in digests.items():
+            print(f'    "{name}": "{digest}",')
+        print("}")
