@@ -422,10 +422,11 @@ def test_guarded_protocol_serves_in_memory() -> None:
 
 
 def test_send_waits_for_room_and_a_stalled_client_is_cut_off() -> None:
-    """/generate/stream's pacing rests on uvicorn's flow control (app/api/routes/inference.py, `_paced`):
-    while the transport is over its high-water mark, `send` waits before writing the next message, an
-    empty body chunk too, which writes nothing. A client that takes nothing for the send deadline is
-    aborted by the sweep's check, and the app's waiting send returns and its receive says disconnect."""
+    """/generate/stream's bound on what a slow client holds rests on uvicorn's flow control
+    (app/api/routes/inference.py, `_sliced`): while the transport is over its high-water mark, `send`
+    waits before writing the next message (an empty body chunk too, which writes nothing). A client
+    that takes nothing for the send deadline is aborted by the sweep's check, and the app's waiting
+    send returns and its receive says disconnect."""
     events: list[str] = []
     connection: GuardedProtocol | None = None
 
