@@ -76,6 +76,7 @@ def _configure_protocol(settings: Settings) -> None:
             max_headers=settings.max_headers,
             body_timeout_s=settings.body_timeout_s,
             body_min_rate=settings.body_min_rate,
+            send_timeout_s=settings.send_timeout_s,
             max_connections=connections,
         )
     )

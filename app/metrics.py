@@ -54,6 +54,9 @@ MODELS_LOADED = Gauge(
 
 STREAM_ROWS = Counter("genserve_stream_rows", "Rows sent by /generate/stream", ["model", "version"])
 STREAMS_ACTIVE = Gauge("genserve_streams_active", "Streams being sent", ["model"], multiprocess_mode="livesum")
+SEND_TIMEOUTS = Counter(
+    "genserve_send_timeouts", "Answers cut off: their client took none of them for GENSERVE_SEND_TIMEOUT_S"
+)
 
 ROWS_SCORED = Counter("genserve_anomaly_rows_scored", "Rows scored by /anomaly", ["model", "version"])
 ROWS_FLAGGED = Counter("genserve_anomaly_rows_flagged", "Rows /anomaly flagged", ["model", "version"])

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     body_min_rate: int = Field(
         16 * 1024, ge=0, description="slowest average upload, bytes/s, once a body has taken body_timeout_s (0: any)"
     )
+    send_timeout_s: float = Field(
+        30.0, gt=0, description="a response whose client takes none of it for this long is cut off, its work stopped"
+    )
     max_connections: int = Field(
         1000, ge=16, description="open connections; one more evicts the longest-waiting one without a request"
     )

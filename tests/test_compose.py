@@ -51,6 +51,7 @@ NON_DEFAULT = {
     "GENSERVE_MAX_HEADERS": "50",
     "GENSERVE_BODY_TIMEOUT_S": "20",
     "GENSERVE_BODY_MIN_RATE": "0",
+    "GENSERVE_SEND_TIMEOUT_S": "60",
     "GENSERVE_MAX_CONNECTIONS": "4000",
 }
 SERVICES = ("genserve", "genserve-gpu", "replica")

@@ -180,6 +180,7 @@ class FakeTransport:
         self.writes: list[bytes] = []
         self.closed = False
         self.reading = True
+        self.buffered = 0  # bytes written but not yet sent, as a test sets it
 
     def write(self, data: bytes) -> None:
         assert not self.closed, "written after close"
@@ -195,7 +196,7 @@ class FakeTransport:
         return self.closed
 
     def get_write_buffer_size(self) -> int:
-        return 0
+        return self.buffered
 
     def pause_reading(self) -> None:
         self.reading = False
@@ -214,9 +215,9 @@ async def asgi_app(scope, receive, send) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-def loaded_config() -> Config:
+def loaded_config(app=asgi_app) -> Config:
     """The way app/__main__.py passes the protocol to uvicorn.run."""
-    config = Config(app=asgi_app, http="app.http.protocol:GuardedProtocol", lifespan="off", log_config=None)
+    config = Config(app=app, http="app.http.protocol:GuardedProtocol", lifespan="off", log_config=None)
     config.load()
     return config
 
@@ -357,7 +358,7 @@ def test_uvicorn_sets_the_attributes_used() -> None:
     _, assigned_in_init = names_used_on_self()
     clash = ", ".join(f"self.{name}" for name in sorted(assigned_in_init & set(attributes)))
     assert not clash, f"uvicorn now sets {clash} too, which GuardedProtocol uses for itself: rename them"
-    for name in ("response_started", "response_complete"):
+    for name in ("response_started", "response_complete", "scope"):
         assert name in inspect.getsource(RequestResponseCycle.__init__), (
             f"uvicorn's RequestResponseCycle no longer sets {name}: GuardedProtocol reads it on self.cycle"
         )
@@ -508,6 +509,55 @@ def test_a_uvicorn_worker_answers_each_ping_on_its_pipe_with_its_started_flag() 
     finally:
         worker.parent_conn.close()
         worker.child_conn.close()
+
+
+def test_send_waits_for_room_and_a_stalled_client_is_cut_off() -> None:
+    """/generate/stream's bound on what a slow client holds rests on uvicorn's flow control
+    (app/api/routes/inference.py, `_sliced`): while the transport is over its high-water mark, `send`
+    waits before writing the next message (an empty body chunk too, which writes nothing). A client
+    that takes nothing for the send deadline is aborted by the sweep's check, and the app's waiting
+    send returns and its receive says disconnect."""
+    events: list[str] = []
+    connection: GuardedProtocol | None = None
+
+    async def streaming_app(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        assert connection is not None
+        connection.pause_writing()  # as the transport does when a write takes it over its high-water mark
+        await send({"type": "http.response.body", "body": b"", "more_body": True})
+        events.append("room")
+        connection.pause_writing()  # ... and again: the client takes nothing more
+        await send({"type": "http.response.body", "body": b"", "more_body": True})
+        events.append("returned")
+        events.append((await receive())["type"])
+
+    async def run() -> None:
+        nonlocal connection
+        state = ServerState()
+        connection, transport = open_connection(loaded_config(streaming_app), state)
+        connection.data_received(b"GET /rows HTTP/1.1\r\nHost: x\r\n\r\n")
+        await turns()
+        assert transport.writes == [b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4\r\npart\r\n"], (
+            transport.writes
+        )
+        assert events == [], "uvicorn's send no longer waits for the transport to drain before a message"
+        assert (connection.cycle.scope["method"], connection.cycle.scope["path"]) == ("GET", "/rows")
+        connection.resume_writing()  # the transport drained to its low-water mark
+        await turns()
+        assert events == ["room"] and len(transport.writes) == 1, "an empty chunk was written"
+
+        transport.buffered = 10  # unsent, and it stays so
+        now = time.monotonic()
+        connection._check(now)
+        assert not transport.closed
+        connection._check(now + GuardedProtocol.limits.send_timeout_s + 1)
+        assert transport.closed, "a client that took nothing for the send deadline was not cut off"
+        connection.connection_lost(None)  # as the aborted transport reports
+        await turns()
+        assert events == ["room", "returned", "http.disconnect"], events
+
+    asyncio.run(run())
 
 
 if __name__ == "__main__":  # print the tables to paste above, once uvicorn's changes are reviewed

@@ -10,6 +10,14 @@ by being slow.
   averages under `GENSERVE_BODY_MIN_RATE` bytes/s, is answered 408 and closed; the app sees
   a disconnect (499) and drops what it had read. Time the server itself holds back reading
   (flow control, while the app has not taken the body yet) is not counted against the client.
+- **Answer**: a client that takes none of its answer for `GENSERVE_SEND_TIMEOUT_S` (bytes
+  waiting to be sent, none sent since) is cut off: the connection is aborted, what was unsent
+  dropped, and the app sees a disconnect (a stream stops making rows). Logged as a warning with
+  the request, and counted in `genserve_send_timeouts_total`. What a client that is behind holds
+  in memory is bounded: in the kernel, UNSENT_KERNEL_BYTES not yet sent (TCP_NOTSENT_LOWAT; else
+  Linux lets it grow to 4 MiB); in the transport, its high-water mark (64 KiB), since uvicorn
+  waits for it to drain before each message; /generate/stream sends its parts in slices and makes
+  the next only once the last is taken (app/api/routes/inference.py).
 - **Idle keep-alive**: uvicorn's `GENSERVE_KEEP_ALIVE_S`.
 - **Connections**: at most `GENSERVE_MAX_CONNECTIONS` open. One more evicts the connection
   that has waited longest without a request in progress (still sending headers, or idle
@@ -23,18 +31,21 @@ body) leave in one write (`CoalescingTransport`): one system call, and one wake-
 client, where uvicorn makes two.
 
 A sweep every 0.5 s checks the deadlines (one timer per worker, not one per connection).
-Memory a closed upload held goes back to the operating system (`malloc_trim`, where glibc is
-the allocator).
+Memory a closed upload or a cut-off answer held goes back to the operating system
+(`malloc_trim`, where glibc is the allocator).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
 import json
 import logging
 import resource
+import socket
+import sys
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -42,12 +53,14 @@ from typing import ClassVar
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app import metrics
 from app.http.errors import error_body
 
 logger = logging.getLogger("genserve")
 SWEEP_S = 0.5
 SWEEP_SLICE = 32  # connections checked per turn of the event loop
-TRIM_AFTER_BYTES = 16 << 20  # bytes of request bodies dropped since the last trim
+UNSENT_KERNEL_BYTES = 128 * 1024  # of an answer, held in the kernel but not yet sent (TCP_NOTSENT_LOWAT)
+TRIM_AFTER_BYTES = 16 << 20  # bytes of request bodies and of answers cut short since the last trim
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,7 @@ class Limits:
     max_headers: int = 100
     body_timeout_s: float = 10.0
     body_min_rate: int = 16 * 1024
+    send_timeout_s: float = 30.0
     max_connections: int = 1000
 
 
@@ -92,6 +106,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if len(self.connections) > self.limits.max_connections and not self._evict_one():
             transport.abort()  # every other connection is serving a request: this one waits its turn
             return
+        _limit_unsent(transport)
         if not getattr(self.server_state, "genserve_sweeping", False):  # one sweep per server
             self.server_state.genserve_sweeping = True
             self.loop.call_later(SWEEP_S, _sweep, self.loop, self.server_state)
@@ -99,6 +114,9 @@ class GuardedProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._phase == "body":
             GuardedProtocol._dropped_bytes += self._body_bytes
+        elif self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete:
+            # an answer cut short (its client left or was cut off): what it made is freed now
+            GuardedProtocol._dropped_bytes += getattr(self.transport, "accepted", 0)
         super().connection_lost(exc)
 
     def _evict_one(self) -> bool:
@@ -220,9 +238,8 @@ class GuardedProtocol(HttpToolsProtocol):
         if unsent == 0 or sent > self._sent:
             self._unsent_since = now
         self._sent = sent
-        if unsent and now - self._unsent_since > limits.body_timeout_s:  # a client that stopped reading
-            logger.debug("closing %s: it read none of its answer for %g s", self.client, limits.body_timeout_s)
-            self.transport.abort()
+        if unsent and now - self._unsent_since > limits.send_timeout_s:  # a client that stopped reading
+            self._cut_off(unsent)
             return
         if self._busy() and self._phase != "body":
             return  # a request is being answered: the request timeout bounds it, not these
@@ -242,6 +259,21 @@ class GuardedProtocol(HttpToolsProtocol):
             ):
                 self._refuse(408, f"request body arriving slower than {limits.body_min_rate} bytes/s")
 
+    def _cut_off(self, unsent: int) -> None:
+        """Abort a connection whose client took none of its answer for send_timeout_s: the app sees a
+        disconnect (a stream stops), and the unsent bytes are dropped."""
+        scope = self.cycle.scope if self.cycle is not None else None
+        request = f"{scope['method']} {scope['path']}" if scope else "a request"
+        logger.warning(
+            "closing %s: it took none of its answer to %s for %g s (GENSERVE_SEND_TIMEOUT_S); %d bytes unsent, dropped",
+            _address(self.client),
+            request,
+            self.limits.send_timeout_s,
+            unsent,
+        )
+        metrics.SEND_TIMEOUTS.inc()
+        self.transport.abort()
+
     def _refuse(self, status: int, reason: str) -> None:
         """Answer `status` (if no response has started) and close the connection."""
         answering = self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete
@@ -260,12 +292,13 @@ class CoalescingTransport:
     uvicorn writes a response's head and its body separately, two system calls and, on a
     machine with few cores, two wake-ups of the client. Here the first write of a turn is held
     and a flush scheduled (`call_soon`): the body, written in the same turn, joins it. Order is
-    kept; at most HOLD_BYTES are held (more goes out at once, so flow control sees it); `close`
+    kept; at most HOLD_BYTES are held (more goes out at once, so flow control sees it: as much as
+    the transport's high-water mark, so that a paused stream holds no more here than there); `close`
     sends what is held first, `abort` drops it as the transport would; the write buffer's size
     counts it. Everything else is the transport's own."""
 
     __slots__ = ("_held", "_held_bytes", "_loop", "_transport", "accepted")
-    HOLD_BYTES = 256 * 1024
+    HOLD_BYTES = 64 * 1024
 
     def __init__(self, transport, loop) -> None:
         self._transport = transport
@@ -275,6 +308,8 @@ class CoalescingTransport:
         self.accepted = 0  # bytes given to write so far: less the write buffer's size, those sent
 
     def write(self, data: bytes) -> None:
+        if not data:  # uvicorn's write of an empty chunk of a streamed body
+            return
         self.accepted += len(data)
         if self._held is None:
             self._held, self._held_bytes = [data], len(data)
@@ -305,12 +340,30 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
+def _limit_unsent(transport) -> None:
+    """Hold at most UNSENT_KERNEL_BYTES of a connection's answer in the kernel's send queue, beyond
+    what is on its way to the client: without it Linux lets the queue of a client that stopped
+    reading grow to tcp_wmem's maximum (4 MiB), made at full speed first. What is in flight (a fast
+    client's window) is not limited, so throughput is not either."""
+    sock = transport.get_extra_info("socket")
+    option = getattr(socket, "TCP_NOTSENT_LOWAT", None)  # Linux and macOS
+    if sock is None or option is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, option, UNSENT_KERNEL_BYTES)
+
+
+def _address(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else "a client"
+
+
 def _sweep(loop, server_state) -> None:
     try:
         now = time.monotonic()
         due = [c for c in list(server_state.connections) if isinstance(c, GuardedProtocol)]
         _check_some(loop, [c for c in due if not c.transport.is_closing()], now)
-        if GuardedProtocol._dropped_bytes >= TRIM_AFTER_BYTES:
+        dropped = GuardedProtocol._dropped_bytes
+        if dropped >= TRIM_AFTER_BYTES or (dropped and not server_state.connections):  # the last sweep trims
             GuardedProtocol._dropped_bytes = 0
             loop.run_in_executor(None, trim_memory)  # ctypes lets go of the GIL: off the loop, it costs nothing here
     except Exception:  # a bug here must not end the sweep, and with it every deadline
@@ -336,7 +389,11 @@ def _check_some(loop, connections: list, now: float) -> None:
 
 
 def trim_memory() -> None:
-    """Give freed heap memory back to the operating system (glibc only; elsewhere a no-op)."""
+    """Give freed heap memory back to the operating system: glibc's heap (elsewhere a no-op), and
+    pyarrow's pool where a stream has loaded it (its CSV, Arrow and Parquet writers allocate there)."""
+    pyarrow = sys.modules.get("pyarrow")
+    if pyarrow is not None:
+        pyarrow.default_memory_pool().release_unused()
     trim = _malloc_trim()
     if trim is not None:
         trim(0)

@@ -166,9 +166,10 @@ class Batcher:
         self._queue_depth.set(self._queued_rows)
         self._wakeup.set()
         try:
-            if len(chunks) == 1:
-                return await asyncio.wait_for(chunks[0].future, self.timeout_s)
-            results = await asyncio.wait_for(asyncio.gather(*(c.future for c in chunks)), self.timeout_s)
+            # each chunk's future in turn (they run in order), not a gather: a gather cancelled inside
+            # wait_for, as when a stream's client goes away, logs "exception was never retrieved" (3.11)
+            async with asyncio.timeout(self.timeout_s):
+                results = [await c.future for c in chunks]
         except TimeoutError:
             raise RequestTimeout(
                 f"{self.name}: the request's {rows} rows were not run within {self.timeout_s:g} s "
@@ -177,6 +178,8 @@ class Batcher:
         finally:
             for c in chunks:  # a failed or timed-out request's other chunks: not run if still queued, not reported
                 c.future.cancel()
+        if len(results) == 1:
+            return results[0]
         return [np.concatenate(parts) for parts in zip(*results, strict=True)]
 
     @property

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -53,6 +53,7 @@ from core.generation import Block
 from core.table import rows_of
 
 ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 406, 413, 415, 422, 500, 503, 504)}
+SLICE_BYTES = 64 * 1024  # a stream's parts go out in slices of this, each once the connection has room
 # Hot routes (app/http/hot_routes.py): answered in front of the middleware stack, with their own
 # guard. require_api_key lets every request through while no GENSERVE_API_KEY is set.
 router = APIRouter(tags=["inference"], responses=ERRORS, route_class=HotRoute, dependencies=[Depends(require_api_key)])
@@ -195,9 +196,11 @@ async def generate_stream(request: Request) -> Response:
     per row, keyed by column; for a model without a column schema an array in feature order),
     `text/csv` (a header row first), `application/vnd.apache.arrow.stream` (an Arrow IPC
     stream, a record batch per block) or `application/vnd.apache.parquet` (a row group per
-    65,536 rows). A client that goes away stops the work. Errors found before the first
-    row are JSON 4xx answers as elsewhere; a failure mid-stream ends the response unfinished (no
-    last chunk), so it cannot pass for a complete one."""
+    65,536 rows). Rows are made as fast as the client takes them: a slow client holds at most one
+    part in the server's memory, and one that takes nothing for GENSERVE_SEND_TIMEOUT_S is cut off.
+    A client that goes away stops the work. Errors found before the first row are JSON 4xx answers
+    as elsewhere; a failure mid-stream, or a client cut off, ends the response unfinished (no last
+    chunk), so it cannot pass for a complete one."""
     body = await read_body(request, GenerateStreamRequest)
     served = resolve_model(request, body.model)
     media_type = row_format(request.headers.get("accept"))
@@ -215,39 +218,60 @@ async def generate_stream(request: Request) -> Response:
 
 async def _streamed(
     writer: RowWriter, first: Block, blocks: AsyncGenerator[Block, None], served: ServedModel
-) -> AsyncIterator[bytes]:
-    """The bytes of each part as its blocks are made; the work stops when the client goes away
-    (Starlette cancels this at the disconnect). Should this never start (the client left before
-    the answer did), `blocks`, already started, is closed when collected, which lets go of the model."""
+) -> AsyncIterator[bytes | memoryview]:
+    """The bytes of each part as its blocks are made, in slices written as the client takes them
+    (`_sliced`); the work stops when the client goes away (Starlette cancels this at the disconnect).
+    Should this never start (the client left before the answer did), `blocks`, already started, is
+    closed when collected, which lets go of the model."""
     m = served.manifest
     sent, active = metrics.STREAM_ROWS.labels(m.name, str(m.version)), metrics.STREAMS_ACTIVE.labels(m.name)
     loop = asyncio.get_running_loop()
     active.inc()
     try:
-        part, rows = [first], len(first)
-        while True:
-            if rows >= writer.part_rows:
-                yield await _encoded(writer, part, rows, sent, loop)
-                part, rows = [], 0
-            block = await anext(blocks, None)
-            if block is None:
-                break
-            part.append(block)
-            rows += len(block)
-        if part:
-            yield await _encoded(writer, part, rows, sent, loop)
-        yield writer.close()
+        part, more = [first], True
+        del first  # held in `part` only: let go of once encoded, not while the client takes it
+        while more:
+            more = await _fill(part, blocks, writer.part_rows)
+            if part:
+                pieces = _sliced(await _encoded(writer, part, sent, loop))
+                part = []
+                for piece in pieces:
+                    yield piece
+        for piece in _sliced(writer.close()):
+            yield piece
     finally:
         active.dec()
         await blocks.aclose()
 
 
-async def _encoded(
-    writer: RowWriter, part: list[Block], rows: int, sent: Any, loop: asyncio.AbstractEventLoop
-) -> bytes:
+async def _fill(part: list[Block], blocks: AsyncGenerator[Block, None], rows: int) -> bool:
+    """Add blocks to `part` until it holds `rows` rows; False once `blocks` has ended."""
+    have = sum(len(block) for block in part)
+    while have < rows:
+        block = await anext(blocks, None)
+        if block is None:
+            return False
+        part.append(block)
+        have += len(block)
+    return True
+
+
+def _sliced(data: bytes) -> Iterator[memoryview]:
+    """A part's bytes in slices of SLICE_BYTES. Before each message the server's `send` waits while
+    the connection's buffer is over its high-water mark (uvicorn's flow control;
+    tests/test_protocol_contract.py), so a slice is written only once there is room, and the next
+    part is made only once this one's last slice is written: a slow client holds at most one part
+    and a buffer's worth in the server's memory, and no rows are made for it meanwhile."""
+    view = memoryview(data)
+    del data  # the slices hold the part; once the last is written, nothing does
+    for start in range(0, len(view), SLICE_BYTES):
+        yield view[start : start + SLICE_BYTES]
+
+
+async def _encoded(writer: RowWriter, part: list[Block], sent: Any, loop: asyncio.AbstractEventLoop) -> bytes:
     # Parquet's large row groups are encoded off the event loop (pyarrow lets go of the GIL)
     data = await loop.run_in_executor(None, writer.write, part) if writer.threaded else writer.write(part)
-    sent.inc(rows)
+    sent.inc(sum(len(block) for block in part))
     return data
 
 
