@@ -53,6 +53,8 @@ _ACCEPTED = {
 
 MEDIA_TYPES = [NDJSON, CSV, ARROW, PARQUET]
 
+PARQUET_GROUP_CELLS = 1 << 20  # cells in one Parquet row group: 64 blocks of up to 16 columns
+
 SUFFIXES = {".ndjson": NDJSON, ".jsonl": NDJSON, ".csv": CSV, ".arrow": ARROW, ".arrows": ARROW, ".parquet": PARQUET}
 
 
@@ -166,9 +168,13 @@ class RowWriter:
 
     @property
     def part_rows(self) -> int:
-        """Rows written at once: a Parquet row group of 64 blocks (smaller ones bloat the file and
-        slow its readers), one block for the other formats."""
-        return 64 * BLOCK_ROWS if self.media_type == PARQUET else BLOCK_ROWS
+        """Rows written at once: a Parquet row group of up to 64 blocks and PARQUET_GROUP_CELLS cells
+        (smaller groups bloat the file and slow its readers; larger ones are what a slow reader
+        holds in the server's memory: 64 blocks of a 64-feature model are 20 MiB), one block for
+        the other formats."""
+        if self.media_type != PARQUET:
+            return BLOCK_ROWS
+        return max(1, min(64, PARQUET_GROUP_CELLS // (BLOCK_ROWS * max(1, len(self.names))))) * BLOCK_ROWS
 
     @property
     def threaded(self) -> bool:

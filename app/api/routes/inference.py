@@ -196,8 +196,9 @@ async def generate_stream(request: Request) -> Response:
     per row, keyed by column; for a model without a column schema an array in feature order),
     `text/csv` (a header row first), `application/vnd.apache.arrow.stream` (an Arrow IPC
     stream, a record batch per block) or `application/vnd.apache.parquet` (a row group per
-    65,536 rows). Rows are made as fast as the client takes them: a slow client holds at most one
-    part in the server's memory, and one that takes nothing for GENSERVE_SEND_TIMEOUT_S is cut off.
+    65,536 rows, fewer beyond 16 columns). Rows are made as fast as the client takes them: a slow
+    client holds at most one part in the server's memory, and one that takes nothing for
+    GENSERVE_SEND_TIMEOUT_S is cut off.
     A client that goes away stops the work. Errors found before the first row are JSON 4xx answers
     as elsewhere; a failure mid-stream, or a client cut off, ends the response unfinished (no last
     chunk), so it cannot pass for a complete one."""
