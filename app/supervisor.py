@@ -29,9 +29,10 @@ from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 logger = logging.getLogger("uvicorn.error")
 
-# Longest a serving worker may leave a ping unanswered (its answering thread needs only the GIL
-# for a moment): uvicorn's own default health-check timeout.
-PING_TIMEOUT_S = 5.0
+# Longest a serving worker may leave a ping unanswered: its answering thread needs only the GIL for
+# a moment, but a C call that holds the GIL for seconds (a large model loaded during a reload) must
+# not pass for a hang: twice uvicorn's own default health-check timeout.
+PING_TIMEOUT_S = 10.0
 
 
 @dataclass

@@ -62,7 +62,7 @@ SUFFIXES = {".ndjson": NDJSON, ".jsonl": NDJSON, ".csv": CSV, ".arrow": ARROW, "
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _FORMULA_START = r"^[=+\-@\t\r]"
 _PLAIN_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
-_IS_PLAIN_NUMBER = re.compile(_PLAIN_NUMBER).match
+_IS_PLAIN_NUMBER = re.compile(_PLAIN_NUMBER.replace("$", r"\Z"), re.ASCII).match  # as RE2 reads _PLAIN_NUMBER
 
 
 def csv_text(value: str) -> str:

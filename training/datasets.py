@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 MAX_LABELS = 1000  # a label's distinct values: each is a one-hot input (rows x labels floats in training)
-MAX_CATEGORIES = 1000  # a categorical column's: more is left out of the model (free text, an ID) with a warning
+MAX_CATEGORIES = 1000  # a categorical column's: an inferred one with more is left out (warned), --categorical refused
 
 
 class DataError(ValueError):

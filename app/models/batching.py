@@ -177,7 +177,8 @@ class Batcher:
             ) from None
         finally:
             for c in chunks:  # a failed or timed-out request's other chunks: not run if still queued, not reported
-                c.future.cancel()
+                if not c.future.cancel() and not c.future.cancelled():
+                    c.future.exception()  # already failed too: read, so asyncio does not log it as never retrieved
         if len(results) == 1:
             return results[0]
         return [np.concatenate(parts) for parts in zip(*results, strict=True)]
