@@ -301,14 +301,19 @@ def test_uvicorn_has_each_method_with_the_reviewed_signature() -> None:
         )
 
 
-def test_uvicorn_sources_are_the_reviewed_ones() -> None:
-    changed = differing(uvicorn_source_sha256(), UVICORN_SOURCE_SHA256)
+def assert_reviewed(current: dict[str, str], reviewed: dict[str, str], whose: str, why: str, table: str) -> None:
+    """The sources hashed in `current` are those reviewed; otherwise say what to read, adapt and refresh."""
+    changed = differing(current, reviewed)
     assert not changed, (
-        f"the source of HttpToolsProtocol's {changed} in uvicorn {version('uvicorn')} differs from the one "
-        f"reviewed in uvicorn {REVIEWED_UVICORN} (GuardedProtocol overrides or calls each; its data_received "
-        f"is a copy of uvicorn's). Read the diff, adapt app/http/protocol.py, then refresh UVICORN_SOURCE_SHA256 with "
+        f"the source of {whose} {changed} in uvicorn {version('uvicorn')} differs from the one reviewed in "
+        f"uvicorn {REVIEWED_UVICORN} ({why}). Read the diff and adapt, then refresh {table} with "
         f"`python -m tests.test_protocol_contract`; {HOW}"
     )
+
+
+def test_uvicorn_sources_are_the_reviewed_ones() -> None:
+    why = "GuardedProtocol overrides or calls each; its data_received is a copy of uvicorn's: app/http/protocol.py"
+    assert_reviewed(uvicorn_source_sha256(), UVICORN_SOURCE_SHA256, "HttpToolsProtocol's", why, "UVICORN_SOURCE_SHA256")
 
 
 def test_names_used_on_self_are_listed() -> None:
@@ -477,13 +482,8 @@ def supervisor_source_sha256() -> dict[str, str]:
 
 
 def test_uvicorn_supervisor_sources_are_the_reviewed_ones() -> None:
-    changed = differing(supervisor_source_sha256(), SUPERVISOR_SOURCE_SHA256)
-    assert not changed, (
-        f"the source of uvicorn's {changed} in uvicorn {version('uvicorn')} differs from the one reviewed in "
-        f"uvicorn {REVIEWED_UVICORN} (app/supervisor.py replaces Multiprocess.keep_subprocess_alive and "
-        f"relies on the others). Read the diff, adapt app/supervisor.py, then refresh SUPERVISOR_SOURCE_SHA256 "
-        f"with `python -m tests.test_protocol_contract`; {HOW}"
-    )
+    why = "app/supervisor.py replaces Multiprocess.keep_subprocess_alive and relies on the others"
+    assert_reviewed(supervisor_source_sha256(), SUPERVISOR_SOURCE_SHA256, "uvicorn's", why, "SUPERVISOR_SOURCE_SHA256")
     overridden = {name for name in vars(Supervisor) if callable(getattr(Multiprocess, name, None))}
     assert overridden == {"__init__", "keep_subprocess_alive"}, (
         f"Supervisor now overrides Multiprocess's {sorted(overridden)}: review uvicorn's and list them above"
