@@ -6,7 +6,10 @@ A codec says where its column sits in a model's encoded rows (`block`):
 - `numeric`: one value on the model's scale, which the decoder's head describes (continuous, integer);
   the map to and from that scale is the column's `encoding` (core/table.py, vectorised over columns);
 - `onehot`: a one-hot block of its categories, a softmax in the decoder (categorical, boolean);
-- `none`: not modelled (constant).
+- `none`: not modelled (constant);
+- `parts`: several of the above, the column's `parts` (core/manifest.py): a date is the week it falls in
+  (an integer) and its weekday (a category), a timestamp those and its time of day, so that the model
+  sees the cycles of a week and of a day, not one long number; `compose` makes the parts one value again.
 
 Gaps are handled once, by `Table`, for every kind: a missing cell is a NaN value or category index -1
 plus a missing indicator; a codec sees present cells only. `Table` composes the codecs of a schema;
@@ -16,14 +19,17 @@ Numpy only: this module knows a column through the attributes it reads (core/man
 
 from __future__ import annotations
 
+import calendar
 import itertools
 import math
+from collections.abc import Sequence
+from datetime import datetime, time
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 Cell = float | int | str | bool | None
-Block = Literal["numeric", "onehot", "none"]
+Block = Literal["numeric", "onehot", "none", "parts"]
 
 
 class CellError(ValueError):
@@ -266,3 +272,166 @@ class Constant(Codec):
 
     def arrow_array(self, pa: Any, values: np.ndarray, mask: np.ndarray | None, kind: Any) -> Any:
         return pa.array([self.column.value] * len(values), type=kind, mask=mask)
+
+
+# ---- dates and times ----------------------------------------------------------------------------------
+# A date or timestamp is held as seconds since 1970-01-01 00:00 of its wall clock (the time zone, where the
+# data wrote one, is the column's `zone`: its cells are read and written in it); a time of day as seconds
+# since midnight. The model sees them as parts: the week (weeks since the Monday before 1970-01-01, a
+# Thursday: an integer), the weekday (0 Monday .. 6 Sunday: a category), the hour (a category) and the
+# seconds within the hour (an integer, in the column's `step`: 60 where the data has whole minutes).
+
+DAY = 86_400
+WEEK = 7 * DAY
+_THURSDAY = 3  # 1970-01-01's weekday
+WEEK_PART, WEEKDAY_PART, HOUR_PART, SECONDS_PART = "week", "weekday", "hour", "seconds"
+PART_KINDS = {WEEK_PART: "integer", WEEKDAY_PART: "categorical", HOUR_PART: "categorical", SECONDS_PART: "integer"}
+PART_CATEGORIES = {WEEKDAY_PART: list(range(7)), HOUR_PART: list(range(24))}
+
+
+def part_name(column: str, part: str) -> str:
+    """The name of a part in the model's encoded rows (and the training frame): `when@week`."""
+    return f"{column}@{part}"
+
+
+def time_parts(seconds: np.ndarray, parts: Sequence[str], step: int = 1) -> list[np.ndarray]:
+    """Wall-clock seconds since 1970 (or since midnight) -> each part's values, as floats (NaN stays NaN)."""
+    seconds = np.floor(np.asarray(seconds, dtype=np.float64))
+    days = np.floor_divide(seconds, DAY)
+    clock = seconds - days * DAY
+    values = {
+        WEEK_PART: np.floor_divide(days + _THURSDAY, 7),
+        WEEKDAY_PART: np.mod(days + _THURSDAY, 7),
+        HOUR_PART: np.floor_divide(clock, 3600),
+        SECONDS_PART: np.floor_divide(np.mod(clock, 3600), step),
+    }
+    return [values[p] for p in parts]
+
+
+def text_seconds(text: str, fmt: str, clock_only: bool = False) -> float:
+    """A cell written in `fmt` (or ISO 8601) -> wall-clock seconds since 1970 (since midnight for a time
+    of day); ValueError when it is neither."""
+    try:
+        parsed: datetime | time = datetime.strptime(text, fmt)
+    except ValueError:
+        parsed = time.fromisoformat(text) if clock_only else datetime.fromisoformat(text)
+    if isinstance(parsed, time) or clock_only:
+        t = parsed if isinstance(parsed, time) else parsed.time()
+        return t.hour * 3600 + t.minute * 60 + t.second + t.microsecond / 1e6
+    return calendar.timegm(parsed.replace(tzinfo=None).timetuple()) + parsed.microsecond / 1e6
+
+
+_ISO_TEXT = {"%Y-%m-%d": ("D", None), "%Y-%m-%dT%H:%M:%S": ("s", None), "%Y-%m-%d %H:%M:%S": ("s", " ")}
+
+
+def seconds_text(seconds: np.ndarray, fmt: str, zone: str | None = None, clock_only: bool = False) -> list[str]:
+    """Wall-clock seconds since 1970 (since midnight: `clock_only`) -> cells written in `fmt` (ISO formats
+    by numpy, vectorised); %z writes the column's `zone`."""
+    whole = np.floor(np.asarray(seconds, dtype=np.float64)).astype(np.int64)
+    if clock_only:
+        whole = np.mod(whole, DAY)
+    iso = _ISO_TEXT.get(fmt)
+    if iso is not None and zone is None:
+        unit, sep = iso
+        text = np.datetime_as_string(whole.astype("datetime64[s]"), unit=unit)
+        return (np.char.replace(text, "T", sep) if sep else text).tolist()
+    fmt = fmt.replace("%z", zone or "").replace("%Z", zone or "")
+    stamps = whole.astype("datetime64[s]").tolist()  # datetime.datetime each
+    return [stamp.strftime(fmt) for stamp in stamps]
+
+
+def has_clock(fmt: str) -> bool:
+    """Whether a format writes a time of day."""
+    return any(d in fmt for d in ("%H", "%I", "%M", "%S", "%X", "%c", "%T", "%R", "%p"))
+
+
+@register
+class Date(Codec):
+    """A calendar date, as its week (an integer) and weekday (a category): the model keeps both the
+    distribution over the weeks of the training range and the week's cycle, each dependent on the rest of
+    the row. Cells are text in the column's `format` (ISO 8601 is taken too). A composed date stays within
+    the training range (a week later or earlier, the same weekday, then clipped)."""
+
+    kind, block = "date", "parts"
+    parts: ClassVar[tuple[str, ...]] = (WEEK_PART, WEEKDAY_PART)
+    clock_only: ClassVar[bool] = False
+
+    @classmethod
+    def check(cls, column: Any) -> None:
+        name = column.name
+        if not column.format:
+            raise ValueError(f"column {name!r}: a {column.kind} column needs its text format")
+        if column.min is None or column.max is None or not column.min <= column.max:
+            raise ValueError(f"column {name!r}: a {column.kind} column needs min <= max")
+        wanted = [part_name(name, p) for p in cls.parts]
+        if [p.name for p in column.parts or []] != wanted:
+            raise ValueError(f"column {name!r}: a {column.kind} column's parts are {wanted}")
+        for part, p in zip(column.parts, cls.parts, strict=True):
+            if part.kind != PART_KINDS[p] or (p in PART_CATEGORIES and part.categories != PART_CATEGORIES[p]):
+                raise ValueError(f"column {name!r}: its part {part.name!r} is {PART_KINDS[p]} (core/codecs.py)")
+        if any(p.missing_rate for p in column.parts[1:]):
+            raise ValueError(f"column {name!r}: only a {column.kind} column's first part has gaps")
+
+    @property
+    def step(self) -> int:
+        return self.column.step or 1
+
+    def parse(self, value: Cell) -> tuple[float, ...]:
+        """A cell -> its parts' values (a category as its index, which is its value here)."""
+        if isinstance(value, str):
+            try:
+                seconds = text_seconds(value, self.column.format, self.clock_only)
+            except (ValueError, OverflowError):
+                seconds = math.nan
+            if math.isfinite(seconds):
+                values = np.array([v[0] for v in time_parts(np.array([seconds]), self.parts, self.step)])
+                return tuple(values.tolist())
+        allowed = self.allowed()
+        raise CellError(f" holds {short(value)}; it takes {allowed}", {"allowed": allowed})
+
+    def compose(self, values: np.ndarray) -> np.ndarray:
+        """The parts' decoded values [rows, parts] (a category as its index) -> seconds since 1970 (since
+        midnight for a time of day), within the training range."""
+        part = dict(zip(self.parts, values.T, strict=True))
+        clock = part.get(HOUR_PART, 0.0) * 3600 + part.get(SECONDS_PART, 0.0) * self.step
+        low, high = self.column.min, self.column.max
+        if WEEK_PART not in part:
+            return np.clip(clock, low, high)
+        seconds = ((part[WEEK_PART] * 7 + part[WEEKDAY_PART] - _THURSDAY) * DAY) + clock
+        seconds = np.where(seconds < low, seconds + WEEK, seconds)  # the same weekday and time, a week on
+        seconds = np.where(seconds > high, seconds - WEEK, seconds)
+        return np.clip(seconds, low, high)
+
+    def text(self, seconds: np.ndarray) -> list[str]:
+        return seconds_text(seconds, self.column.format, self.column.zone, self.clock_only)
+
+    def cells(self, values: np.ndarray) -> list[Cell]:
+        return self.text(self.compose(values))  # type: ignore[return-value]
+
+    def takes(self) -> str:
+        low, high = self.text(np.array([self.column.min, self.column.max]))
+        what = {"date": "a date", "datetime": "a date and time", "time": "a time of day"}[self.kind]
+        return f"{what} written as {self.column.format!r} or in ISO 8601 (training range {low} to {high})"
+
+    def arrow_type(self, pa: Any) -> Any:
+        return pa.string()
+
+    def arrow_array(self, pa: Any, values: np.ndarray, mask: np.ndarray | None, kind: Any) -> Any:
+        return pa.array(self.cells(values), type=kind, mask=mask)
+
+
+@register
+class Timestamp(Date):
+    """A date and a time of day: the date's parts, the hour (a category: the day's cycle) and the seconds
+    within the hour."""
+
+    kind = "datetime"
+    parts = (WEEK_PART, WEEKDAY_PART, HOUR_PART, SECONDS_PART)
+
+
+@register
+class TimeOfDay(Date):
+    """A time of day: its hour (a category) and the seconds within the hour."""
+
+    kind, clock_only = "time", True
+    parts = (HOUR_PART, SECONDS_PART)

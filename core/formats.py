@@ -151,10 +151,14 @@ def row_format(accept: str | None) -> str:
 class RowWriter:
     """Blocks -> bytes of one format, a part at a time: `write` each group of blocks, then `close`."""
 
-    def __init__(self, media_type: str, names: Sequence[str], table: Table | None) -> None:
+    def __init__(self, media_type: str, names: Sequence[str], table: Table | None, labelled: bool = False) -> None:
+        """`names`: a model without a column schema's features (a table's columns come from `table`, with
+        its label column where `labelled`: the blocks carry their rows' labels)."""
         self.media_type = media_type
-        self.names = list(names)
         self.table = table
+        self.labelled = labelled and table is not None and table.label is not None
+        self.names = table.output_names(self.labelled) if table is not None else list(names)
+        self.codecs = table.output_codecs(self.labelled) if table is not None else []
         self._started = False
         self._sink = io.BytesIO()
         self._writer: Any = None
@@ -210,7 +214,7 @@ class RowWriter:
             return self._csv_header()
         if self.media_type in (ARROW, PARQUET):
             if self._writer is None:
-                self.write([Block(np.zeros((0, len(self.names))), *self._no_discrete())])
+                self.write([self._empty()])
             self._writer.close()
             return self._drain()
         return b""
@@ -246,7 +250,7 @@ class RowWriter:
         for i, field in enumerate(schema):
             if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
                 continue
-            known = self.table.codecs[i].known_values() if self.table is not None else None
+            known = self.codecs[i].known_values() if self.table is not None else None
             if known is None or any(isinstance(v, str) and csv_text(v) != v for v in known):
                 found.append(i)
         return found
@@ -271,14 +275,15 @@ class RowWriter:
             )
             return whole[1:-1].replace(b"],[", b"]\n[") + b"\n"
         names, dumps = self.names, orjson.dumps
-        rows = zip(*self.table.values(block.numeric, block.codes, block.missing), strict=True)
+        labels = block.labels if self.labelled else None
+        rows = zip(*self.table.values(block.numeric, block.codes, block.missing, labels), strict=True)
         return b"".join([dumps(dict(zip(names, row, strict=True)), option=orjson.OPT_APPEND_NEWLINE) for row in rows])
 
     def _types(self) -> list[Any]:
         pa = self._pa
         if self.table is None:
             return [pa.float32()] * len(self.names)
-        return [codec.arrow_type(pa) for codec in self.table.codecs]
+        return [codec.arrow_type(pa) for codec in self.codecs]
 
     def _pandas_metadata(self, types: list[Any]) -> dict[bytes, bytes] | None:
         """pandas reads an integer column with gaps as its nullable Int64 (not as float64) when the
@@ -286,7 +291,7 @@ class RowWriter:
         if self.table is None:
             return None
         columns = []
-        for codec, t in zip(self.table.codecs, types, strict=True):
+        for codec, t in zip(self.codecs, types, strict=True):
             numpy_type = codec.numpy_type(t, self._pa)
             columns.append(
                 {
@@ -300,10 +305,12 @@ class RowWriter:
         pandas = {"index_columns": [], "column_indexes": [], "columns": columns, "pandas_version": "2.2.0"}
         return {b"pandas": orjson.dumps(pandas)}
 
-    def _no_discrete(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def _empty(self) -> Block:
         if self.table is None:
-            return None, None
-        return np.zeros((0, len(self.table.discrete)), np.int64), np.zeros((0, len(self.table.gapped)), bool)
+            return Block(np.zeros((0, len(self.names))))
+        table, labels = self.table, np.zeros(0, np.int64) if self.labelled else None
+        discrete, gaps = np.zeros((0, len(table.discrete)), np.int64), np.zeros((0, len(table.gapped)), bool)
+        return Block(np.zeros((0, len(table.numeric))), discrete, gaps, labels)
 
     def _record_batch(self, block: Block) -> Any:
         pa = self._pa
@@ -311,12 +318,15 @@ class RowWriter:
             numeric = np.asarray(block.numeric, dtype=np.float32)
             return pa.record_batch([pa.array(numeric[:, j]) for j in range(numeric.shape[1])], schema=self.schema)
         table = self.table
-        gap = {c.name: k for k, c in enumerate(table.gapped)}
-        arrays = []
-        for codec, values, field in zip(
-            table.codecs, table.column_values(block.numeric, block.codes), self.schema, strict=True
-        ):
-            k = gap.get(codec.column.name)
-            mask = None if k is None or block.missing is None else block.missing[:, k]
-            arrays.append(codec.arrow_array(pa, values, mask, field.type))
+        columns = [
+            (codec, values, table.gap_mask(codec.column.name, block.missing))
+            for codec, values in zip(table.codecs, table.column_values(block.numeric, block.codes), strict=True)
+        ]
+        if self.labelled and table.label is not None:
+            assert block.labels is not None
+            columns.insert(table.label.position, (table.label.codec, block.labels, None))
+        arrays = [
+            codec.arrow_array(pa, values, mask, field.type)
+            for (codec, values, mask), field in zip(columns, self.schema, strict=True)
+        ]
         return pa.record_batch(arrays, schema=self.schema)

@@ -39,11 +39,13 @@ def block_sizes(n: int) -> Iterator[int]:
 @dataclass
 class Block:
     """Rows as arrays: the numeric block in original units ([rows, numeric columns] for a table,
-    [rows, features] otherwise), and a table's category indices and missing-value flags."""
+    [rows, features] otherwise), a table's category indices and missing-value flags, and the rows'
+    labels."""
 
     numeric: np.ndarray
     codes: np.ndarray | None = None
     missing: np.ndarray | None = None
+    labels: np.ndarray | None = None  # a conditional model's label index per row
 
     def __len__(self) -> int:
         return len(self.numeric)
@@ -54,7 +56,8 @@ class Block:
             return blocks[0]
         codes = None if blocks[0].codes is None else np.concatenate([b.codes for b in blocks])  # type: ignore[misc]
         missing = None if blocks[0].missing is None else np.concatenate([b.missing for b in blocks])  # type: ignore[misc]
-        return Block(np.concatenate([b.numeric for b in blocks]), codes, missing)
+        labels = None if blocks[0].labels is None else np.concatenate([b.labels for b in blocks])  # type: ignore[misc]
+        return Block(np.concatenate([b.numeric for b in blocks]), codes, missing, labels)
 
 
 def rows_block(

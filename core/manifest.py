@@ -113,6 +113,14 @@ class Column(_Strict):
     categories: list[bool | int | str] | None = None
     # constant columns: the one value
     value: bool | int | float | str | None = None
+    # dates, timestamps and times of day: how the data wrote them (strptime / strftime), and the UTC offset
+    # (as %z writes it) the data's cells carried, if any; `min` and `max` are then in wall-clock seconds
+    format: str | None = Field(None, max_length=100)
+    zone: str | None = Field(None, max_length=10)
+    step: int | None = Field(None, ge=1, le=3600, description="a time's seconds are whole multiples of this")
+    # a column the model sees as several (a date: its week and weekday; core/codecs.py): those columns,
+    # each with its own encoding; only the first has gaps, standing for the whole column's
+    parts: list[Column] | None = Field(None, max_length=8)
 
     @property
     def numeric(self) -> bool:
@@ -135,7 +143,7 @@ class Column(_Strict):
 
     @property
     def gaps(self) -> bool:
-        """Modelled with a missing-value indicator."""
+        """Has gaps the model knows (a missing-value indicator; a column of parts: its first part's)."""
         return self.missing_rate > 0 and CODECS[self.kind].block != "none"
 
     @field_validator("kind")
@@ -151,8 +159,14 @@ class Column(_Strict):
         return self
 
 
+def model_columns(columns: list[Column]) -> list[Column]:
+    """The columns as the model sees them: a column of parts (a date) replaced by its parts."""
+    return [p for c in columns for p in (c.parts or [c])]
+
+
 def encoded_width(columns: list[Column]) -> tuple[int, int, int]:
     """(numeric, one-hot, missing-indicator) widths of a table's encoded rows."""
+    columns = model_columns(columns)
     numeric = sum(1 for c in columns if c.numeric)
     onehot = sum(len(c.categories or []) for c in columns if c.discrete)
     return numeric, onehot, sum(1 for c in columns if c.gaps)
@@ -180,6 +194,13 @@ class LatentPrior(_Strict):
             ):
                 raise ValueError("latent prior: each factor must be square, lower-triangular, with a positive diagonal")
         return self
+
+
+class DroppedColumn(_Strict):
+    """A column of the training table the model does not model (an ID, free text, a mostly empty column)."""
+
+    name: str
+    reason: str
 
 
 class Artifact(_Strict):
@@ -261,6 +282,20 @@ class Manifest(_Strict):
     labels: list[str] | None = Field(
         default=None, max_length=MAX_LABELS, description="Condition vocabulary; None for an unconditional model."
     )
+    label_weights: list[float] | None = Field(
+        None,
+        description="each label's share of the training rows (in `labels` order): what /generate draws labels "
+        "from when a conditional model is asked for none. None (a model made before this): equal shares",
+    )
+    label_position: int | None = Field(
+        None,
+        ge=0,
+        description="where the label column stood among `columns` in the training table: generated rows carry it "
+        "there. None (a model made before this): first",
+    )
+    dropped_columns: list[DroppedColumn] | None = Field(
+        None, description="the training table's columns the model left out, each with why; rows may still hold them"
+    )
     input_dim: int = Field(ge=1, le=MAX_DIM)
     image_shape: list[Annotated[int, Field(ge=1, le=MAX_DIM)]] | None = Field(None, max_length=4)
     feature_names: list[str] = Field(description="names of the encoded features the graphs take, in order")
@@ -319,7 +354,7 @@ class Manifest(_Strict):
             if self.numeric_dim == 0:
                 raise ValueError("a table needs at least one numeric column")
         if self.gap_patterns is not None:
-            gapped = {c.name for c in self.columns or [] if c.gaps}
+            gapped = {c.name for c in model_columns(self.columns or []) if c.gaps}
             seen = {frozenset(p) for p in self.gap_patterns}
             if not self.gap_patterns or len(seen) != len(self.gap_patterns):
                 raise ValueError("gap_patterns must hold at least one pattern, each once")
@@ -347,6 +382,13 @@ class Manifest(_Strict):
             raise ValueError("quantile_levels must be strictly increasing and inside (0, 1)")
         if self.labels is not None and (len(self.labels) < 2 or len(set(self.labels)) != len(self.labels)):
             raise ValueError("labels must hold at least two distinct names")
+        if self.label_weights is not None and (
+            self.labels is None
+            or len(self.label_weights) != len(self.labels)
+            or any(not (math.isfinite(w) and w >= 0) for w in self.label_weights)
+            or not sum(self.label_weights) > 0
+        ):
+            raise ValueError("label_weights: one non-negative weight per label, not all zero")
         n_inputs = 2 if self.conditional else 1
         for graph_name, graph in (("encoder", self.encoder), ("decoder", self.decoder)):
             for artifact in graph.artifacts:

@@ -49,6 +49,9 @@ class Model:
         self.shift, self.scale = np.asarray(norm.shift, np.float32), np.asarray(norm.scale, np.float32)
         self._rows_scale = None if np.all(self.scale == 1) else self.scale  # None: rows_block's unit-scale shortcut
         self.label_index = {name: i for i, name in enumerate(manifest.labels or [])}
+        labels = manifest.labels or []
+        weights = np.asarray(manifest.label_weights or [1.0] * len(labels), dtype=np.float64)
+        self.label_weights = weights / weights.sum() if len(labels) else None  # drawn from without a label
 
     @property
     def names(self) -> list[str]:
@@ -62,16 +65,41 @@ class Model:
     # ---- generation -----------------------------------------------------------------------
 
     def block(
-        self, rows: int, label: int | None, rng: np.random.Generator, temperature: float = 1.0, draws: bool = True
+        self,
+        rows: int,
+        label: int | None,
+        rng: np.random.Generator,
+        temperature: float = 1.0,
+        draws: bool = True,
+        weights: np.ndarray | None = None,
     ) -> Steps[tuple[np.ndarray, Block]]:
         """One block of generated rows for label index `label`: codes from the latent prior, decoded, then
         drawn from p(x | z[, y]) (`draws`) or the head's central value, all with `rng`; (the numeric block on
-        the model's scale, the rows). Not checked for finite values: the caller checks what it answers."""
+        the model's scale, the rows). A conditional model asked for no label draws each row's label first,
+        from `weights` (None: the training shares). Not checked for finite values: the caller checks what
+        it answers."""
         m = self.manifest
-        z = latent_codes(self.prior, m.latent_dim, rows, label, rng, temperature)
-        y = None if label is None else np.full(rows, label, dtype=np.int64)
+        if label is None and self.label_weights is not None:
+            y, z = self._mixed_codes(rows, rng, temperature, self.label_weights if weights is None else weights)
+        else:
+            z = latent_codes(self.prior, m.latent_dim, rows, label, rng, temperature)
+            y = None if label is None else np.full(rows, label, dtype=np.int64)
         outputs = yield "decoder", z, y
-        return rows_block(m, self.table, outputs, rng if draws else None, self.shift, self._rows_scale)
+        numeric, block = rows_block(m, self.table, outputs, rng if draws else None, self.shift, self._rows_scale)
+        block.labels = y
+        return numeric, block
+
+    def _mixed_codes(
+        self, rows: int, rng: np.random.Generator, temperature: float, weights: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(a label index per row drawn from `weights`, then each row's code from its label's prior)."""
+        cdf = np.cumsum(weights)
+        y = np.minimum(cdf.searchsorted(rng.random(rows) * cdf[-1], side="right"), len(weights) - 1)
+        z = np.empty((rows, self.manifest.latent_dim), dtype=np.float32)
+        for k in np.unique(y).tolist():
+            chosen = y == k
+            z[chosen] = latent_codes(self.prior, self.manifest.latent_dim, int(chosen.sum()), k, rng, temperature)
+        return y.astype(np.int64), z
 
     def blocks(
         self,
@@ -81,11 +109,12 @@ class Model:
         shared: np.random.Generator,
         temperature: float = 1.0,
         draws: bool = True,
+        weights: np.ndarray | None = None,
     ) -> Iterator[Steps[tuple[np.ndarray, Block]]]:
         """`n` rows as blocks (core/generation.py: a seed's rows whether streamed or not, served or offline);
         an unseeded request's blocks draw from `shared`. Each block is made when it is run."""
         for k, size in enumerate(block_sizes(n)):
-            yield self.block(size, label, block_rng(seed, k, shared), temperature, draws)
+            yield self.block(size, label, block_rng(seed, k, shared), temperature, draws, weights)
 
     # ---- scoring --------------------------------------------------------------------------
 

@@ -47,11 +47,19 @@ class Sampler:
         return run_steps(self.model.block(n, label, rng, temperature, self.model.draws(mode)), self.runner)[1]
 
     def blocks(
-        self, n: int, label: int | None, seed: int | None, mode: str | None = None, temperature: float = 1.0
+        self,
+        n: int,
+        label: int | None,
+        seed: int | None,
+        mode: str | None = None,
+        temperature: float = 1.0,
+        weights: np.ndarray | None = None,
     ) -> Iterator[Block]:
-        """`n` rows in blocks, the rows /generate and /generate/stream answer for `seed` (None: unseeded)."""
+        """`n` rows in blocks, the rows /generate and /generate/stream answer for `seed` (None: unseeded);
+        a conditional model's rows of every label (drawn from `weights`, else the training shares) for
+        `label` None."""
         draws = self.model.draws(mode)
-        for steps in self.model.blocks(n, label, seed, np.random.default_rng(), temperature, draws):
+        for steps in self.model.blocks(n, label, seed, np.random.default_rng(), temperature, draws, weights):
             yield run_steps(steps, self.runner)[1]
 
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from core.codecs import CODECS, Cell, CellError, category_key, codec_of, short
-from core.manifest import Column, Manifest, encoded_width
+from core.codecs import CODECS, Cell, CellError, Codec, category_key, codec_of, short
+from core.manifest import Column, Manifest, encoded_width, model_columns
 
 
 class RowError(ValueError):
@@ -41,25 +41,69 @@ class RowError(ValueError):
 # ---- tables -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class LabelColumn:
+    """A conditional model's label as a column of its answered rows: its name, its place among the
+    table's columns (where the training table had it), and a categorical codec over the labels (as
+    integers where every label is one, as the data most likely had them)."""
+
+    codec: Codec
+    position: int
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> LabelColumn | None:
+        labels = manifest.labels
+        if labels is None or manifest.columns is None:
+            return None
+        typed: list[bool | int | str] = [int(v) for v in labels] if all(_decimal(v) for v in labels) else list(labels)
+        name = manifest.training.label_column or "label"
+        column = Column(name=name, kind="categorical", categories=typed)
+        position = manifest.label_position if manifest.label_position is not None else 0
+        return cls(codec_of(column), min(position, len(manifest.columns)))
+
+
+def _decimal(text: str) -> bool:
+    """An integer spelled as Python spells it ("12", "-3"; not "012" or "+1")."""
+    try:
+        return str(int(text)) == text
+    except ValueError:
+        return False
+
+
 class Table:
     """A manifest's column schema as arrays: encoding, parsing and decoding of rows."""
 
-    def __init__(self, columns: list[Column], gap_patterns: list[list[str]] | None = None) -> None:
+    def __init__(
+        self,
+        columns: list[Column],
+        gap_patterns: list[list[str]] | None = None,
+        label: LabelColumn | None = None,
+        ignored: frozenset[str] = frozenset(),
+    ) -> None:
         self.columns = columns
         self.names = [c.name for c in columns]
+        self.label = label
+        self.ignored = ignored  # columns request rows may hold and the model does not take (the label, an ID)
         self._by_name = {c.name: c for c in columns}
-        self.numeric = [c for c in columns if c.numeric]
-        self.discrete = [c for c in columns if c.discrete]
-        self.gapped = [c for c in columns if c.gaps]
+        parts = model_columns(columns)  # what the model sees: a date's parts in its place
+        self.numeric = [c for c in parts if c.numeric]
+        self.discrete = [c for c in parts if c.discrete]
+        self.gapped = [c for c in parts if c.gaps]
         self.n_numeric, self.n_onehot, self.n_missing = encoded_width(columns)
         self.width = self.n_numeric + self.n_onehot + self.n_missing
         sizes = [len(c.categories or []) for c in self.discrete]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.codecs = [codec_of(c) for c in columns]
-        # each column's codec and its place in its block: the numeric block, the one-hot blocks, or none
+        # each column's codec and its place in its block: the numeric block, the one-hot blocks, or none;
+        # a column of parts has the places of its parts (`_part_places`), and its gaps are its first part's
         position = {c.name: i for i, c in enumerate(self.numeric)} | {c.name: i for i, c in enumerate(self.discrete)}
         self._places = [(codec, position.get(c.name, -1)) for codec, c in zip(self.codecs, columns, strict=True)]
-        self.category_index = [codec.index for codec in self.codecs if codec.block == "onehot"]  # type: ignore[attr-defined]
+        self._part_places = {
+            c.name: [("numeric" if p.numeric else "onehot", position[p.name]) for p in c.parts or []] for c in columns
+        }
+        gap_index = {c.name: k for k, c in enumerate(self.gapped)}
+        self._gap_of = {c.name: gap_index.get((c.parts or [c])[0].name) for c in columns}
+        self.category_index = [codec_of(c).index for c in self.discrete]  # type: ignore[attr-defined]
         self._gap_source = [(c.numeric, position[c.name]) for c in self.gapped]
         gapped = [c.name for c in self.gapped]
         self._gap_patterns = (
@@ -80,11 +124,33 @@ class Table:
     @classmethod
     def of(cls, manifest: Manifest) -> Table | None:
         """The manifest's table, or None for an all-numeric model."""
-        return None if manifest.columns is None else cls(manifest.columns, manifest.gap_patterns)
+        if manifest.columns is None:
+            return None
+        ignored = {c.name for c in manifest.dropped_columns or []}
+        if manifest.training.label_column is not None:
+            ignored.add(manifest.training.label_column)
+        return cls(manifest.columns, manifest.gap_patterns, LabelColumn.of(manifest), frozenset(ignored))
+
+    def output_names(self, labelled: bool) -> list[str]:
+        """The columns of answered rows: the model's, and the label's in its place when `labelled`."""
+        if not labelled or self.label is None:
+            return self.names
+        names = list(self.names)
+        names.insert(self.label.position, self.label.codec.column.name)
+        return names
+
+    def output_codecs(self, labelled: bool) -> list[Codec]:
+        codecs = list(self.codecs)
+        if labelled and self.label is not None:
+            codecs.insert(self.label.position, self.label.codec)
+        return codecs
 
     def numeric_gap(self) -> tuple[int, ...]:
         """Per numeric column the index of its missing indicator, or -1 (the model's loss masks by it)."""
         gap_of = {c.name: k for k, c in enumerate(self.gapped)}
+        for column in self.columns:  # a date's parts are missing when its first part is
+            for part in column.parts or []:
+                gap_of[part.name] = gap_of.get(column.parts[0].name, -1)  # type: ignore[index]
         return tuple(gap_of.get(c.name, -1) for c in self.numeric)
 
     def encoded_names(self) -> list[str]:
@@ -141,7 +207,7 @@ class Table:
         n_columns = len(self.columns)
         for r, row in enumerate(rows):
             if isinstance(row, dict):
-                unknown = [k for k in row if k not in self._by_name]
+                unknown = [k for k in row if k not in self._by_name and k not in self.ignored]
                 if unknown:
                     raise RowError(
                         f"row {r}: unknown column {unknown[0]!r}; the model's columns are {self.names}",
@@ -188,6 +254,12 @@ class Table:
                     numeric[r, i] = parsed
                 elif codec.block == "onehot":
                     codes[r, i] = parsed
+                elif codec.block == "parts":
+                    for (block, j), part in zip(self._part_places[column.name], parsed, strict=True):  # type: ignore[arg-type]
+                        if block == "numeric":
+                            numeric[r, j] = part
+                        else:
+                            codes[r, j] = part
         return numeric, codes
 
     # ---- decoding ----
@@ -224,28 +296,43 @@ class Table:
         changed = m @ (1 - p).T + (1 - m) @ p.T  # [rows, patterns]: indicators that differ
         return patterns[changed.argmin(axis=1)]  # a pattern it holds differs from itself in none
 
-    def values(self, numeric: np.ndarray, codes: np.ndarray, missing: np.ndarray) -> list[list[Cell]]:
+    def values(
+        self, numeric: np.ndarray, codes: np.ndarray, missing: np.ndarray, labels: np.ndarray | None = None
+    ) -> list[list[Cell]]:
         """Per column (schema order) the Python values of every row: numbers (integers as int),
-        categories as in the data, None where missing. `numeric` is in original units."""
-        gap_of = {c.name: k for k, c in enumerate(self.gapped)}
+        categories as in the data, dates as the data wrote them, None where missing. `numeric` is in
+        original units. With `labels` (label indices), the label column in its place."""
         result: list[list[Cell]] = []
         for codec, values in zip(self.codecs, self.column_values(numeric, codes), strict=True):
             cells = codec.cells(values)
-            k = gap_of.get(codec.column.name)
+            k = self._gap_of[codec.column.name]
             if k is not None:
                 for r in np.flatnonzero(missing[:, k]).tolist():
                     cells[r] = None
             result.append(cells)
+        if labels is not None and self.label is not None:
+            result.insert(self.label.position, self.label.codec.cells(labels))
         return result
+
+    def gap_mask(self, name: str, missing: np.ndarray | None) -> np.ndarray | None:
+        """Where column `name` is missing in rows with these gaps (None: nowhere)."""
+        k = self._gap_of.get(name)
+        return None if k is None or missing is None else missing[:, k]
 
     def column_values(self, numeric: np.ndarray, codes: np.ndarray | None) -> list[np.ndarray]:
         """Per column (schema order) what its codec decodes: a numeric column's values, a one-hot column's
-        category indices, a placeholder per row for a column not modelled."""
+        category indices, a column of parts its parts' values [rows, parts], a placeholder per row for a
+        column not modelled."""
         blocks = {"numeric": numeric.T, "onehot": None if codes is None else codes.T, "none": None}
-        return [
-            np.zeros(len(numeric)) if blocks[codec.block] is None else blocks[codec.block][i]  # type: ignore[index]
-            for codec, i in self._places
-        ]
+        values = []
+        for codec, i in self._places:
+            if codec.block == "parts":
+                places = self._part_places[codec.column.name]
+                values.append(np.column_stack([blocks[b][j] for b, j in places]).astype(np.float64))  # type: ignore[index]
+            else:
+                block = blocks[codec.block]
+                values.append(np.zeros(len(numeric)) if block is None else block[i])
+        return values
 
     def errors(
         self, encoded: np.ndarray, codes: np.ndarray, z: np.ndarray, recon_codes: np.ndarray, recon_missing: np.ndarray
@@ -255,15 +342,20 @@ class Table:
         1; 1 where a value is missing on one side only, 0 where on both; constant columns 0."""
         out = np.zeros((len(encoded), len(self.columns)), dtype=np.float64)
         input_missing = encoded[:, self.n_numeric + self.n_onehot :] > 0.5
-        gap_of = {c.name: k for k, c in enumerate(self.gapped)}
+
+        def part_error(block: str, i: int) -> np.ndarray:
+            if block == "numeric":
+                return (z[:, i].astype(np.float64) - encoded[:, i]) ** 2
+            return (recon_codes[:, i] != codes[:, i]).astype(np.float64)
+
         for ci, (codec, i) in enumerate(self._places):
-            if codec.block == "numeric":
-                error = (z[:, i].astype(np.float64) - encoded[:, i]) ** 2
-            elif codec.block == "onehot":
-                error = (recon_codes[:, i] != codes[:, i]).astype(np.float64)
+            if codec.block in ("numeric", "onehot"):
+                error = part_error(codec.block, i)
+            elif codec.block == "parts":  # the mean of its parts' errors
+                error = np.mean([part_error(b, j) for b, j in self._part_places[codec.column.name]], axis=0)
             else:
                 continue
-            k = gap_of.get(codec.column.name)
+            k = self._gap_of[codec.column.name]
             if k is not None:
                 given, predicted = input_missing[:, k], recon_missing[:, k]
                 error = np.where(given & predicted, 0.0, np.where(given ^ predicted, 1.0, error))
@@ -278,6 +370,8 @@ class Table:
             return result
         gap_of = {c.name: k for k, c in enumerate(self.gapped)}
         for j, column in enumerate(self.discrete):
+            if column.name not in self._by_name:  # a part (a date's weekday), not a column of the table
+                continue
             p = probs[:, self.offsets[j] : self.offsets[j + 1]].astype(np.float64)
             keys = [category_key(v) for v in column.categories or []]
             k = gap_of.get(column.name)

@@ -107,6 +107,7 @@ def test_stream_formats_keep_types_and_gaps(big_client):
     table = pq.read_table(io.BytesIO(response.content))
     types = dict(zip(table.column_names, map(str, table.schema.types), strict=True))
     assert types == {
+        "species": "string",  # the label column, where the training table had it
         "island": "string",
         "bill_length_mm": "double",
         "bill_depth_mm": "double",
@@ -264,6 +265,7 @@ def test_cli_writes_a_million_rows_to_parquet(tmp_path, big_client):
     frame = pd.read_parquet(out)
     assert len(frame) == 1_000_000
     assert {c: str(t) for c, t in frame.dtypes.items()} == {
+        "species": "object",
         "island": "object",
         "bill_length_mm": "float64",
         "bill_depth_mm": "float64",
@@ -285,7 +287,9 @@ def test_cli_refuses_bad_arguments(tmp_path):
 
     cases = [
         (("penguins-cvae", "--n", "5", "--out", str(tmp_path / "x.xlsx")), "the suffix names the format"),
-        (("penguins-cvae", "--n", "5", "--out", str(tmp_path / "x.csv")), "no --label"),
+        (("digits-cvae", "--n", "5", "--out", str(tmp_path / "x.csv")), "no --label"),
+        (("penguins-cvae", "--n", "5", "--label-weights", "Emperor=1", "--out", str(tmp_path / "x.csv")), "unknown"),
+        (("penguins-cvae", "--n", "5", "--label-weights", "Gentoo=0", "--out", str(tmp_path / "x.csv")), "positive"),
         (("penguins-cvae", "--n", "5", "--label", "Emperor", "--out", str(tmp_path / "x.csv")), "valid labels"),
         (("digits-vae", "--n", "5", "--label", "3", "--out", str(tmp_path / "x.csv")), "unconditional"),
         (("nope", "--n", "5", "--out", str(tmp_path / "x.csv")), "no model named 'nope'"),

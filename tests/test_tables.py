@@ -46,8 +46,11 @@ def write_mixed_csv(path: Path, rows: int = 1500, seed: int = 0) -> None:
             )
 
 
-def generate_per_label(client, model: str, labels: list[str], weights: list[float], seed: int) -> tuple[list, list]:
-    """Rows generated for each label in proportion to `weights`, by the JSON API (typed rows)."""
+def generate_per_label(
+    client, model: str, label_column: str, labels: list[str], weights: list[float], seed: int
+) -> tuple[list, list]:
+    """Rows generated for each label in proportion to `weights`, by the JSON API (typed rows), less the
+    label column, which holds the label asked for."""
     columns, rows = None, []
     for i, (label, weight) in enumerate(zip(labels, weights, strict=True)):
         left = round(ROWS_PER_CHECK * weight)
@@ -57,8 +60,11 @@ def generate_per_label(client, model: str, labels: list[str], weights: list[floa
             assert response.status_code == 200, response.text
             body = response.json()
             assert body["mode"] == "sample"  # a table model draws by default
-            columns = body["columns"]
-            rows += body["samples"]
+            # the label column rides along, holding the label asked for; the checks below look at the rest
+            at = body["columns"].index(label_column)
+            assert {row[at] for row in body["samples"]} == {label}
+            columns = body["columns"][:at] + body["columns"][at + 1 :]
+            rows += [row[:at] + row[at + 1 :] for row in body["samples"]]
             left -= n
     return columns, rows
 
@@ -150,7 +156,9 @@ def test_mixed_csv_samples_over_http_have_every_columns_kind_range_and_gaps(mixe
     weights = real["plan"].value_counts(normalize=True)
     with httpx.Client(base_url=server.url, timeout=30) as client:
         schema = client.get("/models/customers").json()["columns"]
-        columns, rows = generate_per_label(client, "customers", list(weights.index), list(weights.values), seed=5)
+        columns, rows = generate_per_label(
+            client, "customers", "plan", list(weights.index), list(weights.values), seed=5
+        )
         check_samples(columns, rows, schema, real_missing)
         # the amount is skewed and non-negative: no negative samples, a long right tail like the data's
         amounts = np.array([r[columns.index("amount")] for r in rows if r[columns.index("amount")] is not None])
@@ -163,8 +171,9 @@ def test_mixed_csv_samples_over_http_have_every_columns_kind_range_and_gaps(mixe
         )
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
         parsed = list(csv.reader(io.StringIO(response.text)))
-        assert parsed[0] == columns and len(parsed) == 5
         json_rows = client.post("/generate", json={"model": "customers", "n": 4, "label": "pro", "seed": 1}).json()
+        assert parsed[0] == json_rows["columns"] and len(parsed) == 5
+        assert json_rows["columns"] == ["region", "plan", *columns[1:]]  # the label where the CSV had it
         for csv_row, json_row in zip(parsed[1:], json_rows["samples"], strict=True):  # the same rows, as text
             assert csv_row == ["" if v is None else str(v).lower() if isinstance(v, bool) else str(v) for v in json_row]
 
@@ -176,12 +185,15 @@ def test_penguins_default_model_samples_match_the_real_table(client) -> None:
     real_missing = {c: float(real[c].isna().mean()) for c in real.columns}
     detail = client.get("/models/penguins-cvae").json()
     weights = real["species"].value_counts(normalize=True)
-    columns, rows = generate_per_label(client, "penguins-cvae", list(weights.index), list(weights.values), seed=7)
+    columns, rows = generate_per_label(
+        client, "penguins-cvae", "species", list(weights.index), list(weights.values), seed=7
+    )
     check_samples(columns, rows, detail["columns"], real_missing)
     # conditioning: Gentoo penguins live on Biscoe and are heavy
     gentoo = client.post("/generate", json={"model": "penguins-cvae", "n": 500, "label": "Gentoo", "seed": 3}).json()
-    island = [r[columns.index("island")] for r in gentoo["samples"]]
-    mass = [r[columns.index("body_mass_g")] for r in gentoo["samples"] if r[columns.index("body_mass_g")] is not None]
+    at = {name: i for i, name in enumerate(gentoo["columns"])}
+    island = [r[at["island"]] for r in gentoo["samples"]]
+    mass = [r[at["body_mass_g"]] for r in gentoo["samples"] if r[at["body_mass_g"]] is not None]
     assert island.count("Biscoe") / len(island) > 0.9
     assert np.mean(mass) > real.loc[real["species"] != "Gentoo", "body_mass_g"].mean()
     # gap patterns: sex alone goes missing as in the data; all four measurements and sex together, which 2
@@ -194,7 +206,7 @@ def test_penguins_default_model_samples_match_the_real_table(client) -> None:
             "/generate", json={"model": "penguins-cvae", "n": 1000, "label": label, "seed": seed}
         ).json()["samples"]
     ]
-    patterns = {tuple(c for c, v in zip(columns, r, strict=True) if v is None) for r in many}
+    patterns = {tuple(c for c, v in zip(gentoo["columns"], r, strict=True) if v is None) for r in many}
     assert patterns == {(), ("sex",)}
     # a reconstruction keeps what the decoder says of its own row, rare gaps included
     gaps = {"bill_length_mm": None, "bill_depth_mm": None, "flipper_length_mm": None, "body_mass_g": None}

@@ -136,10 +136,19 @@ def test_the_page_shows_a_table_models_rows_and_histograms(browser, server) -> N
     browser.find_element("css selector", "#generate-form button[type=submit]").click()
     table = wait_for(browser, "#sample-table")
     header = [th.text for th in table.find_elements("css selector", "thead th")]
-    assert header == ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
+    assert header == [
+        "species",
+        "island",
+        "bill_length_mm",
+        "bill_depth_mm",
+        "flipper_length_mm",
+        "body_mass_g",
+        "sex",
+        "year",
+    ]
     assert len(table.find_elements("css selector", "tbody tr")) == 16
     histograms = browser.find_elements("css selector", ".histogram svg")
-    assert len(histograms) == 7
+    assert len(histograms) == 8  # the label's too
     assert "training data" in browser.find_element("css selector", ".histograms").text
     browser.execute_script("arguments[0].scrollIntoView()", table)
     browser.save_screenshot(str(SHOTS / "ui-table.png"))

@@ -55,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--categorical", type=_names, default=(), help="treat these columns as categorical")
     train.add_argument("--integer", type=_names, default=(), help="treat these columns as integers")
     train.add_argument(
+        "--datetime",
+        type=_datetime,
+        action="append",
+        default=[],
+        metavar="COL[=FORMAT]",
+        help="read this column as dates or times (found by itself in ISO 8601 and the common formats); FORMAT in "
+        "strptime codes, e.g. --datetime 'when=%%d/%%m/%%Y %%H:%%M'; repeat for more columns",
+    )
+    train.add_argument(
         "--numeric-encoding",
         choices=["quantile", "standard"],
         default="quantile",
@@ -120,7 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("model", help="NAME or NAME@VERSION")
     sample.add_argument("--n", type=int, required=True, help="number of rows")
     sample.add_argument("--out", type=Path, required=True, help="FILE.csv, FILE.parquet, FILE.ndjson or FILE.arrow")
-    sample.add_argument("--label", help="the condition label (a conditional model needs one)")
+    sample.add_argument(
+        "--label",
+        help="the condition label; without it a conditional table model draws each row's label in the training shares",
+    )
+    sample.add_argument(
+        "--label-weights",
+        type=_weights,
+        metavar="LABEL=W,...",
+        help="without --label: each label's share of the rows (relative weights, e.g. good=1,bad=3)",
+    )
     sample.add_argument("--seed", type=int, help="the same seed gives the rows /generate gives for it")
     sample.add_argument("--mode", choices=["sample", "mean"], help="as /generate's mode (default: the model's)")
     sample.add_argument("--temperature", type=float, default=1.0, help="scales the latent prior's spread")
@@ -164,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             drop_columns=args.drop_columns,
             categorical=args.categorical,
             integer=args.integer,
+            datetime=tuple(args.datetime),
         ),
         numeric_encoding=args.numeric_encoding,
         models_dir=args.models_dir,
@@ -240,6 +259,28 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _datetime(text: str) -> tuple[str, str | None]:
+    """`when` or `when=%d/%m/%Y` -> (column, format or None)."""
+    name, sep, fmt = text.partition("=")
+    if not name.strip() or (sep and not fmt.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r}: give COLUMN or COLUMN=FORMAT")
+    return name.strip(), fmt.strip() or None
+
+
+def _weights(text: str) -> dict[str, float]:
+    """`good=1,bad=3` -> {"good": 1.0, "bad": 3.0} (argparse reports the ValueError)."""
+    weights = {}
+    for item in text.split(","):
+        name, sep, weight = item.rpartition("=")
+        if not sep or not name:
+            raise argparse.ArgumentTypeError(f"{item!r}: give LABEL=WEIGHT, comma-separated")
+        try:
+            weights[name.strip()] = float(weight)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r}: the weight is not a number") from None
+    return weights
+
+
 def _sample(args: argparse.Namespace) -> int:
     from training.sample import SampleOptions, sample_to_file
 
@@ -252,6 +293,7 @@ def _sample(args: argparse.Namespace) -> int:
                 n=args.n,
                 out=args.out,
                 label=args.label,
+                label_weights=args.label_weights,
                 seed=args.seed,
                 mode=args.mode,
                 temperature=args.temperature,

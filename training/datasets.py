@@ -7,12 +7,12 @@ and typing tables), so that neither imports the other for them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.manifest import Column
+from core.manifest import Column, DroppedColumn
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,6 +35,7 @@ class ReadOptions:
     drop_columns: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()  # force these columns categorical
     integer: tuple[str, ...] = ()  # force these columns integer
+    datetime: tuple[tuple[str, str | None], ...] = ()  # (column, strptime format or None: sniffed) as dates
 
 
 @dataclass(frozen=True)
@@ -52,14 +53,14 @@ class Dataset:
     frame: pd.DataFrame | None = None
     columns: list[Column] | None = None
     warnings: list[str] = field(default_factory=list)
+    label_position: int | None = None  # a table's: where the label column stood among `columns`
+    dropped: list[DroppedColumn] = field(default_factory=list)  # a table's columns left out, with why
 
     def subset(self, index: np.ndarray) -> Dataset:
         y = None if self.y is None else self.y[index]
         x = None if self.x is None else self.x[index]
         frame = None if self.frame is None else self.frame.iloc[index].reset_index(drop=True)
-        return Dataset(
-            x, y, self.labels, self.feature_names, self.image_shape, self.source, self.label_column, frame, self.columns
-        )
+        return replace(self, x=x, y=y, frame=frame, warnings=[])
 
     def __len__(self) -> int:
         return len(self.x) if self.x is not None else len(self.frame)  # type: ignore[arg-type]

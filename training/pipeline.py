@@ -29,6 +29,7 @@ from core.manifest import (
     MAX_GAP_PATTERNS,
     MIN_ROWS_PER_GAP_PATTERN,
     Column,
+    DroppedColumn,
     Evaluation,
     LatentPrior,
     Manifest,
@@ -302,6 +303,9 @@ def _manifest_fields(opts: TrainOptions, prepared: Prepared, fitted: Fitted, eva
         "head": opts.head,
         "quantile_levels": list(opts.quantile_levels) if HEADS[opts.head].levelled else None,
         "labels": ds.labels if opts.conditional else None,
+        "label_weights": _label_shares(prepared) if opts.conditional else None,
+        "label_position": ds.label_position if opts.conditional and ds.columns is not None else None,
+        "dropped_columns": _dropped(ds, opts.conditional),
         "input_dim": prepared.input_dim,
         "image_shape": ds.image_shape,
         "feature_names": prepared.feature_names,
@@ -314,6 +318,25 @@ def _manifest_fields(opts: TrainOptions, prepared: Prepared, fitted: Fitted, eva
         "evaluation": evaluation,
         "training": training,
     }
+
+
+def _label_shares(prepared: Prepared) -> list[float]:
+    """Each label's share of the training split's rows: what /generate draws labels from by default."""
+    y, labels = prepared.splits.train.y, prepared.dataset.labels
+    assert y is not None and labels is not None
+    counts = np.bincount(y, minlength=len(labels))
+    return [round(float(c), 6) for c in counts / counts.sum()]
+
+
+def _dropped(ds: Dataset, conditional: bool) -> list[DroppedColumn] | None:
+    """A table's columns the model leaves out, with why (the label too, when the model does not generate it)."""
+    if ds.columns is None:
+        return None
+    dropped = list(ds.dropped)
+    if ds.label_column is not None and not conditional:
+        reason = "the label column of an unconditional model (train with --conditional to generate it)"
+        dropped.append(DroppedColumn(name=ds.label_column, reason=reason))
+    return dropped
 
 
 def _log_summary(opts: TrainOptions, path: Path, result: TrainResult, evaluation: Evaluation, log) -> None:

@@ -31,10 +31,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from training.tables import TEMPORAL_KINDS, temporal_seconds
 
 FOREST_TREES = 200
 PRIVACY_DRAWS = 20  # random samples of the training split the nearer-to-train share is averaged over
@@ -48,6 +51,7 @@ class Schema:
     numeric: list[str]
     categorical: list[str]
     label: str | None = None
+    temporal: dict[str, Any] = field(default_factory=dict)  # dates and times among `numeric`: their Columns
 
     @property
     def features(self) -> list[str]:
@@ -60,7 +64,12 @@ class Schema:
 
 def prepared(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     """Numeric columns as float (NaN: missing), categorical ones as text (None: missing)."""
-    out = {c: pd.to_numeric(frame[c], errors="coerce").astype(float) for c in schema.numeric}
+    out = {
+        c: temporal_seconds(frame[c], schema.temporal[c])
+        if c in schema.temporal
+        else pd.to_numeric(frame[c], errors="coerce").astype(float)
+        for c in schema.numeric
+    }
     out |= {c: frame[c].map(_text).astype(object) for c in schema.discrete}
     return pd.DataFrame(out)[[*schema.features, *([schema.label] if schema.label else [])]]
 
@@ -284,8 +293,9 @@ def schema_of(columns: list | None, feature_names: list[str], label: str | None)
     are left out (nothing to compare)."""
     if columns is None:
         return Schema(list(feature_names), [], label)
-    numeric = [c.name for c in columns if c.kind in ("continuous", "integer")]
-    return Schema(numeric, [c.name for c in columns if c.kind in ("categorical", "boolean")], label)
+    numeric = [c.name for c in columns if c.kind in ("continuous", "integer", *TEMPORAL_KINDS)]
+    temporal = {c.name: c for c in columns if c.kind in TEMPORAL_KINDS}
+    return Schema(numeric, [c.name for c in columns if c.kind in ("categorical", "boolean")], label, temporal)
 
 
 def real_frame(frame: pd.DataFrame | None, x: np.ndarray | None, y, labels, schema: Schema) -> pd.DataFrame:

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import numpy as np
+
 from core.formats import SUFFIXES, RowWriter
+from core.manifest import Manifest
 from core.offline import Sampler
 from core.repository import resolve
 
@@ -26,6 +29,7 @@ class SampleOptions:
     n: int
     out: Path
     label: str | None = None
+    label_weights: dict[str, float] | None = None
     seed: int | None = None
     mode: str | None = None
     temperature: float = 1.0
@@ -75,16 +79,8 @@ def sample_to_file(opts: SampleOptions, stream: IO[str] = sys.stderr) -> float:
         raise ValueError("--temperature must be in (0, 10]")
     sampler = Sampler(resolve(opts.models_dir, opts.model), threads=opts.threads)
     m = sampler.manifest
-    label = None
-    if m.labels is None:
-        if opts.label is not None:
-            raise ValueError(f"model {m.name}@{m.version} is unconditional: leave out --label")
-    elif opts.label not in m.labels:
-        given = "no --label" if opts.label is None else f"unknown label {opts.label!r}"
-        raise ValueError(f"{given} for conditional model {m.name}@{m.version}; valid labels: {m.labels}")
-    else:
-        label = m.labels.index(opts.label)
-    writer = RowWriter(media_type, sampler.names, sampler.table)
+    label, weights = _label(opts, m, sampler.table is not None)
+    writer = RowWriter(media_type, sampler.names, sampler.table, labelled=m.labels is not None)
     opts.out.parent.mkdir(parents=True, exist_ok=True)
     partial = opts.out.with_name(f".{opts.out.name}.partial-{os.getpid()}")  # renamed once complete
     progress = _Progress(opts.n, f"{m.name}@{m.version} -> {opts.out.name}", stream)
@@ -92,7 +88,7 @@ def sample_to_file(opts: SampleOptions, stream: IO[str] = sys.stderr) -> float:
     try:
         with open(partial, "wb") as f:
             part, rows = [], 0
-            for block in sampler.blocks(opts.n, label, opts.seed, opts.mode, opts.temperature):
+            for block in sampler.blocks(opts.n, label, opts.seed, opts.mode, opts.temperature, weights):
                 part.append(block)
                 rows += len(block)
                 if rows >= writer.part_rows:
@@ -114,3 +110,28 @@ def sample_to_file(opts: SampleOptions, stream: IO[str] = sys.stderr) -> float:
         file=stream,
     )
     return took
+
+
+def _label(opts: SampleOptions, m: Manifest, table: bool) -> tuple[int | None, np.ndarray | None]:
+    """(the label index, or None; the label shares to draw from, or None for the training shares)."""
+    if m.labels is None:
+        if opts.label is not None or opts.label_weights is not None:
+            raise ValueError(f"model {m.name}@{m.version} is unconditional: leave out --label and --label-weights")
+        return None, None
+    if opts.label is not None:
+        if opts.label not in m.labels:
+            raise ValueError(f"unknown label {opts.label!r} for model {m.name}@{m.version}; valid labels: {m.labels}")
+        if opts.label_weights is not None:
+            raise ValueError("give either --label or --label-weights, not both")
+        return m.labels.index(opts.label), None
+    if not table:
+        raise ValueError(f"no --label for conditional model {m.name}@{m.version}; valid labels: {m.labels}")
+    if opts.label_weights is None:
+        return None, None
+    unknown = [k for k in opts.label_weights if k not in m.labels]
+    if unknown:
+        raise ValueError(f"--label-weights names unknown label {unknown[0]!r}; valid labels: {m.labels}")
+    weights = np.array([opts.label_weights.get(k, 0.0) for k in m.labels], dtype=np.float64)
+    if not (np.isfinite(weights).all() and (weights >= 0).all() and weights.sum() > 0):
+        raise ValueError("--label-weights: non-negative weights, at least one positive")
+    return None, weights / weights.sum()

@@ -18,7 +18,24 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from core.manifest import MAX_GAP_PATTERNS, MAX_MISSING_RATE, MIN_ROWS_PER_GAP_PATTERN, Column, NumericEncoding
+from core.codecs import (
+    CODECS,
+    DAY,
+    PART_CATEGORIES,
+    PART_KINDS,
+    has_clock,
+    part_name,
+    time_parts,
+)
+from core.manifest import (
+    MAX_GAP_PATTERNS,
+    MAX_MISSING_RATE,
+    MIN_ROWS_PER_GAP_PATTERN,
+    Column,
+    DroppedColumn,
+    NumericEncoding,
+    model_columns,
+)
 from core.table import Table, category_key
 from training.datasets import MAX_CATEGORIES, DataError, Dataset, ReadOptions, encode_labels
 
@@ -104,14 +121,24 @@ def from_frame(frame: pd.DataFrame, source: str, label_column: str | None, read:
             raw = frame[label_column]
         where = f"{source}: the label column {label_column!r}"
         y, labels = encode_labels([category_key(v) for v in raw.tolist()], where)
-    columns, dropped = infer_columns(frame[keep], read)
-    warnings += dropped
-    if not any(c.numeric for c in columns):
+    columns, found, dropped = infer_columns(frame[keep], read)
+    warnings += found
+    chosen = set(read.columns or names)
+    dropped = [
+        DroppedColumn(name=c, reason="--drop-columns" if c in read.drop_columns else "not among --columns")
+        for c in names
+        if c != label_column and (c in read.drop_columns or c not in chosen)
+    ] + dropped
+    dropped.sort(key=lambda d: names.index(d.name))
+    if not any(c.numeric or c.parts for c in columns):
         raise DataError(
             f"{source}: no numeric column to model among {keep}; genserve's tables need at least one "
             "continuous or integer column"
         )
     kept = [c.name for c in columns]
+    label_position = None
+    if label_column is not None:  # where the label stood among the columns the model keeps
+        label_position = sum(1 for c in kept if names.index(c) < names.index(label_column))
     if len(frame) < SMALL_TABLE:
         warnings.append(f"{len(frame)} rows: under {SMALL_TABLE}, the model's figures are unreliable")
     return Dataset(
@@ -125,6 +152,8 @@ def from_frame(frame: pd.DataFrame, source: str, label_column: str | None, read:
         frame=frame[kept].reset_index(drop=True),
         columns=columns,
         warnings=warnings,
+        label_position=label_position,
+        dropped=dropped,
     )
 
 
@@ -147,22 +176,35 @@ def _mostly_numbers(present: pd.Series) -> pd.Series | None:
     return numbers if stray <= max(1, 0.02 * len(present)) and stray < len(present) else None
 
 
-def infer_columns(frame: pd.DataFrame, read: ReadOptions) -> tuple[list[Column], list[str]]:
-    """Each column's kind, bounds, categories and missing rate; and a warning per column left out."""
+def infer_columns(frame: pd.DataFrame, read: ReadOptions) -> tuple[list[Column], list[str], list[DroppedColumn]]:
+    """Each column's kind, bounds, categories and missing rate; warnings (one per column left out); and
+    the columns left out, with why."""
     columns: list[Column] = []
     warnings: list[str] = []
+    dropped: list[DroppedColumn] = []
+    dates = dict(read.datetime)
+    unknown = [c for c in dates if c not in frame.columns]
+    if unknown:
+        raise DataError(f"--datetime names {unknown}, not among the columns: {', '.join(map(str, frame.columns))}")
     for name in frame.columns:
-        column, why = _infer(str(name), frame[name], name in read.categorical, name in read.integer)
+        forced = name in dates
+        series = frame[name]
+        if forced and not pd.api.types.is_datetime64_any_dtype(series):
+            series = series.astype("string")  # 20240301 as the text it was
+        column, why = _infer(str(name), series, name in read.categorical, name in read.integer, dates.get(name), forced)
         if column is None:
             warnings.append(f"column {name!r} left out: {why}")
+            dropped.append(DroppedColumn(name=str(name), reason=why))
         else:
             columns.append(column)
             if why:
                 warnings.append(why)
-    return columns, warnings
+    return columns, warnings, dropped
 
 
-def _infer(name: str, series: pd.Series, categorical: bool, integer: bool) -> tuple[Column | None, str]:
+def _infer(
+    name: str, series: pd.Series, categorical: bool, integer: bool, fmt: str | None = None, temporal: bool = False
+) -> tuple[Column | None, str]:
     missing = series.isna()
     rate = float(missing.mean())
     present = series[~missing]
@@ -175,6 +217,15 @@ def _infer(name: str, series: pd.Series, categorical: bool, integer: bool) -> tu
         return Column(kind="constant", value=_plain(values[0]), **common), ""
     is_bool = pd.api.types.is_bool_dtype(series) or set(distinct) <= {"true", "false"}
     is_number = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    if temporal or not (is_number or is_bool or categorical):
+        column, note = _temporal(name, series, fmt)
+        if column is not None:
+            return column, note
+        if temporal:
+            raise DataError(
+                f"--datetime names {name!r}, whose cells are not dates or times in a known format (e.g. "
+                f"{values[0]!r}); give its format: --datetime {name}=FORMAT (strptime codes, e.g. %d/%m/%Y %H:%M)"
+            )
     if not is_number and not is_bool and not categorical:
         numbers = _mostly_numbers(present)
         if numbers is not None:  # read as numbers; the stray cells are missing values
@@ -265,10 +316,15 @@ def fit_encodings(columns: list[Column], train: pd.DataFrame, encoding: NumericE
     quantile: normal scores of the column's empirical CDF (a skewed, heavy-tailed or multi-modal
     column becomes roughly N(0, 1), and the inverse map can only give values inside the data's
     range); standard: (x - mean) / std."""
+    values = model_frame(columns, train)
     fitted = []
     for column in columns:
+        if column.parts:
+            parts = fit_encodings(column.parts, values, encoding)
+            fitted.append(Column.model_validate(column.model_copy(update={"parts": parts}).model_dump()))
+            continue
         if column.numeric:
-            x = train[column.name].dropna().to_numpy(dtype=np.float64)
+            x = pd.to_numeric(values[column.name], errors="coerce").dropna().to_numpy(dtype=np.float64)
             if len(x) == 0:
                 raise DataError(f"column {column.name!r} has no values in the training split")
             update: dict = {"encoding": encoding, "shift": None, "scale": None, "knots": None, "scores": None}
@@ -297,10 +353,10 @@ def common_gap_patterns(columns: list[Column], train: pd.DataFrame) -> tuple[lis
     first and at most MAX_GAP_PATTERNS, for `Manifest.gap_patterns`, or only "no gaps" when none is
     that common; the training rows whose combination is not among them). None for a table without
     gaps."""
-    gapped = [c.name for c in columns if c.gaps]
+    gapped = [c.name for c in model_columns(columns) if c.gaps]
     if not gapped:
         return None, 0
-    patterns, counts = np.unique(train[gapped].isna().to_numpy(), axis=0, return_counts=True)
+    patterns, counts = np.unique(model_frame(columns, train)[gapped].isna().to_numpy(), axis=0, return_counts=True)
     common = [i for i in np.argsort(-counts, kind="stable") if counts[i] >= MIN_ROWS_PER_GAP_PATTERN]
     common = common[:MAX_GAP_PATTERNS]
     if not common:  # none is common enough: generated rows have no gaps (a row with none is no one's trait)
@@ -322,6 +378,7 @@ def knot_levels(knots: int, tail: float) -> np.ndarray:
 
 def frame_arrays(table: Table, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(numeric values with NaN for missing, category indices with -1 for missing) for `Table.encode`."""
+    frame = model_frame(table.columns, frame)
     numeric = np.column_stack(
         [pd.to_numeric(frame[c.name], errors="coerce").to_numpy(dtype=np.float64) for c in table.numeric]
     ).reshape(len(frame), len(table.numeric))
@@ -333,3 +390,134 @@ def frame_arrays(table: Table, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndar
         keys = [category_key(_plain(v)) for v in series[present].tolist()]
         codes[present, j] = [index.get(k, -1) for k in keys]
     return numeric, codes
+
+
+# ---- dates and times ----------------------------------------------------------------------------------
+
+# the formats a date, timestamp or time column is recognised in, most specific first (a column may hold
+# another with --datetime COL=FORMAT); a trailing UTC offset (Z, +01:00) is read apart (`_zone`)
+DATE_FORMATS = ["%Y-%m-%d", "%Y/%m/%d", "%d.%m.%Y", "%m/%d/%Y", "%d/%m/%Y", "%d-%m-%Y", "%d %b %Y", "%b %d, %Y"]
+CLOCK_FORMATS = ["%H:%M:%S.%f", "%H:%M:%S", "%H:%M", "%I:%M:%S %p", "%I:%M %p"]
+DATETIME_FORMATS = [
+    f"{d}{sep}{t}"
+    for d in DATE_FORMATS
+    for sep in (("T", " ") if d.startswith("%Y-") else (" ",))
+    for t in CLOCK_FORMATS
+]
+TEMPORAL_KINDS = ("date", "datetime", "time")
+MIN_PARSED = 0.98  # a column is dates when this share of its cells parse in one format (the rest: gaps)
+_ZONE = re.compile(r"(Z|[+-]\d\d:?\d\d)$")
+_SNIFF_ROWS = 200
+
+
+def _zone(text: pd.Series) -> tuple[pd.Series, str | None]:
+    """(the cells without a trailing UTC offset, the most common offset) where ISO cells carry one: times
+    are modelled as the data's wall clock and written back with that offset."""
+    found = text.str.extract(_ZONE, expand=False)
+    if found.notna().mean() < MIN_PARSED:
+        return text, None
+    return text.str.replace(_ZONE, "", regex=True), str(found.mode().iloc[0])
+
+
+def _parsed(text: pd.Series, fmt: str) -> pd.Series:
+    return pd.to_datetime(text, format=fmt, errors="coerce")
+
+
+def sniff_format(text: pd.Series) -> str | None:
+    """The first known format nearly every cell (MIN_PARSED) parses in, or None: not dates."""
+    sample = text.iloc[:_SNIFF_ROWS]
+    if not sample.str.contains(r"\d", regex=True).all():
+        return None
+    for fmt in [*DATETIME_FORMATS, *DATE_FORMATS, *CLOCK_FORMATS]:
+        if _parsed(sample, fmt).notna().mean() >= MIN_PARSED and _parsed(text, fmt).notna().mean() >= MIN_PARSED:
+            return fmt
+    return None
+
+
+def temporal_seconds(series: pd.Series, column: Column) -> np.ndarray:
+    """A date, timestamp or time column's cells -> wall-clock seconds since 1970 (since midnight for a time
+    of day), NaN where missing or unreadable."""
+    return _seconds(series, column.kind, column.format or "", column.zone)
+
+
+def _seconds(series: pd.Series, kind: str, fmt: str, zone: str | None) -> np.ndarray:
+    if pd.api.types.is_datetime64_any_dtype(series):
+        stamps = series.dt.tz_localize(None) if series.dt.tz is not None else series
+    else:
+        text = series.astype("string").str.strip()
+        if zone is not None:
+            text = text.str.replace(_ZONE, "", regex=True)
+        stamps = _parsed(text, fmt.replace("%z", ""))
+    seconds = ((stamps - pd.Timestamp("1970-01-01")) / pd.Timedelta(seconds=1)).astype("float64").to_numpy()
+    seconds = np.floor(seconds)
+    return np.mod(seconds, DAY) if kind == "time" else seconds
+
+
+def _temporal(name: str, series: pd.Series, fmt: str | None) -> tuple[Column | None, str]:
+    """A column of dates, timestamps or times of day (None: not one), with a note on unreadable cells."""
+    present = series.dropna()
+    zone = None
+    if pd.api.types.is_datetime64_any_dtype(series):
+        stamps = series.dt.tz_localize(None) if series.dt.tz is not None else series
+        midnight = bool((stamps.dropna() == stamps.dropna().dt.normalize()).all())
+        fmt = fmt or ("%Y-%m-%d" if midnight else "%Y-%m-%d %H:%M:%S")
+    else:
+        if not (pd.api.types.is_string_dtype(series) or series.dtype == object):
+            return None, ""
+        text = present.astype("string").str.strip()
+        text, zone = _zone(text)
+        fmt = fmt or sniff_format(text)
+        if fmt is None:
+            return None, ""
+        if zone is not None and "%z" not in fmt:
+            fmt += "%z"
+    clock_only = not any(d in fmt for d in ("%Y", "%y", "%d", "%m", "%b", "%B", "%j"))
+    kind = "time" if clock_only else ("datetime" if has_clock(fmt) else "date")
+    seconds = _seconds(series, kind, fmt, zone)
+    unreadable = int((np.isnan(seconds) & series.notna().to_numpy()).sum())
+    if np.isnan(seconds).all():
+        raise DataError(f"--datetime names {name!r}, but none of its cells reads as {fmt!r}")
+    note = (
+        f"column {name!r}: {unreadable} cell(s) that are not {kind}s written as {fmt!r} read as missing"
+        if unreadable
+        else ""
+    )
+    x = seconds[~np.isnan(seconds)]
+    rate = float(np.isnan(seconds).mean())
+    step = next(s for s in (3600, 60, 1) if np.all(np.mod(x, s) == 0)) if kind != "date" else None
+    codec = CODECS[kind]
+    parts = []
+    for i, (part, values) in enumerate(zip(codec.parts, time_parts(x, codec.parts, step or 1), strict=True)):  # type: ignore[attr-defined]
+        common = {"name": part_name(name, part), "missing_rate": rate if i == 0 else 0.0}
+        if PART_KINDS[part] == "categorical":
+            parts.append(Column(kind="categorical", categories=PART_CATEGORIES[part], **common))
+        else:
+            bounds = {"min": float(values.min()), "max": float(values.max()), "nonnegative": bool(values.min() >= 0)}
+            parts.append(Column(kind="integer", encoding="standard", shift=0.0, scale=1.0, **bounds, **common))
+    column = Column(
+        name=name,
+        kind=kind,
+        format=fmt,
+        zone=zone,
+        step=step,
+        min=float(x.min()),
+        max=float(x.max()),
+        missing_rate=rate,
+        parts=parts,
+    )
+    return column, note
+
+
+def model_frame(columns: list[Column], frame: pd.DataFrame) -> pd.DataFrame:
+    """The table as the model sees it: a date's or time's parts in its place (core/codecs.py; all missing
+    where the cell is, the model's loss masked by the first part's gap indicator)."""
+    out: dict[str, object] = {}
+    for column in columns:
+        if column.kind not in TEMPORAL_KINDS:
+            out[column.name] = frame[column.name]
+            continue
+        seconds = temporal_seconds(frame[column.name], column)
+        codec = CODECS[column.kind]
+        for part, values in zip(column.parts or [], time_parts(seconds, codec.parts, column.step or 1), strict=True):  # type: ignore[attr-defined]
+            out[part.name] = values
+    return pd.DataFrame(out, index=frame.index)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from app.http.parsing import BodyInvalid, TooManyRows, validate_json
 from core.errors import InvalidInput, UnsupportedMediaType
-from core.manifest import MIN_ROWS_PER_GAP_PATTERN
+from core.manifest import MAX_LABELS, MIN_ROWS_PER_GAP_PATTERN
 
 Rows = list[list[float]]
 TypedRows = list[list[float | int | str | bool | None]]
@@ -47,7 +47,17 @@ class GenerateRequest(_Request):
     )
 
     n: int = Field(1, ge=1, description="number of samples (at most GENSERVE_MAX_SAMPLES)")
-    label: Label | None = Field(None, description="condition label, by name; required by a conditional model")
+    label: Label | None = Field(
+        None,
+        description="condition label, by name; a conditional table model asked for none draws each row's label in "
+        "the training shares (or `label_weights`), a conditional model without a column schema needs one",
+    )
+    label_weights: dict[str, Annotated[float, Field(ge=0)]] | None = Field(
+        None,
+        max_length=MAX_LABELS,
+        description="a conditional table model without `label`: each label's share of the rows (relative weights; "
+        "a label left out gets none)",
+    )
     seed: int | None = Field(None, ge=0, lt=2**64, description="the same seed gives the same samples")
     temperature: float = Field(1.0, gt=0, le=10, description="scales the latent prior's standard deviation")
     mode: Literal["sample", "mean"] | None = Field(

@@ -27,7 +27,7 @@ from core.manifest import Manifest
 from core.model import Mode, Model
 from core.runner import Steps, run_steps_async
 from core.scoring import observed_numeric
-from core.table import Cell, RowError
+from core.table import Cell, RowError, category_key
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -175,17 +175,24 @@ class ServedModel:
         with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused by _encode
             return (x - self.shift) / self.scale
 
-    def check_labels(self, labels: Sequence[str | int] | None, rows: int) -> np.ndarray | None:
+    def check_labels(
+        self, labels: Sequence[str | int] | None, rows: int, inputs: Sequence[Row] | None = None
+    ) -> np.ndarray | None:
         """Label names -> int64 indices for a conditional model; None for an unconditional one.
-        A model trained on integer labels also takes them as JSON integers."""
+        A model trained on integer labels also takes them as JSON integers. Without `labels`, a table's
+        rows may carry them in the label column, as the training table did."""
         valid = self.manifest.labels
         if valid is None:
             if labels is not None:
                 raise InvalidInput(f"model {self.ref} is unconditional: leave out the label(s)")
             return None
+        if labels is None and inputs is not None:
+            labels = self._row_labels(inputs)
         if labels is None:
+            column = f" (or the label column {self.table.label.codec.column.name!r} in each row)" if self.table else ""
             raise InvalidInput(
-                f"model {self.ref} is conditional: give a label, one of {valid}", details={"valid_labels": valid}
+                f"model {self.ref} is conditional: give a label{column}, one of {valid}",
+                details={"valid_labels": valid},
             )
         if len(labels) != rows:
             raise InvalidInput(f"{len(labels)} labels for {rows} rows: give one label per row")
@@ -196,6 +203,16 @@ class ServedModel:
                 f"unknown label {e.args[0]!r} for model {self.ref}; valid labels: {valid}",
                 details={"valid_labels": valid},
             ) from None
+
+    def _row_labels(self, inputs: Sequence[Row]) -> list[str | int] | None:
+        """The labels request rows carry in the label column (rows as objects, every one with it), else None."""
+        label = self.table.label if self.table is not None else None
+        if label is None or not inputs:
+            return None
+        name = label.codec.column.name
+        if not all(isinstance(row, dict) and row.get(name) is not None for row in inputs):
+            return None
+        return [category_key(row[name]) for row in inputs]  # type: ignore[call-overload]
 
     # ---- graphs -------------------------------------------------------------------------
 
@@ -247,12 +264,38 @@ class ServedModel:
     # ---- endpoints ----------------------------------------------------------------------
 
     def _label(self, label: str | int | None) -> int | None:
-        """A request's label -> its index (None for an unconditional model), or a 422 with the valid ones."""
+        """A request's label -> its index (None for an unconditional model, or a table model asked for
+        its labels' mix), or a 422 with the valid ones."""
         index = self.label_index.get(label) if label is not None else None  # type: ignore[arg-type]
         if index is not None:  # a known label of a conditional model: the common case, quickly
             return index
+        if label is None and self.table is not None:  # rows of every label, in the training shares
+            return None
         y = self.check_labels(None if label is None else [label], 1)  # anything else: checked, refused when wrong
         return None if y is None else int(y[0])
+
+    def label_mix(self, label: str | int | None, weights: dict[str, float] | None) -> np.ndarray | None:
+        """`label_weights` of a request -> the shares to draw labels from (None: the training shares), or a
+        422: weights are for a conditional table model asked for no label, and name its labels."""
+        if weights is None:
+            return None
+        valid = self.manifest.labels
+        if valid is None or self.table is None:
+            raise InvalidInput(f"model {self.ref} has no label column to draw: leave out label_weights")
+        if label is not None:
+            raise InvalidInput("give either a label or label_weights, not both")
+        unknown = [k for k in weights if k not in self.label_index]
+        if unknown:
+            raise InvalidInput(
+                f"label_weights names unknown label {unknown[0]!r}; valid labels: {valid}",
+                details={"valid_labels": valid},
+            )
+        mix = np.zeros(len(valid), dtype=np.float64)
+        for name, weight in weights.items():
+            mix[self.label_index[name]] = weight
+        if not mix.sum() > 0:
+            raise InvalidInput("label_weights are all 0: give at least one label a positive weight")
+        return mix / mix.sum()
 
     async def _run(self, graph: str, first: np.ndarray, y: np.ndarray | None) -> list[np.ndarray]:
         """A graph call of core/model.py's steps, on this version's Batchers."""
@@ -292,38 +335,54 @@ class ServedModel:
 
     @_holding
     async def generate(
-        self, n: int, label: str | int | None, seed: int | None, temperature: float, mode: Mode | None = None
+        self,
+        n: int,
+        label: str | int | None,
+        seed: int | None,
+        temperature: float,
+        mode: Mode | None = None,
+        weights: dict[str, float] | None = None,
     ) -> np.ndarray | TableRows:
         """`n` rows for `label`: draws from p(x | z[, y]) (`sample`) or the decoder's central value
-        (`mean`); an all-numeric model answers an array in original units, a table model typed rows.
-        Made in blocks (core/generation.py), so a seed's rows are those /generate/stream gives."""
+        (`mean`); an all-numeric model answers an array in original units, a table model typed rows
+        (a conditional one's with the label column; with no label, labels drawn from `weights` or the
+        training shares). Made in blocks (core/generation.py), so a seed's rows are those
+        /generate/stream gives."""
         if n > self.max_rows:
             raise InvalidInput(
                 f"n={n} is above the limit of {self.max_rows} samples (GENSERVE_MAX_SAMPLES); "
                 "POST /generate/stream streams up to GENSERVE_MAX_STREAM_ROWS rows"
             )
-        index, draws = self._label(label), self.model.draws(mode)
+        index, draws, mix = self._label(label), self.model.draws(mode), self.label_mix(label, weights)
         if n <= BLOCK_ROWS:  # one block (Model.blocks' first), without the generator and the join
-            block = await self._block(self.model.block(n, index, block_rng(seed, 0, self._rng), temperature, draws), False)
+            steps = self.model.block(n, index, block_rng(seed, 0, self._rng), temperature, draws, mix)
+            block = await self._block(steps, False)
         else:
-            steps = self.model.blocks(n, index, seed, self._rng, temperature, draws)
-            block = Block.join([await self._block(s, patient=False) for s in steps])
+            blocks = self.model.blocks(n, index, seed, self._rng, temperature, draws, mix)
+            block = Block.join([await self._block(s, patient=False) for s in blocks])
         if self.table is not None:
-            return TableRows(self.table.names, self.table.values(block.numeric, block.codes, block.missing))
+            names = self.table.output_names(block.labels is not None)
+            return TableRows(names, self.table.values(block.numeric, block.codes, block.missing, block.labels))
         return block.numeric
 
     def stream(
-        self, n: int, label: str | int | None, seed: int | None, temperature: float, mode: Mode | None = None
+        self,
+        n: int,
+        label: str | int | None,
+        seed: int | None,
+        temperature: float,
+        mode: Mode | None = None,
+        weights: dict[str, float] | None = None,
     ) -> AsyncGenerator[Block, None]:
-        """`n` rows as blocks, made as they are consumed. The label is checked now (a 422 before any
-        row). The model is held from the first block's request (`anext`) until the last block, or
-        until the generator is closed."""
-        index = self._label(label)
+        """`n` rows as blocks, made as they are consumed (labels as `generate` draws them). The label is
+        checked now (a 422 before any row). The model is held from the first block's request (`anext`)
+        until the last block, or until the generator is closed."""
+        index, mix = self._label(label), self.label_mix(label, weights)
         draws = self.model.draws(mode)
 
         async def blocks() -> AsyncGenerator[Block, None]:
             with self.hold():
-                for steps in self.model.blocks(n, index, seed, self._rng, temperature, draws):
+                for steps in self.model.blocks(n, index, seed, self._rng, temperature, draws, mix):
                     yield await self._block(steps, patient=True)
 
         return blocks()
@@ -331,7 +390,7 @@ class ServedModel:
     @_holding
     async def encode(self, inputs: Sequence[Row], labels: Sequence[str | int] | None) -> tuple[np.ndarray, np.ndarray]:
         x_norm = self._encoded(inputs)
-        return await self._encode(x_norm, self.check_labels(labels, len(x_norm)))
+        return await self._encode(x_norm, self.check_labels(labels, len(x_norm), inputs))
 
     @_holding
     async def reconstruct(
@@ -355,7 +414,7 @@ class ServedModel:
             return reconstruction, errors, None
         table = self.table
         codes, x_enc = self.table_rows(inputs)
-        y = self.check_labels(labels, len(x_enc))
+        y = self.check_labels(labels, len(x_enc), inputs)
         mean, _ = await self._encode(x_enc, y)
         outputs = await self._decode(mean, y)
         z, block = self._rows(outputs, None, x_enc)
@@ -381,7 +440,7 @@ class ServedModel:
                     f"calibrated: {sorted(float(r) for r in rates)}"
                 )
         x_norm = self._encoded(inputs)
-        y = self.check_labels(labels, len(x_norm))
+        y = self.check_labels(labels, len(x_norm), inputs)
         scored, mean, outputs = await run_steps_async(self.model.score(x_norm, y, self.max_rows), self._run)
         self._require_finite(scored.score, "anomaly score", x_norm)
         try:
@@ -415,7 +474,7 @@ class ServedModel:
                 "so it has no quantiles; /quantiles serves quantile-head and Gaussian-head models"
             )
         x_norm = self._encoded(inputs)
-        y = self.check_labels(labels, len(x_norm))
+        y = self.check_labels(labels, len(x_norm), inputs)
         mean, _ = await self._encode(x_norm, y)
         outputs = await self._decode(mean, y)
         levels, q = head.quantiles(outputs, self.manifest.quantile_levels)

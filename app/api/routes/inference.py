@@ -108,7 +108,7 @@ async def generate(request: Request) -> Response:
             rows = [await served.generate(body.n, label, body.seed, body.temperature, body.mode) for label in labels]
             grid = await run_in_threadpool(image_grid, np.concatenate(rows), served.manifest.image_shape, len(labels))
             return Response(grid, media_type=PNG_MEDIA_TYPE, headers=_picture_headers(served))
-    samples = await served.generate(body.n, body.label, body.seed, body.temperature, body.mode)
+    samples = await served.generate(body.n, body.label, body.seed, body.temperature, body.mode, body.label_weights)
     label = None if body.label is None else str(body.label)
     mode = body.mode or served.default_mode
     if media_type not in offers:  # refused after generating, as before: a bad request is a 422 first
@@ -208,10 +208,9 @@ async def generate_stream(request: Request) -> Response:
     limit = request.app.state.settings.max_stream_rows
     if body.n > limit:
         raise InvalidInput(f"n={body.n} is above the limit of {limit} rows per stream (GENSERVE_MAX_STREAM_ROWS)")
-    blocks = served.stream(body.n, body.label, body.seed, body.temperature, body.mode)
+    blocks = served.stream(body.n, body.label, body.seed, body.temperature, body.mode, body.label_weights)
     first = await anext(blocks)  # made before the answer starts: its errors are JSON answers, not a cut stream
-    names = served.table.names if served.table is not None else served.manifest.feature_names
-    writer = RowWriter(media_type, names, served.table)
+    writer = RowWriter(media_type, served.manifest.feature_names, served.table, labelled=first.labels is not None)
     headers = {**_model_headers(served), "X-Rows": str(body.n), "Cache-Control": "no-store"}
     body_parts = _streamed(writer, first, blocks, served)
     return StreamingResponse(body_parts, media_type=writer.content_type, headers=headers)
