@@ -132,7 +132,7 @@ def test_a_small_table_trains_with_a_warning(tmp_path: Path) -> None:
     ("text", "label_column", "message"),
     [
         ("u,v\n" + numeric_rows(50).replace("7.25,3.625", "7.25,inf"), None, r"column 'v' holds an infinite value"),
-        ("u,v\n" + numeric_rows(10), None, r"10 rows; training needs at least 40"),
+        ("u,v\n" + numeric_rows(10), None, r"10 data rows; training needs at least 40"),
         ("u,v,k\n" + numeric_rows(50, ""), "label", r"label column 'label' not found; columns are: u, v, k"),
         ("u,v,k\n" + numeric_rows(50, "same"), "k", r"single class \('same'\)"),
         ("", None, r"the file is empty"),

@@ -14,11 +14,10 @@ import numpy as np
 
 from core.heads import HEADS
 from training import tables
-from training.datasets import DataError, Dataset, ReadOptions, Splits, encode_labels
+from training.datasets import MIN_ROWS, DataError, Dataset, ReadOptions, Splits, encode_labels
 
 BUILTINS = ("digits", "breast-cancer", "penguins")
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
-MIN_ROWS = 40  # enough that each of the three splits holds a handful of rows
 
 
 def load(spec: str, label_column: str | None = None, read: ReadOptions | None = None) -> Dataset:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 MAX_LABELS = 1000  # a label's distinct values: each is a one-hot input (rows x labels floats in training)
 MAX_CATEGORIES = 1000  # a categorical column's: an inferred one with more is left out (warned), --categorical refused
+MIN_ROWS = 40  # enough that each of the three splits holds a handful of rows
 
 
 class DataError(ValueError):

@@ -20,7 +20,7 @@ import pandas as pd
 
 from core.manifest import MAX_GAP_PATTERNS, MAX_MISSING_RATE, MIN_ROWS_PER_GAP_PATTERN, Column, NumericEncoding
 from core.table import Table, category_key
-from training.datasets import MAX_CATEGORIES, DataError, Dataset, ReadOptions, encode_labels
+from training.datasets import MAX_CATEGORIES, MIN_ROWS, DataError, Dataset, ReadOptions, encode_labels
 
 MISSING_SPELLINGS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "none", "?"]
 LOW_CARDINALITY = 10  # an integer column with at most this many distinct values is categorical
@@ -92,6 +92,7 @@ def from_frame(frame: pd.DataFrame, source: str, label_column: str | None, read:
         if unknown:
             raise DataError(f"{source}: {option} names {unknown}, not in the table; columns are: {', '.join(names)}")
     keep = [c for c in (read.columns or names) if c != label_column and c not in read.drop_columns]
+    _check_rows(len(frame), source, None)
     y, labels = None, None
     if label_column is not None:
         raw = frame[label_column]
@@ -102,6 +103,7 @@ def from_frame(frame: pd.DataFrame, source: str, label_column: str | None, read:
             warnings.append(f"dropped {int(unlabelled.sum())} row(s) without a label in {label_column!r}")
             frame = frame.loc[~unlabelled].reset_index(drop=True)
             raw = frame[label_column]
+            _check_rows(len(frame), source, label_column)
         where = f"{source}: the label column {label_column!r}"
         y, labels = encode_labels([category_key(v) for v in raw.tolist()], where)
     columns, dropped = infer_columns(frame[keep], read)
@@ -126,6 +128,21 @@ def from_frame(frame: pd.DataFrame, source: str, label_column: str | None, read:
         columns=columns,
         warnings=warnings,
     )
+
+
+def _check_rows(rows: int, source: str, label_column: str | None) -> None:
+    """A DataError for a table too small to split into training, validation and test rows, before its
+    columns are typed (in one row every column is a constant, and the message would say no column is numeric)."""
+    labelled = f" with a label in {label_column!r}" if label_column else ""
+    if rows == 0:
+        raise DataError(
+            f"{source}: no data rows{labelled}, only the column names; training needs at least {MIN_ROWS} rows"
+        )
+    if rows < MIN_ROWS:
+        raise DataError(
+            f"{source}: {rows} data row{'' if rows == 1 else 's'}{labelled}; training needs at least {MIN_ROWS} "
+            "(they are split into training, validation and test rows)"
+        )
 
 
 def _strip_text(frame: pd.DataFrame) -> pd.DataFrame:
