@@ -1,9 +1,10 @@
 """Tables as users have them: read with pandas, typed column by column, encoded for the model.
 
 Reading: CSV (delimiter sniffed, the usual spellings of a missing value) and Parquet; a
-column chosen with --columns / --drop-columns. Typing (`infer_columns`): each column becomes
-continuous, integer, categorical, boolean or constant (core/manifest.py's `Column`), with its
-bounds, categories and missing rate; ID and free-text columns are left out with a warning.
+spreadsheet is refused with how to export it as CSV; a column chosen with --columns /
+--drop-columns. Typing (`infer_columns`): each column becomes continuous, integer, categorical,
+boolean or constant (core/manifest.py's `Column`), with its bounds, categories and missing rate;
+ID and free-text columns are left out with a warning.
 Encoding (`fit_encodings`, `frame_arrays`): numeric columns get their map to the model's scale
 fitted on the training split, then core/table.py's `Table` encodes rows, as serving does.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import re
+import zipfile
 from pathlib import Path
 from statistics import NormalDist
 
@@ -31,9 +33,14 @@ MAX_KNOTS = 256  # quantile encoding: knots per numeric column
 MIN_VALUES_TO_CODE = 20
 MAX_DECIMALS = 6
 _ID_NAME = re.compile(r"(^|[_\W])(id|key|uuid|index|rownames?)$", re.IGNORECASE)
+SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods")
+_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Excel 97-2003 (.xls) and other old Office files
+_ZIP_MAGIC = b"PK\x03\x04"  # .xlsx and .ods are zip archives of XML
+_ZIP_ARCHIVE = "a zip archive"  # one that is no workbook
 
 
 def load_table(path: Path, label_column: str | None, read: ReadOptions) -> Dataset:
+    _refuse_spreadsheet(path)
     if path.suffix.lower() == ".csv":
         frame = _read_csv(path, read.delimiter)
     else:
@@ -42,6 +49,43 @@ def load_table(path: Path, label_column: str | None, read: ReadOptions) -> Datas
         except Exception as e:  # pyarrow raises several kinds for a file that is not Parquet
             raise DataError(f"{path}: not a readable Parquet file ({e})") from None
     return from_frame(frame, str(path), label_column, read)
+
+
+def _refuse_spreadsheet(path: Path) -> None:
+    """A DataError for a spreadsheet workbook (or another zip archive), by its first bytes whatever its
+    name says: an .xlsx renamed .csv would otherwise be read as garbled text, and the message would blame
+    the delimiter."""
+    what = _spreadsheet_kind(path)
+    if what is None and path.suffix.lower() in SPREADSHEET_SUFFIXES:
+        what = f"a spreadsheet ({path.suffix})"
+    if what == _ZIP_ARCHIVE:
+        raise DataError(f"{path}: a zip archive, not a CSV or Parquet file; unzip it and pass the table inside")
+    if what is not None:
+        raise DataError(
+            f"{path}: {what}, not a CSV file; genserve reads tables as CSV or Parquet. Export the sheet as CSV "
+            "(Excel: File > Save As > CSV UTF-8; LibreOffice Calc: File > Save As > Text CSV) and pass that file"
+        )
+
+
+def _spreadsheet_kind(path: Path) -> str | None:
+    """What a workbook is, from its first bytes; _ZIP_ARCHIVE for another zip; None for anything else."""
+    with path.open("rb") as f:
+        magic = f.read(8)
+    if magic == _OLE2_MAGIC:
+        return "an Excel 97-2003 workbook (.xls)"
+    if not magic.startswith(_ZIP_MAGIC):
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            mimetype = archive.read("mimetype").decode(errors="replace") if "mimetype" in names else ""
+    except (zipfile.BadZipFile, OSError):
+        return _ZIP_ARCHIVE
+    if any(n.startswith("xl/") for n in names):
+        return "an Excel workbook (.xlsx)"
+    if "spreadsheet" in mimetype:
+        return "an OpenDocument spreadsheet (.ods)"
+    return _ZIP_ARCHIVE
 
 
 def load_penguins(read: ReadOptions) -> Dataset:
