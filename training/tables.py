@@ -168,10 +168,19 @@ def from_frame(frame: pd.DataFrame, source: str, label_column: str | None, read:
         None,
         source,
         label_column,
-        frame=frame[kept].reset_index(drop=True),
+        frame=_as_typed(frame[kept].reset_index(drop=True), columns),
         columns=columns,
         warnings=warnings,
     )
+
+
+def _as_typed(frame: pd.DataFrame, columns: list[Column]) -> pd.DataFrame:
+    """The cells as their columns are typed: a numeric column read from text (a "-" among numbers) as
+    numbers, its stray cells NaN, for fitting and encoding (which failed on the "-")."""
+    for column in columns:
+        if column.numeric:
+            frame[column.name] = pd.to_numeric(frame[column.name], errors="coerce")
+    return frame
 
 
 def _check_rows(rows: int, source: str, label_column: str | None) -> None:
