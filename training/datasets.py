@@ -32,6 +32,7 @@ class ReadOptions:
     """How a table is read and typed (the CLI's options)."""
 
     delimiter: str | None = None  # sniffed when None
+    decimal: str | None = None  # "." or ",": numbers' decimal mark in a CSV file (or Parquet text); sniffed when None
     columns: tuple[str, ...] | None = None  # keep only these (besides the label)
     drop_columns: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()  # force these columns categorical
