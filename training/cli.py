@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--decimal",
         choices=[".", ","],
+        metavar="{.|,}",  # argparse would show {.,,}
         help="a CSV file's decimal mark, as in 12.5 or 12,5 (default: sniffed; a comma only in a file not "
         "delimited by commas)",
     )
