@@ -205,7 +205,7 @@ def read_and_encode(path: Path, label_column: str) -> EncodeRun:
 def read_frame(path: Path) -> pd.DataFrame:
     """The read alone, as `data.load` does it (timed apart from it, to split load into read and typing)."""
     if path.suffix == ".csv":
-        return tables._read_csv(path, None)
+        return tables._read_csv(path, ReadOptions())
     return pd.read_parquet(path)
 
 

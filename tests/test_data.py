@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import data
+from training import data, tables
 from training.datasets import DataError, ReadOptions
 
 
@@ -132,7 +132,7 @@ def test_a_small_table_trains_with_a_warning(tmp_path: Path) -> None:
     ("text", "label_column", "message"),
     [
         ("u,v\n" + numeric_rows(50).replace("7.25,3.625", "7.25,inf"), None, r"column 'v' holds an infinite value"),
-        ("u,v\n" + numeric_rows(10), None, r"10 rows; training needs at least 40"),
+        ("u,v\n" + numeric_rows(10), None, r"10 data rows; training needs at least 40"),
         ("u,v,k\n" + numeric_rows(50, ""), "label", r"label column 'label' not found; columns are: u, v, k"),
         ("u,v,k\n" + numeric_rows(50, "same"), "k", r"single class \('same'\)"),
         ("", None, r"the file is empty"),
@@ -211,5 +211,8 @@ def test_hand_typed_cells_are_read_as_users_mean_them(tmp_path: Path) -> None:
     # one stray "-" in a column of numbers: a missing value, said so, not a text column
     assert columns["amount"].kind == "continuous" and columns["amount"].missing_rate == pytest.approx(1 / 200)
     assert any("'amount': 1 cell(s) that are not numbers (e.g. '-') read as missing" in w for w in ds.warnings)
+    # and the frame training fits on holds it as a gap: the "-" as text failed there
+    assert ds.frame["amount"].dtype == np.float64 and int(ds.frame["amount"].isna().sum()) == 1
+    assert tables.fit_encodings(ds.columns, ds.frame, "quantile")[1].knots is not None
     assert columns["sex"].categories == ["female", "male"]  # spaces around a category do not make a new one
     assert columns["paid"].kind == "boolean" and columns["paid"].missing_rate == pytest.approx(0.25)

@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the numeric values' likelihood (default: bernoulli for data in [0, 1] such as images, else gaussian)",
     )
     train.add_argument("--delimiter", help="a CSV file's delimiter (default: sniffed from the file)")
+    train.add_argument(
+        "--decimal",
+        choices=[".", ","],
+        metavar="{.|,}",  # argparse would show {.,,}
+        help="a CSV file's decimal mark, as in 12.5 or 12,5 (default: sniffed; a comma only in a file not "
+        "delimited by commas)",
+    )
     train.add_argument("--columns", type=_names, help="train on these columns only (comma-separated)")
     train.add_argument("--drop-columns", type=_names, default=(), help="leave these columns out")
     train.add_argument("--categorical", type=_names, default=(), help="treat these columns as categorical")
@@ -178,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         label_column=args.label_column,
         read=ReadOptions(
             delimiter=args.delimiter,
+            decimal=args.decimal,
             columns=args.columns,
             drop_columns=args.drop_columns,
             categorical=args.categorical,

@@ -14,11 +14,10 @@ import numpy as np
 
 from core.heads import HEADS
 from training import tables
-from training.datasets import DataError, Dataset, ReadOptions, Splits, encode_labels
+from training.datasets import MIN_ROWS, DataError, Dataset, ReadOptions, Splits, encode_labels
 
 BUILTINS = ("digits", "breast-cancer", "penguins")
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
-MIN_ROWS = 40  # enough that each of the three splits holds a handful of rows
 
 
 def load(spec: str, label_column: str | None = None, read: ReadOptions | None = None) -> Dataset:
@@ -30,13 +29,13 @@ def load(spec: str, label_column: str | None = None, read: ReadOptions | None = 
     else:
         path = Path(spec)
         suffix = path.suffix.lower()
-        if suffix not in (*TABLE_SUFFIXES, ".npz"):
+        if suffix not in (*TABLE_SUFFIXES, *tables.SPREADSHEET_SUFFIXES, ".npz"):
             raise DataError(
                 f"unknown data {spec!r}: use one of {', '.join(BUILTINS)}, or a .csv, .parquet or .npz file"
             )
         if not path.is_file():
             raise DataError(f"data file {spec!r} does not exist")
-        if suffix in TABLE_SUFFIXES:
+        if suffix != ".npz":  # a spreadsheet is refused there, with how to export it as CSV
             dataset = tables.load_table(path, label_column, read or ReadOptions())
         else:
             if label_column is not None:

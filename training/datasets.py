@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 MAX_LABELS = 1000  # a label's distinct values: each is a one-hot input (rows x labels floats in training)
 MAX_CATEGORIES = 1000  # a categorical column's: an inferred one with more is left out (warned), --categorical refused
+MIN_ROWS = 40  # enough that each of the three splits holds a handful of rows
 
 
 class DataError(ValueError):
@@ -31,6 +32,7 @@ class ReadOptions:
     """How a table is read and typed (the CLI's options)."""
 
     delimiter: str | None = None  # sniffed when None
+    decimal: str | None = None  # "." or ",": numbers' decimal mark in a CSV file (or Parquet text); sniffed when None
     columns: tuple[str, ...] | None = None  # keep only these (besides the label)
     drop_columns: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()  # force these columns categorical

@@ -1,9 +1,11 @@
 """Tables as users have them: read with pandas, typed column by column, encoded for the model.
 
-Reading: CSV (delimiter sniffed, the usual spellings of a missing value) and Parquet; a
-column chosen with --columns / --drop-columns. Typing (`infer_columns`): each column becomes
-continuous, integer, categorical, boolean or constant (core/manifest.py's `Column`), with its
-bounds, categories and missing rate; ID and free-text columns are left out with a warning.
+Reading: CSV (delimiter and decimal mark sniffed, the usual spellings of a missing value) and
+Parquet; a spreadsheet is refused with how to export it as CSV; a column chosen with --columns /
+--drop-columns. Typing (`infer_columns`): each column becomes continuous, integer, categorical,
+boolean or constant (core/manifest.py's `Column`), with its bounds, categories and missing rate;
+ID and free-text columns are left out with a warning; a text column whose cells look like numbers
+("12 kg", "12,5" beside "12.5") is warned about, with what to change.
 Encoding (`fit_encodings`, `frame_arrays`): numeric columns get their map to the model's scale
 fitted on the training split, then core/table.py's `Table` encodes rows, as serving does.
 """
@@ -11,7 +13,10 @@ fitted on the training split, then core/table.py's `Table` encodes rows, as serv
 from __future__ import annotations
 
 import csv
+import io
+import itertools
 import re
+import zipfile
 from pathlib import Path
 from statistics import NormalDist
 
@@ -37,7 +42,7 @@ from core.manifest import (
     model_columns,
 )
 from core.table import Table, category_key
-from training.datasets import MAX_CATEGORIES, DataError, Dataset, ReadOptions, encode_labels
+from training.datasets import MAX_CATEGORIES, MIN_ROWS, DataError, Dataset, ReadOptions, encode_labels
 
 MISSING_SPELLINGS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "none", "?"]
 LOW_CARDINALITY = 10  # an integer column with at most this many distinct values is categorical
@@ -48,17 +53,72 @@ MAX_KNOTS = 256  # quantile encoding: knots per numeric column
 MIN_VALUES_TO_CODE = 20
 MAX_DECIMALS = 6
 _ID_NAME = re.compile(r"(^|[_\W])(id|key|uuid|index|rownames?)$", re.IGNORECASE)
+SAMPLE_CHARS = 64 * 1024  # what the delimiter and the decimal mark are sniffed from
+# A number as a decimal-comma locale writes it: "12,5", "1234,56", "1.234,56", "1 234,56" (thousands
+# grouped by one separator: a point, a space or a no-break space, as spreadsheets export them; "0.125" is
+# no grouping)
+_COMMA_NUMBER = re.compile(r"[+-]?(?:[1-9]\d{0,2}(?P<sep>[. \u00a0\u202f])\d{3}(?:(?P=sep)\d{3})*|\d+)(?:,\d+)?")
+# A number as pandas reads it by default: "12", "12.5", ".5", "1e-3"
+_POINT_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# A cell shaped like a number, possibly with separators, a currency sign or a unit: "1,234", "12 kg", "37,5 %"
+_NUMBER_SHAPED = re.compile(
+    r"(?P<currency>[$€£¥]\s?)?[+-]?(?P<number>\d[\d.,'\u00a0\u202f ]*?)(?P<unit>\s?(?:%|[^\W\d_]{1,8}\.?))?"
+)
+SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods")
+_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Excel 97-2003 (.xls) and other old Office files
+_ZIP_MAGIC = b"PK\x03\x04"  # .xlsx and .ods are zip archives of XML
+_ZIP_ARCHIVE = "a zip archive"  # one that is no workbook
 
 
 def load_table(path: Path, label_column: str | None, read: ReadOptions) -> Dataset:
+    _refuse_spreadsheet(path)
     if path.suffix.lower() == ".csv":
-        frame = _read_csv(path, read.delimiter)
+        frame = _read_csv(path, read)
     else:
         try:
             frame = pd.read_parquet(path)
         except Exception as e:  # pyarrow raises several kinds for a file that is not Parquet
             raise DataError(f"{path}: not a readable Parquet file ({e})") from None
+        if read.decimal == ",":
+            frame = _read_decimal_commas(frame)
     return from_frame(frame, str(path), label_column, read)
+
+
+def _refuse_spreadsheet(path: Path) -> None:
+    """A DataError for a spreadsheet workbook (or another zip archive), by its first bytes whatever its
+    name says: an .xlsx renamed .csv would otherwise be read as garbled text, and the message would blame
+    the delimiter."""
+    what = _spreadsheet_kind(path)
+    if what is None and path.suffix.lower() in SPREADSHEET_SUFFIXES:
+        what = f"a spreadsheet ({path.suffix})"
+    if what == _ZIP_ARCHIVE:
+        raise DataError(f"{path}: a zip archive, not a CSV or Parquet file; unzip it and pass the table inside")
+    if what is not None:
+        raise DataError(
+            f"{path}: {what}, not a CSV file; genserve reads tables as CSV or Parquet. Export the sheet as CSV "
+            "(Excel: File > Save As > CSV UTF-8; LibreOffice Calc: File > Save As > Text CSV) and pass that file"
+        )
+
+
+def _spreadsheet_kind(path: Path) -> str | None:
+    """What a workbook is, from its first bytes; _ZIP_ARCHIVE for another zip; None for anything else."""
+    with path.open("rb") as f:
+        magic = f.read(8)
+    if magic == _OLE2_MAGIC:
+        return "an Excel 97-2003 workbook (.xls)"
+    if not magic.startswith(_ZIP_MAGIC):
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            mimetype = archive.read("mimetype").decode(errors="replace") if "mimetype" in names else ""
+    except (zipfile.BadZipFile, OSError):
+        return _ZIP_ARCHIVE
+    if any(n.startswith("xl/") for n in names):
+        return "an Excel workbook (.xlsx)"
+    if "spreadsheet" in mimetype:
+        return "an OpenDocument spreadsheet (.ods)"
+    return _ZIP_ARCHIVE
 
 
 def load_penguins(read: ReadOptions) -> Dataset:
@@ -69,30 +129,101 @@ def load_penguins(read: ReadOptions) -> Dataset:
     return from_frame(_load(), "penguins", "species", read)
 
 
-def _read_csv(path: Path, delimiter: str | None) -> pd.DataFrame:
+def _read_csv(path: Path, read: ReadOptions) -> pd.DataFrame:
     with path.open(newline="", errors="replace") as f:
-        sample = f.read(64 * 1024)
+        sample = f.read(SAMPLE_CHARS)
     if not sample.strip():
         raise DataError(f"{path}: the file is empty; expected a header row and data rows")
+    delimiter = read.delimiter
     if delimiter is None:
         try:
             delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
         except csv.Error:
             delimiter = ","
+    decimal = read.decimal or _sniff_decimal(sample, delimiter)
     header = [h.strip() for h in next(csv.reader([sample.splitlines()[0]], delimiter=delimiter))]
     repeated = sorted({h for h in header if header.count(h) > 1})
     if repeated:  # pandas would rename them silently ("u", "u.1")
         raise DataError(f"{path}: column names repeat: {repeated}")
     try:
         frame = pd.read_csv(
-            path, sep=delimiter, na_values=MISSING_SPELLINGS, keep_default_na=True, skipinitialspace=True
+            path,
+            sep=delimiter,
+            decimal=decimal,
+            na_values=MISSING_SPELLINGS,
+            keep_default_na=True,
+            skipinitialspace=True,
         )
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty; expected a header row and data rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not a readable CSV file ({e}); is --delimiter right?") from None
     frame.columns = [str(c).strip() for c in frame.columns]
+    # pandas reads "12,5" itself with decimal=",", but not thousands grouped as "1.234,56"
+    return _read_decimal_commas(frame) if decimal == "," else frame
+
+
+def _sniff_decimal(sample: str, delimiter: str) -> str:
+    """ "," when some column of the sample writes its numbers with a decimal comma ("12,5", "1.234,56")
+    and none with a decimal point ("12.5"); "." otherwise. "1,234" and "1.234" tell neither (thousands?).
+    A comma-delimited file keeps ".": there every such number would need quotes, and a quoted text cell
+    with a comma in it is far more common."""
+    if delimiter == ",":
+        return "."
+    marks = set()  # the decimal marks some column of numbers shows
+    for cells in _sample_columns(sample, delimiter):
+        present = [c.strip() for c in cells if c.strip() not in MISSING_SPELLINGS]
+        for mark, spelling in ((",", _COMMA_NUMBER), (".", _POINT_NUMBER)):
+            numbers = [c for c in present if spelling.fullmatch(c)]
+            all_numbers = bool(present) and _few_stray(len(present) - len(numbers), len(present))
+            if all_numbers and any(_decimal_mark(c) == mark for c in numbers):
+                marks.add(mark)
+    return "," if marks == {","} else "."
+
+
+def _sample_columns(sample: str, delimiter: str) -> list[tuple[str, ...]]:
+    """The sample's data cells column by column (the header, and a last row the sample may cut, left out)."""
+    try:
+        rows = list(csv.reader(io.StringIO(sample), delimiter=delimiter))
+    except csv.Error:
+        return []
+    if len(sample) == SAMPLE_CHARS:
+        rows = rows[:-1]
+    return list(itertools.zip_longest(*rows[1:], fillvalue=""))
+
+
+def _read_decimal_commas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns of numbers written with a decimal comma ("12,5", "1.234,56", "1 234,56") as numbers.
+    A column with a few stray cells keeps them as text, for `_infer` to read as missing and say so; one
+    with more stays text, for the warning that names it."""
+    frame = frame.copy()
+    for name in frame.columns:
+        series = frame[name]
+        if not (pd.api.types.is_string_dtype(series) or series.dtype == object):
+            continue
+        present = series.dropna()
+        head = present.head(1000).map(_comma_number)
+        if head.empty or not _few_stray(int(head.isna().sum()), len(head)):
+            continue  # text, as its first cells show: not worth parsing throughout
+        numbers = present.map(_comma_number).reindex(series.index)
+        stray = int(numbers.isna().sum() - series.isna().sum())
+        if stray == 0:
+            frame[name] = numbers.astype(np.float64)
+        elif _few_stray(stray, len(present)):
+            frame[name] = series.where(numbers.isna(), numbers).astype(object)
     return frame
+
+
+def _comma_number(cell: object) -> float:
+    """A cell written with a decimal comma as a number; NaN when it is not one."""
+    if isinstance(cell, int | float) and not isinstance(cell, bool):
+        return float(cell)
+    text = str(cell).strip()
+    if _COMMA_NUMBER.fullmatch(text) is None:
+        return np.nan
+    for separator in ". \u00a0\u202f":
+        text = text.replace(separator, "")
+    return float(text.replace(",", "."))
 
 
 def from_frame(frame: pd.DataFrame, source: str, label_column: str | None, read: ReadOptions) -> Dataset:
@@ -109,6 +240,7 @@ def from_frame(frame: pd.DataFrame, source: str, label_column: str | None, read:
         if unknown:
             raise DataError(f"{source}: {option} names {unknown}, not in the table; columns are: {', '.join(names)}")
     keep = [c for c in (read.columns or names) if c != label_column and c not in read.drop_columns]
+    _check_rows(len(frame), source, None)
     y, labels = None, None
     if label_column is not None:
         raw = frame[label_column]
@@ -119,6 +251,7 @@ def from_frame(frame: pd.DataFrame, source: str, label_column: str | None, read:
             warnings.append(f"dropped {int(unlabelled.sum())} row(s) without a label in {label_column!r}")
             frame = frame.loc[~unlabelled].reset_index(drop=True)
             raw = frame[label_column]
+            _check_rows(len(frame), source, label_column)
         where = f"{source}: the label column {label_column!r}"
         y, labels = encode_labels([category_key(v) for v in raw.tolist()], where)
     columns, found, dropped = infer_columns(frame[keep], read)
@@ -131,9 +264,10 @@ def from_frame(frame: pd.DataFrame, source: str, label_column: str | None, read:
     ] + dropped
     dropped.sort(key=lambda d: names.index(d.name))
     if not any(c.numeric or c.parts for c in columns):
+        # the warnings are not printed when training stops here: they say why each column is not a number
         raise DataError(
             f"{source}: no numeric column to model among {keep}; genserve's tables need at least one "
-            "continuous or integer column"
+            "continuous or integer column" + "".join(f"\n  {w}" for w in found)
         )
     kept = [c.name for c in columns]
     label_position = None
@@ -149,12 +283,36 @@ def from_frame(frame: pd.DataFrame, source: str, label_column: str | None, read:
         None,
         source,
         label_column,
-        frame=frame[kept].reset_index(drop=True),
+        frame=_as_typed(frame[kept].reset_index(drop=True), columns),
         columns=columns,
         warnings=warnings,
         label_position=label_position,
         dropped=dropped,
     )
+
+
+def _as_typed(frame: pd.DataFrame, columns: list[Column]) -> pd.DataFrame:
+    """The cells as their columns are typed: a numeric column read from text ("-" among numbers, or
+    "12.5" in a file read with --decimal ,) as numbers, its stray cells NaN, for fitting and encoding."""
+    for column in columns:
+        if column.numeric:
+            frame[column.name] = pd.to_numeric(frame[column.name], errors="coerce")
+    return frame
+
+
+def _check_rows(rows: int, source: str, label_column: str | None) -> None:
+    """A DataError for a table too small to split into training, validation and test rows, before its
+    columns are typed (in one row every column is a constant, and the message would say no column is numeric)."""
+    labelled = f" with a label in {label_column!r}" if label_column else ""
+    if rows == 0:
+        raise DataError(
+            f"{source}: no data rows{labelled}, only the column names; training needs at least {MIN_ROWS} rows"
+        )
+    if rows < MIN_ROWS:
+        raise DataError(
+            f"{source}: {rows} data row{'' if rows == 1 else 's'}{labelled}; training needs at least {MIN_ROWS} "
+            "(they are split into training, validation and test rows)"
+        )
 
 
 def _strip_text(frame: pd.DataFrame) -> pd.DataFrame:
@@ -172,8 +330,12 @@ def _mostly_numbers(present: pd.Series) -> pd.Series | None:
     """A text column whose cells are numbers but for a few stray ones (a "-" or "n/a" typed by
     hand): the numbers, with the stray cells as NaN. None when it is text."""
     numbers = pd.to_numeric(present, errors="coerce")
-    stray = int(numbers.isna().sum())
-    return numbers if stray <= max(1, 0.02 * len(present)) and stray < len(present) else None
+    return numbers if _few_stray(int(numbers.isna().sum()), len(present)) else None
+
+
+def _few_stray(stray: int, cells: int) -> bool:
+    """Whether `stray` cells out of `cells` are few enough (one, or 2%) to be typos in a column of numbers."""
+    return stray <= max(1, 0.02 * cells) and stray < cells
 
 
 def infer_columns(frame: pd.DataFrame, read: ReadOptions) -> tuple[list[Column], list[str], list[DroppedColumn]]:
@@ -192,14 +354,72 @@ def infer_columns(frame: pd.DataFrame, read: ReadOptions) -> tuple[list[Column],
         if forced and not pd.api.types.is_datetime64_any_dtype(series):
             series = series.astype("string")  # 20240301 as the text it was
         column, why = _infer(str(name), series, name in read.categorical, name in read.integer, dates.get(name), forced)
+        looks_numeric = None
+        if name not in read.categorical and (column is None or column.kind == "categorical"):
+            looks_numeric = _numbers_as_text(frame[name])
         if column is None:
-            warnings.append(f"column {name!r} left out: {why}")
+            warnings.append(f"column {name!r} left out: {why}" + (f"; {looks_numeric}" if looks_numeric else ""))
             dropped.append(DroppedColumn(name=str(name), reason=why))
-        else:
-            columns.append(column)
-            if why:
-                warnings.append(why)
+            continue
+        columns.append(column)
+        if why:
+            warnings.append(why)
+        if looks_numeric:
+            categories = len(column.categories or [])
+            warnings.append(f"column {name!r} read as {categories} categories, not as numbers: {looks_numeric}")
     return columns, warnings, dropped
+
+
+def _numbers_as_text(series: pd.Series) -> str | None:
+    """Why a text column whose cells look like numbers ("12 kg", "1,234", "12,5" beside "12.5") was read
+    as text, with the fix; None when its cells do not look like numbers. Its first 1,000 distinct cells tell."""
+    if not (pd.api.types.is_string_dtype(series) or series.dtype == object):
+        return None
+    cells = [str(v).strip() for v in series.dropna().drop_duplicates().head(1000)]
+    shaped = [(c, m) for c in cells if (m := _NUMBER_SHAPED.fullmatch(c)) is not None]
+    if not cells or len(shaped) < 0.9 * len(cells):
+        return None
+    with_unit = [c for c, m in shaped if m["currency"] or m["unit"]]
+    marks = {c: _decimal_mark(m["number"]) for c, m in shaped}
+    commas = [c for c, mark in marks.items() if mark == ","]
+    points = [c for c, mark in marks.items() if mark == "."]
+    if with_unit:
+        return (
+            f"its cells look like numbers with a unit or symbol (e.g. {_examples(with_unit)}): write the "
+            "number alone (the unit can go in the column name)"
+        )
+    if commas and points:
+        return (
+            f"its cells look like numbers, some with a decimal comma (e.g. {_examples(commas)}) and some with "
+            f"a decimal point (e.g. {_examples(points)}): write them all one way (with commas, pass --decimal ,)"
+        )
+    if commas:
+        return f"its cells look like numbers with a decimal comma (e.g. {_examples(commas)}): pass --decimal ,"
+    grouped = [c for c, _ in shaped if pd.isna(pd.to_numeric(c, errors="coerce"))] or cells
+    comma = ", or pass --decimal , if the comma is the decimal mark" if any("," in c for c in grouped) else ""
+    return (
+        f"its cells look like numbers with thousands separators (e.g. {_examples(grouped)}): write them without{comma}"
+    )
+
+
+def _decimal_mark(number: str) -> str | None:
+    """ "," or "." when a number's spelling shows its decimal mark ("12,5", "0,125" or "1.234,5"; "12.5"
+    or "1,234.5"), None when it does not ("1234"; "1,234" and "1.234.567" may be thousands)."""
+    number = number.strip()
+    last = max(number.rfind(","), number.rfind("."))
+    if last < 0:
+        return None
+    mark, other = number[last], "." if number[last] == "," else ","
+    if other in number[:last]:
+        return mark  # both: the last one is the decimal mark
+    whole = number[:last].lstrip("+-")
+    if number.count(mark) == 1 and (len(number) - last - 1 != 3 or whole in ("", "0") or len(whole) > 3):
+        return mark  # once, and not a thousands group (three digits after it, one to three before)
+    return None
+
+
+def _examples(cells: list[str]) -> str:
+    return ", ".join(repr(c) for c in cells[:3])
 
 
 def _infer(
@@ -231,8 +451,11 @@ def _infer(
         if numbers is not None:  # read as numbers; the stray cells are missing values
             stray = present[numbers.isna()]
             series = pd.to_numeric(series, errors="coerce")
+            # none stray: "12.5" in a file read with --decimal , (pandas leaves it text; it is a number all the same)
             return _infer(name, series, False, integer)[0], (
                 f"column {name!r}: {len(stray)} cell(s) that are not numbers (e.g. {stray.iloc[0]!r}) read as missing"
+                if len(stray)
+                else ""
             )
     if integer and not is_number:
         raise DataError(f"--integer names {name!r}, whose values are not numbers (e.g. {values[0]!r})")
