@@ -163,3 +163,18 @@ def test_the_page_plots_a_rows_bands(browser, server) -> None:
     browser.execute_script("arguments[0].scrollIntoView()", plot)
     browser.save_screenshot(str(SHOTS / "ui-bands.png"))
     assert requested_hosts(browser) == {"127.0.0.1"}
+
+
+def test_a_model_without_bands_is_not_offered_them(browser, server) -> None:
+    import httpx
+
+    heads = {m["name"]: (m["head"], m["bands"]) for m in httpx.get(server.url + "/models").json()["models"]}
+    assert heads["digits-cvae"] == ("bernoulli", False) and heads["cancer-qvae"] == ("quantile", True)
+    browser.get(server.url + "/ui")
+    choose_model(browser, "digits-cvae")
+    assert not browser.find_element("id", "bands-panel").is_displayed()
+    note = browser.find_element("id", "no-bands")
+    assert note.is_displayed() and "bernoulli head" in note.text and "no spread" in note.text
+    choose_model(browser, "cancer-qvae")
+    assert browser.find_element("id", "bands-form").is_displayed()
+    assert not browser.find_element("id", "no-bands").is_displayed()

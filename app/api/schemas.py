@@ -245,6 +245,9 @@ class ModelSummary(BaseModel):
     conditional: bool | None = None
     labels: list[str] | None = None
     quantile_levels: list[float] | None = None
+    bands: bool | None = Field(
+        None, description="whether POST /quantiles answers: the head predicts a spread (a Bernoulli head does not)"
+    )
     input_dim: int | None = None
     columns: list[str] | None = None
     latent_dim: int | None = None

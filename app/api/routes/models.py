@@ -11,6 +11,7 @@ from app.api.pictures import SVG_MEDIA_TYPE, picture_headers
 from app.api.schemas import ErrorResponse, ModelDetail, ModelList, ModelSummary
 from app.models.registry import ModelRecord
 from core.errors import ModelNotFound
+from core.heads import HEADS
 from core.repository import COLUMNS_FIGURE, HISTORY_FILE, LOSS_FIGURE, contained_file
 
 router = APIRouter(
@@ -30,6 +31,7 @@ def summary(record: ModelRecord) -> ModelSummary:
             "input_dim": m.input_dim,
             "columns": [c.name for c in m.columns] if m.columns is not None else None,
             "quantile_levels": m.quantile_levels,
+            "bands": HEADS[m.head].spread,
             "latent_dim": m.latent_dim,
             "image_shape": m.image_shape,
             "promoted": m.promotion.promoted if m.promotion else True,

@@ -107,6 +107,10 @@ async function showModel(name) {
   fillLabels($("label"), $("label-field"), summary.labels);
   fillLabels($("band-label"), $("band-label-field"), summary.labels);
   $("band-hint").textContent = `Columns: ${(summary.columns || current.feature_names || []).join(", ")}`;
+  // POST /quantiles refuses a head without spread (Bernoulli): no form to fill in for nothing
+  $("bands-panel").hidden = !summary.bands;
+  $("no-bands").hidden = !!summary.bands;
+  $("no-bands").textContent = summary.bands ? "" : `None for this model: its ${summary.head || "unknown"} head predicts a mean per feature and no spread.`;
   $("download").hidden = !!summary.image_shape;
   $("samples").innerHTML = "";
   $("bands").innerHTML = "";
