@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.codecs import category_key
 from core.heads import HEADS
 from core.manifest import (
     MAX_GAP_PATTERNS,
@@ -33,6 +34,7 @@ from core.manifest import (
     LatentPrior,
     Manifest,
     NumericEncoding,
+    Reference,
     TrainingInfo,
 )
 from core.offline import AnomalyScorer
@@ -308,12 +310,36 @@ def _manifest_fields(opts: TrainOptions, prepared: Prepared, fitted: Fitted, eva
         "columns": prepared.columns,
         "gap_patterns": prepared.gap_patterns,
         "latent_dim": opts.latent_dim,
+        "reference": _references(prepared, opts.conditional),
         "latent_prior": fitted.latent_prior,
         # a dict, not yet a Normalization: validated with the rest of the manifest at export, as it always was
         "normalization": {"shift": prepared.shift.tolist(), "scale": prepared.scale.tolist()},
         "evaluation": evaluation,
         "training": training,
     }
+
+
+def _references(prepared: Prepared, conditional: bool) -> list[Reference] | None:
+    """The training split's rows per label (all of them for an unconditional model) as the web page draws
+    them behind generated rows; None for images, which it shows as pictures."""
+    ds, train, table = prepared.dataset, prepared.splits.train, prepared.table
+    if ds.image_shape is not None:
+        return None
+    if table is not None:
+        assert train.frame is not None
+        numeric, codes = tables.frame_arrays(table, train.frame)
+        names = [c.name for c in table.numeric]
+        categories = {c.name: [category_key(v) for v in c.categories or []] for c in table.discrete}
+    else:
+        assert train.x is not None
+        numeric, names = train.x.astype(np.float64), list(ds.feature_names)
+        codes, categories = np.zeros((len(train), 0), dtype=np.int64), {}
+    if not conditional:
+        return [quality.reference(numeric, names, codes, categories)]
+    assert ds.labels is not None and train.y is not None
+    return [
+        quality.reference(numeric[train.y == k], names, codes[train.y == k], categories) for k in range(len(ds.labels))
+    ]
 
 
 def _log_summary(opts: TrainOptions, path: Path, result: TrainResult, evaluation: Evaluation, log) -> None:

@@ -275,6 +275,12 @@ class ModelDetail(BaseModel):
         description="the combinations of gaps (columns missing together; [] for none) the default version's "
         f"generated rows may have: those at least {MIN_ROWS_PER_GAP_PATTERN} training rows share; null: any",
     )
+    reference: list[dict] | None = Field(
+        None,
+        description="the default version's training rows per label (in `labels` order; one for an unconditional "
+        "model), per column: the share missing, and the values' quantiles at evenly spaced levels from 0 to 1 or "
+        "each category's share; null for an image model or one made before this",
+    )
     normalization: dict[str, list[float]] | None = Field(
         None,
         description="of the default version: normalised = (x - shift) / scale per feature; V2 tensors are in "

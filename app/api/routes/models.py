@@ -96,6 +96,9 @@ async def model_detail(name: str, registry: RegistryDep) -> ModelDetail:
         feature_names=manifest.feature_names if manifest else None,
         columns=[c.model_dump(exclude_none=True) for c in manifest.columns] if manifest and manifest.columns else None,
         gap_patterns=manifest.gap_patterns if manifest else None,
+        reference=(
+            [r.model_dump(exclude_none=True) for r in manifest.reference] if manifest and manifest.reference else None
+        ),
         normalization=manifest.normalization.model_dump() if manifest else None,
         metrics=manifest.evaluation.metrics if manifest else None,
         quality=manifest.evaluation.quality if manifest else None,
