@@ -172,6 +172,42 @@ def encoded_width(columns: list[Column]) -> tuple[int, int, int]:
     return numeric, onehot, sum(1 for c in columns if c.gaps)
 
 
+REFERENCE_QUANTILES = 40  # a numeric column's reference: its present values' quantiles at 0, 1/40, ..., 1
+
+
+class ColumnReference(_Strict):
+    """One column of the training split's rows (of one label), as the web page draws it behind the
+    generated rows of its histograms."""
+
+    missing: float = Field(0.0, ge=0, le=1, description="share of the rows missing a value")
+    quantiles: list[float] | None = Field(
+        None,
+        description="a numeric column: its present values' quantiles at evenly spaced levels from 0 to 1 "
+        f"({REFERENCE_QUANTILES + 1} of them); None where the rows have no value",
+    )
+    shares: dict[str, float] | None = Field(
+        None, description="a categorical column: each category's share of the rows (the rest: missing)"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ColumnReference:
+        if self.quantiles is not None and self.shares is not None:
+            raise ValueError("a column reference has quantiles (numeric) or shares (categorical), not both")
+        q = self.quantiles or []
+        if self.quantiles is not None and (len(q) < 2 or not all(math.isfinite(v) for v in q) or q != sorted(q)):
+            raise ValueError("reference quantiles must be at least two finite values, in order")
+        if any(not 0 <= v <= 1 for v in (self.shares or {}).values()):
+            raise ValueError("reference shares must lie between 0 and 1")
+        return self
+
+
+class Reference(_Strict):
+    """The training split's rows of one label (or all of them), column by column."""
+
+    rows: int = Field(ge=0)
+    columns: dict[str, ColumnReference]
+
+
 class LatentPrior(_Strict):
     """A Gaussian mixture over z that /generate draws from instead of N(0, I): fitted at training
     to samples of q(z | x[, y]) over the training rows (of one label), so that generated rows
@@ -311,6 +347,12 @@ class Manifest(_Strict):
         "None: any (a table without gaps, or a model made before this)",
     )
     latent_dim: int = Field(ge=1, le=MAX_LATENT)
+    reference: list[Reference] | None = Field(
+        None,
+        description="the training split's rows per label (in `labels` order; one for an unconditional model): "
+        "per column, the share missing and the values' quantiles or each category's share; what the web page "
+        "draws generated rows against. None: an image model, or one made before this",
+    )
     latent_prior: list[LatentPrior] | None = Field(
         None, description="per label (in `labels` order; one for an unconditional model); None: z ~ N(0, I)"
     )
@@ -369,6 +411,12 @@ class Manifest(_Strict):
                     len(c) != d or any(len(r) != d for r in c) for c in prior.cholesky
                 ):
                     raise ValueError(f"latent_prior: means and factors must be latent_dim ({d}) wide")
+        if self.reference is not None:
+            if len(self.reference) != (len(self.labels) if self.labels is not None else 1):
+                raise ValueError("reference needs one per label (one for an unconditional model)")
+            known = {c.name for c in self.columns} if self.columns is not None else set(self.feature_names)
+            if any(not set(r.columns) <= known for r in self.reference):
+                raise ValueError("reference may name only the model's columns (or features)")
         if len(self.feature_names) != self.input_dim:
             raise ValueError("feature_names must have input_dim entries")
         if len(self.normalization.shift) != self.input_dim:

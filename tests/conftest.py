@@ -169,6 +169,7 @@ class LiveServer:
             **env,
         }
         full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        (ROOT / ".pytest_cache").mkdir(exist_ok=True)
         self.log = open(ROOT / ".pytest_cache" / f"server-{self.port}.log", "w+")  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app"],
@@ -208,7 +209,6 @@ class LiveServer:
 
 @pytest.fixture
 def live_server():
-    (ROOT / ".pytest_cache").mkdir(exist_ok=True)
     servers = []
 
     def start(**env: str) -> LiveServer:

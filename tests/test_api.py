@@ -298,6 +298,15 @@ def test_models_lists_every_default_model(client) -> None:
     cvae = models["digits-cvae"]
     assert cvae["state"] == "ready" and cvae["device"] == "cpu" and cvae["backend"] == "onnx"
     assert cvae["labels"] == DIGIT_LABELS and cvae["image_shape"] == [8, 8]
+    # what the page offers: /quantiles answers for a head with a spread, not for a Bernoulli head
+    bands = {name: m["bands"] for name, m in models.items()}
+    assert bands == {
+        "digits-vae": False,
+        "digits-cvae": False,
+        "digits-qvae": True,
+        "cancer-qvae": True,
+        "penguins-cvae": True,
+    }
 
 
 def test_model_detail(client) -> None:

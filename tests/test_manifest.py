@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -51,6 +52,10 @@ def test_manifest_rejects_inconsistent_content(tiny_cvae: Path) -> None:
         ({"labels": ["only-one"], "latent_prior": None}, "labels"),
         ({"format_version": 2}, "format_version"),
         ({"unknown_field": 1}, "unknown_field"),
+        ({"reference": [{"rows": 1, "columns": {}}]}, "one per label"),
+        ({"reference": [{"rows": 1, "columns": {"nope": {"missing": 0.5}}}] * 10}, "only the model's columns"),
+        ({"reference": [{"rows": 1, "columns": {"pixel_0_0": {"quantiles": [2.0, 1.0]}}}] * 10}, "in order"),
+        ({"reference": [{"rows": 1, "columns": {"pixel_0_0": {"quantiles": [0, 1], "shares": {}}}}] * 10}, "not both"),
     ]:
         with pytest.raises(ValidationError, match=message):
             Manifest.model_validate({**data, **change})
@@ -99,3 +104,14 @@ def test_a_table_manifest_checks_its_column_schema() -> None:
         Column(name="vip", kind="boolean", categories=["no", "yes"])
     with pytest.raises(ValidationError, match="a constant column has no gaps"):
         Column(name="c", kind="constant", value=1, missing_rate=0.1)
+
+
+def test_an_array_models_manifest_holds_each_labels_training_rows(tiny_gaussian: Path) -> None:
+    manifest = read_manifest(tiny_gaussian / "tiny-gauss" / "1")
+    assert manifest.reference is not None and len(manifest.reference) == len(manifest.labels or []) == 3
+    for reference in manifest.reference:
+        assert set(reference.columns) == set(manifest.feature_names)
+    # the data's label k shifts every feature by k: each label's median sits about 1 above the last's
+    medians = [r.columns[manifest.feature_names[0]].quantiles[20] for r in manifest.reference]
+    assert np.diff(medians) == pytest.approx([1, 1], abs=0.5)
+    assert sum(r.rows for r in manifest.reference) < 200  # the training split's rows only

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.quality import Schema, quality_report, report_counts, schema_of
+from core.manifest import REFERENCE_QUANTILES
+from training.quality import Schema, quality_report, reference, report_counts, schema_of
 
 
 def penguins_like(rows: int, seed: int) -> pd.DataFrame:
@@ -97,3 +98,17 @@ def test_pair_trends_on_real_bins_are_not_moved_by_rows_at_the_extremes(splits) 
     assert stretched["quality_real_bins"] == pytest.approx(
         (stretched["column_shapes"] + stretched["column_pair_trends_real_bins"]) / 2
     )
+
+
+def test_a_reference_gives_the_shares_of_all_rows_and_the_present_values_quantiles() -> None:
+    numeric = np.array([[1.0], [np.nan], [3.0], [5.0]])
+    codes = np.array([[0], [1], [-1], [1]])
+    found = reference(numeric, ["bill"], codes, {"island": ["Dream", "Biscoe"]})
+    assert found.rows == 4
+    bill, island = found.columns["bill"], found.columns["island"]
+    assert bill.missing == 0.25 and bill.shares is None
+    assert len(bill.quantiles) == REFERENCE_QUANTILES + 1 and bill.quantiles[::20] == [1.0, 3.0, 5.0]
+    assert island.missing == 0.25 and island.quantiles is None and island.shares == {"Dream": 0.25, "Biscoe": 0.5}
+    # a column with no value in these rows: all missing, nothing to draw
+    empty = reference(np.full((2, 1), np.nan), ["bill"], np.zeros((2, 0), dtype=np.int64), {})
+    assert empty.columns["bill"].missing == 1 and empty.columns["bill"].quantiles is None

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import numpy as np
 import pytest
 
 from tests.conftest import ROOT, LiveServer, real_rows
@@ -148,8 +150,10 @@ def test_the_page_shows_a_table_models_rows_and_histograms(browser, server) -> N
     ]
     assert len(table.find_elements("css selector", "tbody tr")) == 16
     histograms = browser.find_elements("css selector", ".histogram svg")
-    assert len(histograms) == 8  # the label's too
-    assert "training data" in browser.find_element("css selector", ".histograms").text
+    assert len(histograms) == 7
+    # penguins-cvae@1 was made before per-label references: its line is its quantile encoding's, which
+    # describes the training rows of every label, and it says so
+    assert "line: training data, all labels" in browser.find_element("css selector", ".histograms").text
     browser.execute_script("arguments[0].scrollIntoView()", table)
     browser.save_screenshot(str(SHOTS / "ui-table.png"))
 
@@ -172,3 +176,160 @@ def test_the_page_plots_a_rows_bands(browser, server) -> None:
     browser.execute_script("arguments[0].scrollIntoView()", plot)
     browser.save_screenshot(str(SHOTS / "ui-bands.png"))
     assert requested_hosts(browser) == {"127.0.0.1"}
+
+
+# ---- histograms against the training rows, and the bands view ---------------------------------
+
+SLOT = re.compile(r"^(?P<label>.*): generated (?P<made>[\d.]+)%(?:, training data (?P<real>[\d.]+)%)?$")
+
+
+def write_page_table_csv(path: Path, rows: int = 600, seed: int = 5) -> Path:
+    """Two labels far apart on `score` (a: 0 to 10, b: 90 to 100); `size` log-normal over many decades
+    with zeros and gaps; `change` heavy-tailed on both sides of zero; `colour` categorical with gaps."""
+    rng = np.random.default_rng(seed)
+    group = np.where(np.arange(rows) % 2 == 0, "a", "b")
+    score = np.where(group == "a", rng.uniform(0, 10, rows), rng.uniform(90, 100, rows))
+    size = np.where(rng.random(rows) < 0.15, 0.0, rng.lognormal(2.0, 2.5, rows))
+    size_cells = np.where(rng.random(rows) < 0.1, "", [f"{v:.6g}" for v in size])
+    change = 5 * rng.standard_t(1, rows)
+    colour = np.where(rng.random(rows) < 0.2, "", rng.choice(["red", "green", "blue"], rows))
+    lines = ["group,score,size,change,colour"]
+    lines += [
+        f"{g},{s:.4f},{z},{c:.4f},{k}" for g, s, z, c, k in zip(group, score, size_cells, change, colour, strict=True)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def table_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server of one conditional table model trained briefly on `write_page_table_csv`'s rows."""
+    from training.pipeline import TrainOptions, train_and_export
+    from training.train import TrainConfig
+
+    root = tmp_path_factory.mktemp("page-table")
+    opts = TrainOptions(
+        data=str(write_page_table_csv(root / "page.csv")),
+        name="page-table",
+        label_column="group",
+        conditional=True,
+        latent_dim=2,
+        hidden=(16,),
+        models_dir=root / "models",
+        formats=("onnx",),
+        quality_report=False,
+        train=TrainConfig(max_epochs=3, warmup_epochs=1, seed=0),
+    )
+    train_and_export(opts, log=lambda _: None)
+    live = LiveServer({"GENSERVE_MODEL_DIR": str(root / "models")})
+    yield live
+    live.stop()
+
+
+def generate_rows(driver, server: LiveServer, label: str, n: int = 40) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    driver.get(server.url + "/ui")
+    choose_model(driver, "page-table")
+    Select(driver.find_element("id", "label")).select_by_visible_text(label)
+    count = driver.find_element("id", "n")
+    count.clear()
+    count.send_keys(str(n))
+    driver.find_element("css selector", "#generate-form button[type=submit]").click()
+    wait_for(driver, ".histogram")
+
+
+def slots(driver, column: str) -> list[dict]:
+    """Each bar of a column's histogram: its kind (bin, zero, category, missing) and what its tooltip
+    says (label, generated share, training share in %)."""
+    found = driver.execute_script(
+        "return [...document.querySelectorAll(`.histogram[data-column='${arguments[0]}'] g.slot`)]"
+        ".map((g) => [g.getAttribute('class'), g.querySelector('title').textContent])",
+        column,
+    )
+    out = []
+    for kind, title in found:
+        match = SLOT.match(title)
+        assert match, title
+        real = match["real"]
+        out.append(
+            {"kind": kind.split()[1], **match.groupdict(), "made": float(match["made"]), "real": real and float(real)}
+        )
+    return out
+
+
+def histogram_of(driver, column: str):
+    return driver.find_element("css selector", f".histogram[data-column='{column}']")
+
+
+def test_a_column_over_many_decades_gets_log_bins_and_zero_a_bar_of_its_own(browser, table_server) -> None:
+    generate_rows(browser, table_server, "a")
+    size = histogram_of(browser, "size")
+    assert size.get_attribute("data-scale") == "log"
+    assert "log scale" in size.text
+    bars = slots(browser, "size")
+    assert [s["kind"] for s in bars][:2] == ["zero", "bin"] and bars[0]["label"] == "0"
+    assert bars[0]["real"] > 5  # about 15% of the training rows are 0
+    # the training rows spread over the log bins, where a linear axis put nearly all of them in its first bin
+    assert sum(s["kind"] == "bin" and s["real"] >= 3 for s in bars) >= 5
+    # values on both sides of zero: symlog; a column without a long tail keeps its linear axis
+    assert histogram_of(browser, "change").get_attribute("data-scale") == "symlog"
+    assert "symlog scale" in histogram_of(browser, "change").text
+    assert histogram_of(browser, "score").get_attribute("data-scale") == "linear"
+    browser.execute_script("arguments[0].scrollIntoView()", size)
+    browser.save_screenshot(str(SHOTS / "ui-log-bins.png"))
+
+
+def test_the_training_line_is_the_chosen_labels_rows(browser, table_server) -> None:
+    for label, low in (("a", 100), ("b", 0)):
+        generate_rows(browser, table_server, label)
+        assert f"line: training data, label {label}" in histogram_of(browser, "score").text
+        bins = [s for s in slots(browser, "score") if s["kind"] == "bin"]
+        upper_edges = [float(s["label"].split(" to ")[1]) for s in bins]
+        below_50 = sum(s["real"] for s, upper in zip(bins, upper_edges, strict=True) if upper <= 50)
+        assert below_50 == pytest.approx(low, abs=1), bins  # a's rows all lie below 10, b's above 90
+        assert sum(s["real"] for s in bins) == pytest.approx(100, abs=1)  # each share rounded to 0.1%
+
+
+def test_histograms_show_missing_values_as_a_bar_of_their_own(browser, table_server) -> None:
+    import httpx
+
+    n = 40
+    generate_rows(browser, table_server, "b", n)
+    reference = httpx.get(f"{table_server.url}/models/page-table").json()["reference"][1]["columns"]
+    header = [th.text for th in browser.find_elements("css selector", "#sample-table thead th")]
+    cells = browser.execute_script(
+        "return [...document.querySelectorAll('#sample-table tbody tr')]"
+        ".map((row) => [...row.cells].map((c) => c.textContent))"
+    )
+    for column in ("colour", "size"):
+        bars = slots(browser, column)
+        missing = [s for s in bars if s["kind"] == "missing"]
+        assert len(missing) == 1 and bars[-1] is missing[0] and missing[0]["label"] == "missing"
+        gaps = sum(row[header.index(column)] == "" for row in cells)
+        assert missing[0]["made"] == pytest.approx(100 * gaps / n, abs=0.05)
+        assert missing[0]["real"] == pytest.approx(100 * reference[column]["missing"], abs=0.05)
+        assert "dashed: missing" in histogram_of(browser, column).text
+    colours = [s for s in slots(browser, "colour") if s["kind"] == "category"]
+    assert [s["label"] for s in colours] == ["blue", "green", "red"]
+    # the shares are of all rows: the categories and the missing bar add up to all of them
+    assert sum(s["real"] for s in slots(browser, "colour")) == pytest.approx(100, abs=1)
+    # a column without gaps has no missing bar
+    assert all(s["kind"] != "missing" for s in slots(browser, "score"))
+    browser.execute_script("arguments[0].scrollIntoView()", histogram_of(browser, "colour"))
+    browser.save_screenshot(str(SHOTS / "ui-missing.png"))
+
+
+def test_a_model_without_bands_is_not_offered_them(browser, server) -> None:
+    import httpx
+
+    heads = {m["name"]: (m["head"], m["bands"]) for m in httpx.get(server.url + "/models").json()["models"]}
+    assert heads["digits-cvae"] == ("bernoulli", False) and heads["cancer-qvae"] == ("quantile", True)
+    browser.get(server.url + "/ui")
+    choose_model(browser, "digits-cvae")
+    assert not browser.find_element("id", "bands-panel").is_displayed()
+    note = browser.find_element("id", "no-bands")
+    assert note.is_displayed() and "bernoulli head" in note.text and "no spread" in note.text
+    choose_model(browser, "cancer-qvae")
+    assert browser.find_element("id", "bands-form").is_displayed()
+    assert not browser.find_element("id", "no-bands").is_displayed()

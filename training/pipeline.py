@@ -23,7 +23,9 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from core.codecs import category_key
 from core.heads import HEADS
 from core.manifest import (
     MAX_GAP_PATTERNS,
@@ -34,6 +36,7 @@ from core.manifest import (
     LatentPrior,
     Manifest,
     NumericEncoding,
+    Reference,
     TrainingInfo,
 )
 from core.offline import AnomalyScorer
@@ -312,6 +315,7 @@ def _manifest_fields(opts: TrainOptions, prepared: Prepared, fitted: Fitted, eva
         "columns": prepared.columns,
         "gap_patterns": prepared.gap_patterns,
         "latent_dim": opts.latent_dim,
+        "reference": _references(prepared, opts.conditional),
         "latent_prior": fitted.latent_prior,
         # a dict, not yet a Normalization: validated with the rest of the manifest at export, as it always was
         "normalization": {"shift": prepared.shift.tolist(), "scale": prepared.scale.tolist()},
@@ -337,6 +341,44 @@ def _dropped(ds: Dataset, conditional: bool) -> list[DroppedColumn] | None:
         reason = "the label column of an unconditional model (train with --conditional to generate it)"
         dropped.append(DroppedColumn(name=ds.label_column, reason=reason))
     return dropped
+
+
+def _references(prepared: Prepared, conditional: bool) -> list[Reference] | None:
+    """The training split's rows per label (all of them for an unconditional model) as the web page draws
+    them behind generated rows; None for images, which it shows as pictures."""
+    ds, train, table = prepared.dataset, prepared.splits.train, prepared.table
+    if ds.image_shape is not None:
+        return None
+    if table is not None:
+        assert train.frame is not None
+        # numbers (a date or time as its seconds: the page draws it on a time axis) and categories, by column
+        measured = [c for c in table.columns if c.numeric or c.kind in tables.TEMPORAL_KINDS]
+        numeric = np.column_stack(
+            [np.zeros(len(train))]  # keeps the shape of a table without numbers
+            + [
+                tables.temporal_seconds(train.frame[c.name], c)
+                if c.kind in tables.TEMPORAL_KINDS
+                else pd.to_numeric(train.frame[c.name], errors="coerce").to_numpy(dtype=np.float64)
+                for c in measured
+            ]
+        )[:, 1:]
+        names = [c.name for c in measured]
+        _, all_codes = tables.frame_arrays(table, train.frame)
+        kept = [j for j, c in enumerate(table.discrete) if c.name in table.names]  # not a date's parts
+        codes = all_codes[:, kept]
+        categories = {
+            table.discrete[j].name: [category_key(v) for v in table.discrete[j].categories or []] for j in kept
+        }
+    else:
+        assert train.x is not None
+        numeric, names = train.x.astype(np.float64), list(ds.feature_names)
+        codes, categories = np.zeros((len(train), 0), dtype=np.int64), {}
+    if not conditional:
+        return [quality.reference(numeric, names, codes, categories)]
+    assert ds.labels is not None and train.y is not None
+    return [
+        quality.reference(numeric[train.y == k], names, codes[train.y == k], categories) for k in range(len(ds.labels))
+    ]
 
 
 def _log_summary(opts: TrainOptions, path: Path, result: TrainResult, evaluation: Evaluation, log) -> None:

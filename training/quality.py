@@ -25,6 +25,10 @@ SDV's synthesizers with the same code. Every figure is "higher is better" unless
   real row lies in a random sample of the training split as large as the test split rather than in
   the test split, averaged over 20 such samples. exact_copies (lower is better): synthetic rows equal
   to a training row in every column.
+
+`reference` describes real rows column by column (the share missing, the values' quantiles or each
+category's share): training stores the training split's, per label, as `Manifest.reference`, which the
+web page draws generated rows against.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.manifest import REFERENCE_QUANTILES, ColumnReference, Reference
 from training.tables import TEMPORAL_KINDS, temporal_seconds
 
 FOREST_TREES = 200
@@ -321,6 +326,34 @@ def synthetic_frame(sampler, counts: list[int], labels: list[str] | None, schema
             part[schema.label] = labels[k]
         parts.append(part)
     return pd.concat(parts, ignore_index=True)
+
+
+def reference(
+    numeric: np.ndarray, numeric_names: list[str], codes: np.ndarray, categories: dict[str, list[str]]
+) -> Reference:
+    """Real rows as the web page draws them behind generated ones (`Manifest.reference`): `numeric`
+    [rows, numeric_names] in original units (NaN: missing), `codes` [rows, categories] the index of
+    each row's category (-1: missing) in `categories` (name -> category keys, in one-hot order)."""
+    rows = len(numeric)
+    columns = {}
+    for j, name in enumerate(numeric_names):
+        present = numeric[:, j][~np.isnan(numeric[:, j])]
+        quantiles = np.quantile(present, np.linspace(0, 1, REFERENCE_QUANTILES + 1)) if len(present) else None
+        columns[name] = ColumnReference(
+            missing=_share(rows - len(present), rows),
+            quantiles=None if quantiles is None else [float(f"{v:.10g}") for v in quantiles],
+        )
+    for j, (name, keys) in enumerate(categories.items()):
+        counts = np.bincount(codes[:, j][codes[:, j] >= 0], minlength=len(keys))
+        columns[name] = ColumnReference(
+            missing=_share(rows - int(counts.sum()), rows),
+            shares={k: _share(int(c), rows) for k, c in zip(keys, counts, strict=True)},
+        )
+    return Reference(rows=rows, columns=columns)
+
+
+def _share(count: int, rows: int) -> float:
+    return round(count / rows, 6) if rows else 0.0
 
 
 def report_counts(y: np.ndarray | None, n_labels: int, rows: int) -> list[int]:

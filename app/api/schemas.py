@@ -255,6 +255,9 @@ class ModelSummary(BaseModel):
     conditional: bool | None = None
     labels: list[str] | None = None
     quantile_levels: list[float] | None = None
+    bands: bool | None = Field(
+        None, description="whether POST /quantiles answers: the head predicts a spread (a Bernoulli head does not)"
+    )
     input_dim: int | None = None
     columns: list[str] | None = None
     latent_dim: int | None = None
@@ -281,6 +284,12 @@ class ModelDetail(BaseModel):
         None,
         description="the combinations of gaps (columns missing together; [] for none) the default version's "
         f"generated rows may have: those at least {MIN_ROWS_PER_GAP_PATTERN} training rows share; null: any",
+    )
+    reference: list[dict] | None = Field(
+        None,
+        description="the default version's training rows per label (in `labels` order; one for an unconditional "
+        "model), per column: the share missing, and the values' quantiles at evenly spaced levels from 0 to 1 or "
+        "each category's share; null for an image model or one made before this",
     )
     normalization: dict[str, list[float]] | None = Field(
         None,

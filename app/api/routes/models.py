@@ -11,6 +11,7 @@ from app.api.pictures import SVG_MEDIA_TYPE, picture_headers
 from app.api.schemas import ErrorResponse, ModelDetail, ModelList, ModelSummary
 from app.models.registry import ModelRecord
 from core.errors import ModelNotFound
+from core.heads import HEADS
 from core.repository import COLUMNS_FIGURE, HISTORY_FILE, LOSS_FIGURE, contained_file
 
 router = APIRouter(
@@ -30,6 +31,7 @@ def summary(record: ModelRecord) -> ModelSummary:
             "input_dim": m.input_dim,
             "columns": [c.name for c in m.columns] if m.columns is not None else None,
             "quantile_levels": m.quantile_levels,
+            "bands": HEADS[m.head].spread,
             "latent_dim": m.latent_dim,
             "image_shape": m.image_shape,
             "promoted": m.promotion.promoted if m.promotion else True,
@@ -94,6 +96,9 @@ async def model_detail(name: str, registry: RegistryDep) -> ModelDetail:
         feature_names=manifest.feature_names if manifest else None,
         columns=[c.model_dump(exclude_none=True) for c in manifest.columns] if manifest and manifest.columns else None,
         gap_patterns=manifest.gap_patterns if manifest else None,
+        reference=(
+            [r.model_dump(exclude_none=True) for r in manifest.reference] if manifest and manifest.reference else None
+        ),
         normalization=manifest.normalization.model_dump() if manifest else None,
         metrics=manifest.evaluation.metrics if manifest else None,
         quality=manifest.evaluation.quality if manifest else None,

@@ -107,6 +107,10 @@ async function showModel(name) {
   fillLabels($("label"), $("label-field"), summary.labels);
   fillLabels($("band-label"), $("band-label-field"), summary.labels);
   $("band-hint").textContent = `Columns: ${(summary.columns || current.feature_names || []).join(", ")}`;
+  // POST /quantiles refuses a head without spread (Bernoulli): no form to fill in for nothing
+  $("bands-panel").hidden = !summary.bands;
+  $("no-bands").hidden = !!summary.bands;
+  $("no-bands").textContent = summary.bands ? "" : `None for this model: its ${summary.head || "unknown"} head predicts a mean per feature and no spread.`;
   $("download").hidden = !!summary.image_shape;
   $("samples").innerHTML = "";
   $("bands").innerHTML = "";
@@ -150,7 +154,8 @@ async function generate(event) {
       image.src = URL.createObjectURL(blob);
       box.appendChild(image);
     } else {
-      showRows(await (await api("/generate", { body: request() })).json());
+      const body = request();
+      showRows(await (await api("/generate", { body })).json(), body.label);
     }
     say("");
   } catch (e) {
@@ -158,7 +163,7 @@ async function generate(event) {
   }
 }
 
-function showRows(answer) {
+function showRows(answer, label) {
   const columns = answer.columns || current.feature_names;
   const rows = answer.samples;
   const table = document.createElement("table");
@@ -173,54 +178,235 @@ function showRows(answer) {
   const histograms = document.createElement("div");
   histograms.className = "histograms";
   const schema = new Map((current.columns || []).map((c) => [c.name, c]));
-  columns.forEach((name, i) => histograms.appendChild(histogram(name, rows.map((r) => r[i]), schema.get(name))));
+  const training = trainingRows(label);
+  columns.forEach((name, i) => {
+    const column = schema.get(name);
+    if (schema.size && !column) return; // the label column: the label asked for, or the mix drawn
+    const temporal = column && TEMPORAL[column.kind];
+    const values = rows.map((r) => (temporal && r[i] !== null ? stampSeconds(r[i], column) : r[i]));
+    histograms.appendChild(histogram(name, values, column, training.columns[name], training.caption, axisSample(name)));
+  });
   $("samples").append(table, histograms);
 }
 
-// A column's generated values as a small SVG histogram; for a numeric column with a quantile
-// encoding, the training split's distribution (from its stored quantiles) as a line over it.
-function histogram(name, values, column) {
-  const present = values.filter((v) => v !== null);
-  const numeric = present.length && present.every((v) => typeof v === "number");
-  let labels, shares, reference = null;
-  if (numeric) {
-    const lo = column && column.min !== undefined ? column.min : Math.min(...present);
-    const hi = column && column.max !== undefined ? column.max : Math.max(...present);
-    const bins = 12, width = (hi - lo) || 1;
-    const edges = Array.from({ length: bins + 1 }, (_, i) => lo + (width * i) / bins);
-    shares = new Array(bins).fill(0);
-    for (const v of present) shares[Math.min(bins - 1, Math.max(0, Math.floor(((v - lo) / width) * bins)))] += 1 / present.length;
-    labels = [String(+lo.toPrecision(4)), String(+hi.toPrecision(4))];
-    if (column && column.knots && column.scores) {
-      const cdf = (x) => normalCdf(interpolate(x, column.knots, column.scores));
-      reference = shares.map((_, i) => cdf(edges[i + 1]) - cdf(edges[i]));
-    }
-  } else {
-    const counts = new Map();
-    for (const v of present) counts.set(String(v), (counts.get(String(v)) || 0) + 1);
-    labels = [...counts.keys()].slice(0, 12);
-    shares = labels.map((k) => counts.get(k) / present.length);
+// The training rows the histograms draw generated rows against, per column: the rows of the label asked
+// for (all rows for an unconditional model). A version made before these references has only its
+// numeric columns' quantile encodings, and they describe the training rows of all labels.
+function trainingRows(label) {
+  const labels = defaultSummary(current).labels;
+  if (current.reference) {
+    const k = labels ? labels.indexOf(label) : 0;
+    return { columns: current.reference[k].columns, caption: labels ? `training data, label ${label}` : "training data" };
   }
-  const w = 200, h = 90, peak = Math.max(...shares, ...(reference || []), 1e-9), slot = w / shares.length;
-  let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h + 34}" font-size="10" font-family="sans-serif">`;
-  svg += `<text x="0" y="10" font-weight="bold"></text>`;
-  shares.forEach((s, i) => {
-    const bar = (s / peak) * h;
-    svg += `<rect x="${i * slot + 1}" y="${14 + h - bar}" width="${slot - 2}" height="${bar}" fill="#ff7f0e"/>`;
+  const columns = {};
+  for (const c of current.columns || []) {
+    if (c.knots && c.scores) columns[c.name] = { missing: c.missing_rate || 0, quantiles: c.knots, levels: c.scores.map(normalCdf) };
+  }
+  return { columns, caption: labels ? "training data, all labels" : "training data" };
+}
+
+// What a numeric column's axis is chosen on: its training values over all labels (each label's quantiles),
+// so that every label's histogram of a column has the same axis; none known: the generated values.
+function axisSample(name) {
+  if (current.reference) return current.reference.flatMap((r) => (r.columns[name] && r.columns[name].quantiles) || []);
+  const column = (current.columns || []).find((c) => c.name === name);
+  return (column && column.knots) || [];
+}
+
+// Dates, timestamps and times of day: the API answers them as text in the column's format (strftime codes);
+// the histograms draw them on a time axis, as seconds (since 1970, or since midnight for a time of day).
+const TEMPORAL = { date: "date", datetime: "datetime", time: "time" };
+const FIELDS = { Y: "(\\d{4})", y: "(\\d{2})", m: "(\\d{1,2})", d: "(\\d{1,2})", H: "(\\d{1,2})", I: "(\\d{1,2})", M: "(\\d{2})", S: "(\\d{2})", f: "(\\d+)", p: "(AM|PM|am|pm)", b: "([A-Za-z]{3})", B: "([A-Za-z]+)", z: "(Z|[+-]\\d\\d:?\\d\\d)?", j: "(\\d{3})" };
+const MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+
+function stampSeconds(text, column) {
+  const codes = [];
+  const pattern = column.format.replace(/%(.)|([.*+?^${}()|[\]\\])/g, (all, code, special) => {
+    if (special) return "\\" + special;
+    codes.push(code);
+    return FIELDS[code] || ".*?";
   });
-  if (reference) {
-    const points = reference.map((s, i) => `${(i + 0.5) * slot},${14 + h - (s / peak) * h}`).join(" ");
-    svg += `<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="${points}"/>`;
-  }
-  svg += `<text x="0" y="${h + 26}"></text><text x="${w}" y="${h + 26}" text-anchor="end"></text></svg>`;
+  const found = new RegExp(`^${pattern}$`).exec(String(text).trim());
+  if (!found) return null;
+  const at = { Y: 1970, m: 1, d: 1, H: 0, M: 0, S: 0 };
+  codes.forEach((code, k) => {
+    const v = found[k + 1];
+    if (v === undefined) return;
+    if (code === "y") at.Y = 2000 + +v;
+    else if (code === "b" || code === "B") at.m = MONTHS.indexOf(v.slice(0, 3).toLowerCase()) + 1;
+    else if (code === "p") at.pm = v.toLowerCase() === "pm";
+    else if (code === "I") at.H = +v % 12;
+    else if (code in at) at[code] = +v;
+  });
+  if (at.pm) at.H += 12;
+  const seconds = Date.UTC(at.Y, at.m - 1, at.d, at.H, at.M, at.S) / 1000;
+  return column.kind === "time" ? seconds % 86400 : seconds;
+}
+
+function stampText(seconds, kind) {
+  const iso = new Date(seconds * 1000).toISOString();
+  return kind === "time" ? iso.slice(11, 16) : kind === "date" ? iso.slice(0, 10) : iso.slice(0, 16).replace("T", " ");
+}
+
+const BINS = 12;
+const MADE = "#ff7f0e", REAL = "#1f77b4";
+
+// A column's generated values as a small SVG histogram, with the training rows' shares (`reference`:
+// the share missing, and the values' quantiles or each category's share) as a line over it. Shares are
+// of all rows: a column with gaps has a dashed "missing" bar; a log axis has zero in a bar of its own.
+function histogram(name, values, column, reference, caption, sample) {
+  const present = values.filter((v) => v !== null);
+  const numeric = column ? column.min !== undefined : present.every((v) => typeof v === "number");
+  const drawn = numeric ? numericSlots(present, values.length, column, reference, sample) : categorySlots(present, values.length, column, reference);
+  const slots = drawn.slots;
+  const gaps = present.length < values.length || (column && column.missing_rate > 0) || (reference && reference.missing > 0);
+  if (gaps) slots.push({ kind: "missing", label: "missing", made: (values.length - present.length) / values.length, real: reference ? reference.missing || 0 : null });
+  const notes = [...drawn.notes, ...(gaps ? ["dashed: missing"] : [])];
+
+  const w = 220, h = 90, top = 16, slot = w / Math.max(1, slots.length);
+  const peak = Math.max(1e-9, ...slots.map((s) => Math.max(s.made, s.real || 0)));
+  const y = (share) => top + h - (share / peak) * h;
   const holder = document.createElement("div");
   holder.className = "histogram";
-  holder.innerHTML = svg;
-  const texts = holder.querySelectorAll("text");
-  texts[0].textContent = name + (reference ? " (line: training data)" : "");
-  texts[1].textContent = numeric ? labels[0] : labels.join(" · ").slice(0, 40);
-  texts[2].textContent = numeric ? labels[1] : "";
+  holder.dataset.column = name;
+  holder.dataset.scale = drawn.scale;
+  const svg = svgElement(holder, "svg", { width: w, height: top + h + 34, "font-size": 10, "font-family": "sans-serif" });
+  const real = reference && slots.some((s) => s.real !== null);
+  svgElement(svg, "text", { x: 0, y: 10, "font-weight": "bold" }, name + (real ? ` (line: ${caption})` : ""));
+  slots.forEach((s, i) => {
+    const group = svgElement(svg, "g", { class: `slot ${s.kind}` });
+    const what = s.real === null ? "" : `, training data ${percent(s.real)}`;
+    svgElement(group, "title", {}, `${s.label}: generated ${percent(s.made)}${what}`);
+    const bar = { x: i * slot + 1, y: y(s.made), width: Math.max(1, slot - 2), height: top + h - y(s.made) };
+    svgElement(group, "rect", s.kind === "missing" ? { ...bar, fill: "#d9d9d9", stroke: "#555", "stroke-dasharray": "3 2" } : { ...bar, fill: MADE });
+    if (s.real !== null && s.kind !== "bin") svgElement(group, "line", { x1: i * slot, x2: (i + 1) * slot, y1: y(s.real), y2: y(s.real), stroke: REAL, "stroke-width": 2 });
+  });
+  const bins = slots.map((s, i) => [s, i]).filter(([s]) => s.kind === "bin" && s.real !== null);
+  if (bins.length) svgElement(svg, "polyline", { fill: "none", stroke: REAL, "stroke-width": 2, points: bins.map(([s, i]) => `${(i + 0.5) * slot},${y(s.real)}`).join(" ") });
+  const first = slots.findIndex((s) => s.kind === "bin"), last = slots.findLastIndex((s) => s.kind === "bin");
+  if (slots[0] && slots[0].kind === "zero") svgElement(svg, "text", { x: slot / 2, y: top + h + 12, "text-anchor": "middle" }, "0");
+  if (first >= 0) {
+    svgElement(svg, "text", { x: first * slot, y: top + h + 12 }, drawn.ends[0]);
+    svgElement(svg, "text", { x: (last + 1) * slot, y: top + h + 12, "text-anchor": "end" }, drawn.ends[1]);
+  } else {
+    svgElement(svg, "text", { x: 0, y: top + h + 12 }, drawn.ends.join(" · ").slice(0, 40));
+  }
+  svgElement(svg, "text", { x: 0, y: top + h + 26, class: "axis-note" }, notes.join("; "));
   return holder;
+}
+
+function svgElement(parent, tag, attributes, text) {
+  const element = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, value);
+  if (text !== undefined) element.textContent = text;
+  parent.appendChild(element);
+  return element;
+}
+
+function percent(share) {
+  return `${(100 * share).toFixed(1)}%`;
+}
+
+function short(value) {
+  return String(+value.toPrecision(3));
+}
+
+// A category column: a bar per category (the schema's, else those seen), at most BINS of them.
+function categorySlots(present, total, column, reference) {
+  const shares = (reference && reference.shares) || null;
+  const keys = column && column.categories ? column.categories.map(String) : [...new Set([...present.map(String), ...Object.keys(shares || {})])];
+  const counts = new Map();
+  for (const v of present) counts.set(String(v), (counts.get(String(v)) || 0) + 1);
+  const slots = keys.slice(0, BINS).map((k) => ({ kind: "category", label: k, made: (counts.get(k) || 0) / total, real: shares ? shares[k] || 0 : null }));
+  const notes = keys.length > BINS ? [`first ${BINS} of ${keys.length} categories`] : [];
+  return { slots, scale: "categories", ends: keys.slice(0, BINS), notes };
+}
+
+// A numeric column: BINS bins between the lowest and highest value known (the column's bounds, the
+// training values, the generated ones), on the axis `numericAxis` chooses from `sample`.
+function numericSlots(present, total, column, reference, sample) {
+  const known = [...present, ...sample, ...(column ? [column.min, column.max] : [])];
+  if (!known.length) return { slots: [], scale: "linear", ends: ["", ""], notes: [] };
+  const lo = Math.min(...known), hi = Math.max(...known);
+  const axis = column && TEMPORAL[column.kind]
+    ? { scale: "linear", from: lo, to: hi > lo ? hi : lo + 1, position: (x) => x, value: (t) => t }
+    : numericAxis(sample.length ? sample : present, lo, hi, Math.min(...known.filter((v) => v > 0)));
+  const t0 = axis.position(axis.from), span = axis.position(axis.to) - t0;
+  const edge = (k) => t0 + (span * k) / BINS;
+  const made = new Array(BINS).fill(0);
+  let zeros = 0;
+  for (const v of present) {
+    if (axis.scale === "log" && v <= 0) zeros += 1 / total;
+    else made[Math.min(BINS - 1, Math.max(0, Math.floor(((axis.position(v) - t0) / span) * BINS)))] += 1 / total;
+  }
+  const cdf = reference && reference.quantiles ? referenceCdf(reference, axis) : null;
+  const slots = made.map((share, k) => ({
+    kind: "bin",
+    label: `${short(axis.value(edge(k)))} to ${short(axis.value(edge(k + 1)))}`,
+    made: share,
+    real: cdf ? cdf.present * ((k === BINS - 1 ? 1 : cdf.at(edge(k + 1))) - (k === 0 ? cdf.base : cdf.at(edge(k)))) : null,
+  }));
+  const realZeros = cdf ? cdf.present * cdf.base : null;
+  if (axis.scale === "log" && (zeros > 0 || realZeros > 0)) slots.unshift({ kind: "zero", label: "0", made: zeros, real: realZeros });
+  const notes = axis.scale === "log" ? ["log scale"] : axis.scale === "symlog" ? [`symlog scale: linear within ±${short(axis.linear)}`] : [];
+  const kind = column && TEMPORAL[column.kind];
+  if (kind) {
+    slots.forEach((s, k) => (s.label = `${stampText(axis.value(edge(k)), kind)} to ${stampText(axis.value(edge(k + 1)), kind)}`));
+    return { slots, scale: "time", ends: [stampText(axis.from, kind), stampText(axis.to, kind)], notes: ["time axis"] };
+  }
+  return { slots, scale: axis.scale, ends: [short(axis.from), short(axis.to)], notes };
+}
+
+// A linear axis, unless it would crowd the column into a bar or two (the middle 90% of `sample` in under
+// a quarter of the range) while the values' sizes span two decades or more (the largest over the 1st
+// percentile of the non-zero ones): then log bins for values >= 0, from the smallest positive one (zero
+// gets a bar of its own), or symlog bins, sign(x) log10(1 + |x| / c), where there are negatives, with c
+// the median size (a smaller c spreads the values near zero so thin that a peak there looks like a dip).
+function numericAxis(sample, lo, hi, smallestPositive) {
+  const sorted = [...sample].sort((a, b) => a - b);
+  const sizes = sorted.filter((v) => v !== 0).map(Math.abs).sort((a, b) => a - b);
+  const small = quantile(sizes, 0.01);
+  const crowded = quantile(sorted, 0.95) - quantile(sorted, 0.05) < (hi - lo) / 4;
+  const decades = small > 0 && Math.max(-lo, hi) / small >= 100;
+  if (!crowded || !decades) {
+    return { scale: "linear", from: lo, to: hi > lo ? hi : lo + 1, position: (x) => x, value: (t) => t };
+  }
+  if (lo >= 0) {
+    const from = smallestPositive;
+    return { scale: "log", from, to: hi, position: (x) => Math.log10(Math.max(x, from)), value: (t) => 10 ** t };
+  }
+  const c = quantile(sizes, 0.5);
+  return {
+    scale: "symlog",
+    linear: c,
+    from: lo,
+    to: hi,
+    position: (x) => Math.sign(x) * Math.log10(1 + Math.abs(x) / c),
+    value: (t) => Math.sign(t) * c * (10 ** Math.abs(t) - 1),
+  };
+}
+
+function quantile(sorted, p) {
+  if (!sorted.length) return NaN;
+  const at = p * (sorted.length - 1), i = Math.floor(at);
+  return i + 1 < sorted.length ? sorted[i] + (at - i) * (sorted[i + 1] - sorted[i]) : sorted[i];
+}
+
+// The training values' CDF at an axis position, interpolated between their quantiles on the axis (so
+// that a log axis spreads a quantile step over its decades); on a log axis `base` is the share <= 0, the
+// zero bar's. `present`: the share of rows with a value.
+function referenceCdf(reference, axis) {
+  const q = reference.quantiles;
+  const levels = reference.levels || q.map((_, i) => i / (q.length - 1));
+  const kept = q.map((v, i) => [v, levels[i]]).filter(([v]) => axis.scale !== "log" || v > 0);
+  const below = q.map((v, i) => [v, levels[i]]).filter(([v]) => axis.scale === "log" && v <= 0);
+  const base = below.length ? below.at(-1)[1] : 0;
+  const positions = kept.map(([v]) => axis.position(v)), shares = kept.map(([, level]) => level);
+  return {
+    base,
+    present: 1 - (reference.missing || 0),
+    at: (t) => (kept.length ? interpolate(t, positions, shares) : 1),
+  };
 }
 
 function interpolate(x, xs, ys) {
