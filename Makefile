@@ -57,9 +57,10 @@ bench-tables: $(VENV)/.dev-installed
 	$(BIN)/python bench/tables.py --threads 1 $(BENCH_TABLES_ARGS)
 
 # Synthetic data side by side: genserve's defaults against SDV 2.0's TVAE, CTGAN and GaussianCopula
-# on breast-cancer, penguins and 5,000 rows of diamonds, five splits each, scored by training/quality.py
-# (about 25 minutes; SDV runs from its own venv, bench/.sdv-venv, made on first use); --seeds 0 for one
-# split (about 5). Results in bench/results/<date>-synthetic.md.
+# on breast-cancer, penguins and 5,000 rows each of diamonds and pizzaplace (a date and a time column),
+# five splits each, scored by training/quality.py (about 40 minutes; SDV runs from its own venv,
+# bench/.sdv-venv, made on first use); --seeds 0 for one split (about 8), --tables to choose tables.
+# Results in bench/results/<date>-synthetic.md.
 bench-synthetic: $(VENV)/.dev-installed
 	$(BIN)/python bench/synthetic.py
 

@@ -6,9 +6,11 @@ Runs in its own virtual environment (SDV 2.0, CPU torch), called by the benchmar
         --counts COUNTS.json --synthesizers tvae,ctgan,gaussiancopula --out OUTDIR --seed 0 [--threads 1]
 
 - TRAIN.csv: the training split, with a header; missing values are empty cells.
-- META.json: {"columns": {"<name>": {"sdtype": "numerical" | "categorical" | "boolean"}, ...}} for every column.
-  Categorical columns are read as strings, so the output holds exactly the input's categories; boolean columns
-  hold true/false in any case and are written as True/False.
+- META.json: {"columns": {"<name>": {"sdtype": "numerical" | "categorical" | "boolean" | "datetime"}, ...}} for
+  every column; a datetime column carries its "datetime_format" (strftime codes, e.g. "%Y-%m-%d" or "%H:%M:%S"),
+  which SDV reads its cells in and writes its generated ones in. Categorical and datetime columns are read as
+  strings, so the output holds exactly the input's categories; boolean columns hold true/false in any case and
+  are written as True/False.
 - COUNTS.json: {"<label value>": n_rows, ...}: how many rows to generate for each label value.
 
 Each synthesizer (tvae, ctgan, gaussiancopula) runs at SDV's default settings: `fit` is timed, then
@@ -58,7 +60,9 @@ BOOLEANS = {"true": True, "false": False}
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=Path, required=True, help="training split (CSV with a header)")
-    parser.add_argument("--metadata", type=Path, required=True, help='{"columns": {name: {"sdtype": ...}}} (JSON)')
+    parser.add_argument(
+        "--metadata", type=Path, required=True, help='{"columns": {name: {"sdtype": ...[, "datetime_format": ...]}}}'
+    )
     parser.add_argument("--label", required=True, help="the label column (categorical)")
     parser.add_argument("--counts", type=Path, required=True, help="{label value: rows to generate} (JSON)")
     parser.add_argument(
@@ -84,25 +88,31 @@ def short_warning(message: Warning | str, category: type[Warning], *_args: objec
     return f"{category.__name__}: {str(message).strip().splitlines()[0]}\n"
 
 
-def read_columns(path: Path) -> dict[str, str]:
-    """META.json's columns as {name: sdtype}."""
-    return {name: spec["sdtype"] for name, spec in json.loads(path.read_text())["columns"].items()}
+def read_columns(path: Path) -> dict[str, dict[str, str]]:
+    """META.json's columns as {name: {"sdtype": ...[, "datetime_format": ...]}}."""
+    columns = json.loads(path.read_text())["columns"]
+    unformatted = [
+        name for name, spec in columns.items() if spec["sdtype"] == "datetime" and "datetime_format" not in spec
+    ]
+    if unformatted:
+        raise SystemExit(f"datetime column(s) without a datetime_format: {', '.join(unformatted)}")
+    return columns
 
 
-def sdv_metadata(columns: dict[str, str]) -> Metadata:
+def sdv_metadata(columns: dict[str, dict[str, str]]) -> Metadata:
     """The single-table metadata in SDV 2.0's format (tables keyed by name, spec version V2)."""
-    table = {"columns": {name: {"sdtype": sdtype} for name, sdtype in columns.items()}}
-    return Metadata.load_from_dict({"METADATA_SPEC_VERSION": "V2", "tables": {TABLE: table}})
+    return Metadata.load_from_dict({"METADATA_SPEC_VERSION": "V2", "tables": {TABLE: {"columns": columns}}})
 
 
-def read_train(path: Path, columns: dict[str, str]) -> pd.DataFrame:
-    """The training split, categorical and boolean columns read as strings (booleans then as True/False)."""
-    text = [name for name, sdtype in columns.items() if sdtype in ("categorical", "boolean")]
+def read_train(path: Path, columns: dict[str, dict[str, str]]) -> pd.DataFrame:
+    """The training split, categorical, boolean and datetime columns read as strings (booleans then as
+    True/False)."""
+    text = [name for name, spec in columns.items() if spec["sdtype"] in ("categorical", "boolean", "datetime")]
     frame = pd.read_csv(path, dtype=dict.fromkeys(text, str))
     mismatch = sorted(set(columns) ^ set(frame.columns))
     if mismatch:
         raise SystemExit(f"{path} and its metadata disagree on columns: {', '.join(mismatch)}")
-    for name in (n for n, sdtype in columns.items() if sdtype == "boolean"):
+    for name in (n for n, spec in columns.items() if spec["sdtype"] == "boolean"):
         values = frame[name].str.lower()
         odd = values.dropna()[~values.dropna().isin(list(BOOLEANS))]
         if len(odd):
@@ -194,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads)
     columns = read_columns(args.metadata)
-    if columns.get(args.label) != "categorical":
+    if columns.get(args.label, {}).get("sdtype") != "categorical":
         raise SystemExit(f"the label {args.label!r} must be a categorical column of the metadata")
     train = read_train(args.train, columns)
     counts = read_counts(args.counts, train, args.label)

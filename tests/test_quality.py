@@ -112,3 +112,39 @@ def test_a_reference_gives_the_shares_of_all_rows_and_the_present_values_quantil
     # a column with no value in these rows: all missing, nothing to draw
     empty = reference(np.full((2, 1), np.nan), ["bill"], np.zeros((2, 0), dtype=np.int64), {})
     assert empty.columns["bill"].missing == 1 and empty.columns["bill"].quantiles is None
+
+
+def orders_like(rows: int, seed: int, hours_later: int = 0) -> pd.DataFrame:
+    """Orders of 2015 with their date and time of day: lunch and dinner peaks, busier Fridays, pizzas
+    of the "late" kind after 18:00."""
+    rng = np.random.default_rng(seed)
+    days = pd.Timestamp("2015-01-01") + pd.to_timedelta(rng.integers(0, 365, rows), unit="D")
+    days = days.where((days.dayofweek != 4) | (rng.random(rows) < 0.9), days + pd.Timedelta(days=1))
+    hour = np.where(rng.random(rows) < 0.4, rng.normal(12.5, 1, rows), rng.normal(18.5, 1.5, rows)).clip(11, 22)
+    clock = pd.to_timedelta(np.floor(hour * 3600) + 3600 * hours_later, unit="s") % pd.Timedelta(days=1)
+    return pd.DataFrame(
+        {
+            "date": days.strftime("%Y-%m-%d"),
+            "time": (pd.Timestamp("2015-01-01") + clock).strftime("%H:%M:%S"),
+            "price": np.round(rng.uniform(9, 36, rows), 2),
+            "kind": np.where(hour >= 18, "late", "early"),
+        }
+    )
+
+
+def test_calendar_distances_are_small_for_rows_like_the_real_ones_and_grow_with_a_shifted_clock() -> None:
+    from training.datasets import ReadOptions
+    from training.tables import infer_columns
+
+    train, test, fresh = orders_like(1000, 0), orders_like(400, 1), orders_like(1000, 2)
+    columns, _, _ = infer_columns(train.drop(columns="kind"), ReadOptions())
+    schema = schema_of(columns, ["date", "time", "price"], "kind")
+    assert schema.temporal["date"].kind == "date" and schema.temporal["time"].kind == "time"
+    report = quality_report(train, test, fresh, schema)
+    assert set(report["calendar_tvd"]) == {"date weekday", "date month", "time hour"}
+    assert max(report["calendar_tvd"].values()) < 0.1
+    assert max(report["calendar_tvd_within_labels"].values()) < 0.15
+    late = orders_like(1000, 2, hours_later=3)
+    shifted = quality_report(train, test, late.assign(kind=fresh["kind"]), schema)
+    assert shifted["calendar_tvd"]["time hour"] > 0.5
+    assert shifted["calendar_tvd"]["date weekday"] == report["calendar_tvd"]["date weekday"]

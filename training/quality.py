@@ -25,6 +25,11 @@ SDV's synthesizers with the same code. Every figure is "higher is better" unless
   real row lies in a random sample of the training split as large as the test split rather than in
   the test split, averaged over 20 such samples. exact_copies (lower is better): synthetic rows equal
   to a training row in every column.
+- calendar_tvd (lower is better, 0: the same shares), for tables with dates or times: per date or time
+  column, the total-variation distance between the synthetic and the real test rows' shares of each hour
+  of the day (times and timestamps), day of the week and month (dates and timestamps), keyed
+  "<column> <hour|weekday|month>"; calendar_tvd_within_labels the same within each label (synthetic rows
+  asked for a label against the real test rows of that label), averaged over labels.
 
 `reference` describes real rows column by column (the share missing, the values' quantiles or each
 category's share): training stores the training split's, per label, as `Manifest.reference`, which the
@@ -41,6 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.codecs import HOUR_PART, WEEKDAY_PART, time_parts
 from core.manifest import REFERENCE_QUANTILES, ColumnReference, Reference
 from training.tables import TEMPORAL_KINDS, temporal_seconds
 
@@ -105,6 +111,8 @@ def quality_report(
             )
         )
         report |= label_scores(train, test, synthetic, schema, seed)
+    if schema.temporal:
+        report |= calendar_distances(test, synthetic, schema)
     report |= privacy(train, test, synthetic, schema, seed)
     report["rows"] = len(synthetic)
     return _rounded(report)
@@ -168,6 +176,41 @@ def column_shapes(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -
         metric = KSComplement if c in schema.numeric else TVComplement
         scores.append(float(metric.compute(r, s)))
     return float(np.mean(scores))
+
+
+CALENDAR_PARTS = {"date": ("weekday", "month"), "datetime": ("hour", "weekday", "month"), "time": ("hour",)}
+
+
+def calendar_distances(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> dict[str, dict[str, float]]:
+    """calendar_tvd and calendar_tvd_within_labels (above) of prepared frames (dates and times as seconds)."""
+    label = schema.label
+    labels = sorted(real[label].dropna().unique()) if label else []
+    overall, within = {}, {}
+    for name, column in schema.temporal.items():
+        r, s = _calendar(real[name]), _calendar(synthetic[name])
+        for part in CALENDAR_PARTS[column.kind]:
+            key = f"{name} {part}"
+            overall[key] = _tvd(r[part], s[part])
+            if labels:
+                per_label = [_tvd(r[part][real[label] == v], s[part][synthetic[label] == v]) for v in labels]
+                within[key] = float(np.mean(per_label))
+    return {"calendar_tvd": overall} | ({"calendar_tvd_within_labels": within} if labels else {})
+
+
+def _calendar(seconds: pd.Series) -> dict[str, pd.Series]:
+    """Seconds since 1970 (since midnight for a time of day) -> hour, weekday (0 Monday) and month."""
+    hour, weekday = time_parts(seconds.to_numpy(dtype=float), (HOUR_PART, WEEKDAY_PART))
+    month = pd.to_datetime(seconds, unit="s").dt.month.astype(float)
+    return {"hour": pd.Series(hour, seconds.index), "weekday": pd.Series(weekday, seconds.index), "month": month}
+
+
+def _tvd(real: pd.Series, synthetic: pd.Series) -> float:
+    """Total-variation distance between two columns' shares of each value (missing values left out)."""
+    r, s = real.dropna(), synthetic.dropna()
+    if len(r) == 0 or len(s) == 0:
+        return float(len(r) != len(s))  # both empty: alike; one empty: as unlike as can be
+    p, q = r.value_counts(normalize=True), s.value_counts(normalize=True)
+    return float(p.sub(q, fill_value=0.0).abs().sum() / 2)
 
 
 def validity(train: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> float:
