@@ -395,11 +395,16 @@ class Date(Codec):
         part = dict(zip(self.parts, values.T, strict=True))
         clock = part.get(HOUR_PART, 0.0) * 3600 + part.get(SECONDS_PART, 0.0) * self.step
         low, high = self.column.min, self.column.max
-        if WEEK_PART not in part:
-            return np.clip(clock, low, high)
-        seconds = ((part[WEEK_PART] * 7 + part[WEEKDAY_PART] - _THURSDAY) * DAY) + clock
-        seconds = np.where(seconds < low, seconds + WEEK, seconds)  # the same weekday and time, a week on
-        seconds = np.where(seconds > high, seconds - WEEK, seconds)
+        if WEEK_PART in part:
+            seconds = ((part[WEEK_PART] * 7 + part[WEEKDAY_PART] - _THURSDAY) * DAY) + clock
+            seconds = np.where(seconds < low, seconds + WEEK, seconds)  # the same weekday and time, a week on
+            seconds = np.where(seconds > high, seconds - WEEK, seconds)
+        else:
+            seconds = clock
+        # what is still beyond an end (the seconds drawn in the range's last hour) is mirrored back inside,
+        # not piled onto the end: the last training value is one row's own
+        seconds = np.where(seconds > high, 2 * high - seconds, seconds)
+        seconds = np.where(seconds < low, 2 * low - seconds, seconds)
         return np.clip(seconds, low, high)
 
     def text(self, seconds: np.ndarray) -> list[str]:

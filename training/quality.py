@@ -302,17 +302,24 @@ def privacy(
         sample = x_train[rng.choice(len(train), size=min(len(train), len(test)), replace=False)]
         d_train = NearestNeighbors(n_neighbors=1, metric="manhattan").fit(sample).kneighbors(x_syn)[0][:, 0]
         shares.append(np.where(d_train < d_test, 1.0, np.where(d_train == d_test, 0.5, 0.0)).mean())
-    seen = set(_row_keys(train[columns]))
-    copies = sum(key in seen for key in _row_keys(synthetic[columns]))
+    seen = set(_row_keys(train[columns], schema.temporal))
+    copies = sum(key in seen for key in _row_keys(synthetic[columns], schema.temporal))
     return {"nearer_to_train_share": float(np.mean(shares)), "exact_copies": copies}
 
 
-def _row_keys(frame: pd.DataFrame) -> list[tuple]:
-    """Rows as hashable tuples; numbers to 6 significant digits, missing as None."""
-    return [
-        tuple(None if pd.isna(v) else (f"{v:.6g}" if isinstance(v, float) else v) for v in row)
-        for row in frame.itertuples(index=False)
-    ]
+def _row_keys(frame: pd.DataFrame, temporal: dict | None = None) -> list[tuple]:
+    """Rows as hashable tuples; numbers to 6 significant digits (a date or time: whole seconds, since 1970
+    takes 10 digits), missing as None."""
+    whole = [c in (temporal or {}) for c in frame.columns]
+
+    def key(v: object, exact: bool) -> object:
+        if pd.isna(v):
+            return None
+        if exact:
+            return int(v)  # type: ignore[call-overload]
+        return f"{v:.6g}" if isinstance(v, float) else v
+
+    return [tuple(key(v, e) for v, e in zip(row, whole, strict=True)) for row in frame.itertuples(index=False)]
 
 
 def _rounded(value):

@@ -542,9 +542,14 @@ def fit_encodings(columns: list[Column], train: pd.DataFrame, encoding: NumericE
     values = model_frame(columns, train)
     fitted = []
     for column in columns:
-        if column.parts:
+        if column.parts:  # its parts' encodings, and its range, from the training rows alone
             parts = fit_encodings(column.parts, values, encoding)
-            fitted.append(Column.model_validate(column.model_copy(update={"parts": parts}).model_dump()))
+            seconds = temporal_seconds(train[column.name], column)
+            seconds = seconds[~np.isnan(seconds)]
+            if len(seconds) == 0:
+                raise DataError(f"column {column.name!r} has no values in the training split")
+            update = {"parts": parts, "min": float(seconds.min()), "max": float(seconds.max())}
+            fitted.append(Column.model_validate(column.model_copy(update=update).model_dump()))
             continue
         if column.numeric:
             x = pd.to_numeric(values[column.name], errors="coerce").dropna().to_numpy(dtype=np.float64)
