@@ -368,13 +368,12 @@ class Table:
         result: list[dict[str, dict[str, float]]] = [{} for _ in range(rows)]
         if probs is None:
             return result
-        gap_of = {c.name: k for k, c in enumerate(self.gapped)}
         for j, column in enumerate(self.discrete):
             if column.name not in self._by_name:  # a part (a date's weekday), not a column of the table
                 continue
             p = probs[:, self.offsets[j] : self.offsets[j + 1]].astype(np.float64)
             keys = [category_key(v) for v in column.categories or []]
-            k = gap_of.get(column.name)
+            k = self._gap_of[column.name]
             p_gap = probs[:, self.n_onehot + k].astype(np.float64) if k is not None else np.zeros(rows)
             p = p * (1 - p_gap)[:, None]
             for r in range(rows):
