@@ -133,7 +133,7 @@ $PYTHON -c "import json,sys; b=json.load(open(sys.argv[1])); q=b['quantiles'][0]
     "$WORK/quantiles.json"
 curl -sf -X POST "$url/generate" -H 'Content-Type: application/json' -H 'Accept: text/csv' \
     -d '{"model": "penguins-cvae", "n": 4, "label": "Gentoo", "seed": 1}' >"$WORK/penguins.csv" || fail "/generate (table)"
-head -1 "$WORK/penguins.csv" | grep -q '^island,bill_length_mm,' && [ "$(wc -l <"$WORK/penguins.csv")" = 5 ] \
+head -1 "$WORK/penguins.csv" | grep -q '^species,island,bill_length_mm,' && [ "$(wc -l <"$WORK/penguins.csv")" = 5 ] \
     || fail "/generate (table) as CSV: $(cat "$WORK/penguins.csv")"
 curl -sf "$url/ui" | grep -q '<title>genserve</title>' || fail "/ui"
 curl -sf "$url/docs-static/swagger-ui-bundle.js" -o /dev/null || fail "/docs assets are not in the image"
