@@ -20,8 +20,10 @@ Numpy only: this module knows a column through the attributes it reads (core/man
 from __future__ import annotations
 
 import calendar
+import hashlib
 import itertools
 import math
+import uuid
 from collections.abc import Sequence
 from datetime import datetime, time
 from typing import Any, ClassVar, Literal
@@ -272,6 +274,40 @@ class Constant(Codec):
 
     def arrow_array(self, pa: Any, values: np.ndarray, mask: np.ndarray | None, kind: Any) -> Any:
         return pa.array([self.column.value] * len(values), type=kind, mask=mask)
+
+
+class Identifier(Codec):
+    """An ID column training left out, answered with new values in the training IDs' pattern (the
+    column's `identifier`, core/manifest.py's Identifier): `values` are each row's place in its answer
+    (0 for the first row), so the rows of one answer get distinct IDs, none of them a training ID (a
+    counter starts past the largest; a UUID is 122 hashed bits). Not a kind of modelled column: request
+    rows may hold the column and it is ignored, as every column training left out is."""
+
+    kind, block = "identifier", "none"
+
+    def cells(self, values: np.ndarray) -> list[Cell]:
+        how = self.column.identifier
+        if how.kind == "uuid":
+            texts = [str(_uuid(how.salt, row)) for row in values.astype(np.int64).tolist()]
+            return [t.upper() for t in texts] if how.upper else texts  # type: ignore[misc]
+        numbers = (how.start + values.astype(np.int64)).tolist()
+        if how.integer:
+            return numbers
+        return [f"{how.prefix}{n:0{how.width}d}{how.suffix}" for n in numbers]
+
+    def takes(self) -> str:
+        return "anything (the column is ignored)"
+
+    def arrow_type(self, pa: Any) -> Any:
+        return pa.int64() if self.column.identifier.integer else pa.string()
+
+    def arrow_array(self, pa: Any, values: np.ndarray, mask: np.ndarray | None, kind: Any) -> Any:
+        return pa.array(self.cells(values), type=kind)
+
+
+def _uuid(salt: str, row: int) -> uuid.UUID:
+    digest = hashlib.blake2b(f"{salt}:{row}".encode(), digest_size=16).digest()
+    return uuid.UUID(bytes=digest, version=4)
 
 
 # ---- dates and times ----------------------------------------------------------------------------------

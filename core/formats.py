@@ -160,6 +160,7 @@ class RowWriter:
         self.names = table.output_names(self.labelled) if table is not None else list(names)
         self.codecs = table.output_codecs(self.labelled) if table is not None else []
         self._started = False
+        self._rows = 0  # rows written: the next block's place in the answer (regenerated IDs count from it)
         self._sink = io.BytesIO()
         self._writer: Any = None
         self._formula_columns: list[int] | None = None  # CSV: the text columns csv_text applies to
@@ -276,7 +277,9 @@ class RowWriter:
             return whole[1:-1].replace(b"],[", b"]\n[") + b"\n"
         names, dumps = self.names, orjson.dumps
         labels = block.labels if self.labelled else None
-        rows = zip(*self.table.values(block.numeric, block.codes, block.missing, labels), strict=True)
+        first = self._rows
+        self._rows += len(block)
+        rows = zip(*self.table.values(block.numeric, block.codes, block.missing, labels, first), strict=True)
         return b"".join([dumps(dict(zip(names, row, strict=True)), option=orjson.OPT_APPEND_NEWLINE) for row in rows])
 
     def _types(self) -> list[Any]:
@@ -317,14 +320,16 @@ class RowWriter:
         if self.table is None:
             numeric = np.asarray(block.numeric, dtype=np.float32)
             return pa.record_batch([pa.array(numeric[:, j]) for j in range(numeric.shape[1])], schema=self.schema)
-        table = self.table
+        table, first = self.table, self._rows
+        self._rows += len(block)
         columns = [
             (codec, values, table.gap_mask(codec.column.name, block.missing))
             for codec, values in zip(table.codecs, table.column_values(block.numeric, block.codes), strict=True)
         ]
-        if self.labelled and table.label is not None:
-            assert block.labels is not None
-            columns.insert(table.label.position, (table.label.codec, block.labels, None))
+        label = (table.label.codec, block.labels, None) if self.labelled and table.label is not None else None
+        columns = table.arrange(
+            self.labelled, columns, label, lambda codec: (codec, np.arange(first, first + len(block)), None)
+        )
         arrays = [
             codec.arrow_array(pa, values, mask, field.type)
             for (codec, values, mask), field in zip(columns, self.schema, strict=True)

@@ -232,11 +232,32 @@ class LatentPrior(_Strict):
         return self
 
 
+class Identifier(_Strict):
+    """How an ID column's values go on past the training IDs (trained with --regenerate-ids): `counter`,
+    a number between a fixed `prefix` and `suffix` (zero-padded to `width` digits; 0: not padded) that
+    generated rows count up from `start`, one past the largest training ID (a bare integer ID, `integer`,
+    is answered as a number); or `uuid`, random-looking UUIDs (version 4) hashed from the row's place in
+    the answer and `salt`, upper case where the data's were."""
+
+    kind: Literal["counter", "uuid"]
+    prefix: str = Field("", max_length=200)
+    suffix: str = Field("", max_length=200)
+    width: int = Field(0, ge=0, le=40)
+    start: int = Field(0, ge=0)
+    integer: bool = False
+    upper: bool = False
+    salt: str = Field("", max_length=64)
+
+
 class DroppedColumn(_Strict):
     """A column of the training table the model does not model (an ID, free text, a mostly empty column)."""
 
     name: str
     reason: str
+    position: int | None = Field(None, ge=0, description="its place among the training table's columns")
+    identifier: Identifier | None = Field(
+        None, description="an ID column that generated rows carry, with new values in its pattern (--regenerate-ids)"
+    )
 
 
 class Artifact(_Strict):

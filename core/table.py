@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from core.codecs import CODECS, Cell, CellError, Codec, category_key, codec_of, short
-from core.manifest import Column, Manifest, encoded_width, model_columns
+from core.codecs import CODECS, Cell, CellError, Codec, Identifier, category_key, codec_of, short
+from core.manifest import Column, DroppedColumn, Manifest, encoded_width, model_columns
 
 
 class RowError(ValueError):
@@ -62,6 +62,25 @@ class LabelColumn:
         return cls(codec_of(column), min(position, len(manifest.columns)))
 
 
+Slot = int | str | Codec  # an answered column: the model's column i, "label", or a regenerated ID's codec
+
+
+def original_order(n_columns: int, label_position: int | None, dropped: Sequence[DroppedColumn]) -> list[Any] | None:
+    """The training table's columns in their order: the model's column i as i, the label of a conditional
+    model as "label", a column left out as its DroppedColumn; None where a manifest made before columns left
+    out had a `position` does not say."""
+    if any(d.position is None for d in dropped):
+        return None
+    labelled = label_position is not None
+    width = n_columns + len(dropped) + labelled
+    placed: dict[int, Any] = {d.position: d for d in dropped}  # type: ignore[misc]
+    kept: list[Any] = list(range(n_columns))
+    if labelled:
+        kept.insert(min(label_position, n_columns), "label")  # type: ignore[arg-type]
+    rest = iter(kept)
+    return [placed[i] if i in placed else next(rest, None) for i in range(width)]
+
+
 def _decimal(text: str) -> bool:
     """An integer spelled as Python spells it ("12", "-3"; not "012" or "+1")."""
     try:
@@ -79,11 +98,15 @@ class Table:
         gap_patterns: list[list[str]] | None = None,
         label: LabelColumn | None = None,
         ignored: frozenset[str] = frozenset(),
+        order: list[Any] | None = None,
     ) -> None:
+        """`order`: the training table's columns (`original_order`), which places the label and the
+        regenerated IDs among answered columns; None: the label at `label.position`, no IDs."""
         self.columns = columns
         self.names = [c.name for c in columns]
         self.label = label
         self.ignored = ignored  # columns request rows may hold and the model does not take (the label, an ID)
+        self._slots = {labelled: self._answered(order, labelled) for labelled in (False, True)}
         self._by_name = {c.name: c for c in columns}
         parts = model_columns(columns)  # what the model sees: a date's parts in its place
         self.numeric = [c for c in parts if c.numeric]
@@ -126,24 +149,48 @@ class Table:
         """The manifest's table, or None for an all-numeric model."""
         if manifest.columns is None:
             return None
-        ignored = {c.name for c in manifest.dropped_columns or []}
+        dropped = manifest.dropped_columns or []
+        ignored = {c.name for c in dropped}
         if manifest.training.label_column is not None:
             ignored.add(manifest.training.label_column)
-        return cls(manifest.columns, manifest.gap_patterns, LabelColumn.of(manifest), frozenset(ignored))
+        label = LabelColumn.of(manifest)
+        order = original_order(len(manifest.columns), label and label.position, dropped)
+        return cls(manifest.columns, manifest.gap_patterns, label, frozenset(ignored), order)
 
-    def output_names(self, labelled: bool) -> list[str]:
-        """The columns of answered rows: the model's, and the label's in its place when `labelled`."""
-        if not labelled or self.label is None:
-            return self.names
-        names = list(self.names)
-        names.insert(self.label.position, self.label.codec.column.name)
-        return names
+    def _answered(self, order: list[Any] | None, labelled: bool) -> list[Slot]:
+        """The columns of generated rows in their order: the model's, the label's where `labelled` (and the
+        model has one), and each ID column training was asked to regenerate."""
+        labelled = labelled and self.label is not None
+        if order is None:
+            slots: list[Slot] = list(range(len(self.columns)))
+            if labelled:
+                slots.insert(self.label.position, "label")  # type: ignore[union-attr]
+            return slots
+        return [
+            Identifier(item) if isinstance(item, DroppedColumn) else item
+            for item in order
+            if isinstance(item, int)
+            or (item == "label" and labelled)
+            or (isinstance(item, DroppedColumn) and item.identifier is not None)
+        ]
 
-    def output_codecs(self, labelled: bool) -> list[Codec]:
-        codecs = list(self.codecs)
-        if labelled and self.label is not None:
-            codecs.insert(self.label.position, self.label.codec)
-        return codecs
+    def arrange(self, labelled: bool, columns: Sequence[Any], label: Any, ids: Any = None) -> list[Any]:
+        """Per answered column (`output_names`) its item: columns[i] for the model's column i, `label` for
+        the label, ids(codec) for a regenerated ID (left out where `ids` is None)."""
+        return [
+            columns[s] if isinstance(s, int) else label if isinstance(s, str) else ids(s)
+            for s in self._slots[labelled]
+            if ids is not None or not isinstance(s, Codec)
+        ]
+
+    def output_names(self, labelled: bool, ids: bool = True) -> list[str]:
+        """The columns of generated rows: the model's, the label's in its place when `labelled`, the IDs
+        training was asked to regenerate in theirs (unless not `ids`)."""
+        return [c.column.name for c in self.output_codecs(labelled, ids)]
+
+    def output_codecs(self, labelled: bool, ids: bool = True) -> list[Codec]:
+        label = self.label and self.label.codec
+        return self.arrange(labelled, self.codecs, label, (lambda codec: codec) if ids else None)
 
     def numeric_gap(self) -> tuple[int, ...]:
         """Per numeric column the index of its missing indicator, or -1 (the model's loss masks by it)."""
@@ -297,11 +344,21 @@ class Table:
         return patterns[changed.argmin(axis=1)]  # a pattern it holds differs from itself in none
 
     def values(
-        self, numeric: np.ndarray, codes: np.ndarray, missing: np.ndarray, labels: np.ndarray | None = None
+        self,
+        numeric: np.ndarray,
+        codes: np.ndarray,
+        missing: np.ndarray,
+        labels: np.ndarray | None = None,
+        first_row: int | None = None,
     ) -> list[list[Cell]]:
         """Per column (schema order) the Python values of every row: numbers (integers as int),
         categories as in the data, dates as the data wrote them, None where missing. `numeric` is in
-        original units. With `labels` (label indices), the label column in its place."""
+        original units. With `labels` (label indices), the label column in its place; with `first_row`
+        (the rows' place in their answer), the regenerated IDs in theirs (`output_names`)."""
+
+        def ids(codec: Codec) -> list[Cell]:
+            return codec.cells(np.arange(first_row, first_row + len(numeric)))
+
         result: list[list[Cell]] = []
         for codec, values in zip(self.codecs, self.column_values(numeric, codes), strict=True):
             cells = codec.cells(values)
@@ -310,9 +367,8 @@ class Table:
                 for r in np.flatnonzero(missing[:, k]).tolist():
                     cells[r] = None
             result.append(cells)
-        if labels is not None and self.label is not None:
-            result.insert(self.label.position, self.label.codec.cells(labels))
-        return result
+        label = None if labels is None or self.label is None else self.label.codec.cells(labels)
+        return self.arrange(label is not None, result, label, None if first_row is None else ids)
 
     def gap_mask(self, name: str, missing: np.ndarray | None) -> np.ndarray | None:
         """Where column `name` is missing in rows with these gaps (None: nowhere)."""

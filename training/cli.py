@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         "strptime codes, e.g. --datetime 'when=%%d/%%m/%%Y %%H:%%M'; repeat for more columns",
     )
     train.add_argument(
+        "--regenerate-ids",
+        action="store_true",
+        help="generated rows carry the ID columns training leaves out, with new IDs in their pattern (CLM-000123 "
+        "counts on past the largest training ID; UUIDs stay UUIDs), never a training row's",
+    )
+    train.add_argument(
         "--numeric-encoding",
         choices=["quantile", "standard"],
         default="quantile",
@@ -191,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             categorical=args.categorical,
             integer=args.integer,
             datetime=tuple(args.datetime),
+            regenerate_ids=args.regenerate_ids,
         ),
         numeric_encoding=args.numeric_encoding,
         models_dir=args.models_dir,

@@ -38,6 +38,7 @@ class ReadOptions:
     categorical: tuple[str, ...] = ()  # force these columns categorical
     integer: tuple[str, ...] = ()  # force these columns integer
     datetime: tuple[tuple[str, str | None], ...] = ()  # (column, strptime format or None: sniffed) as dates
+    regenerate_ids: bool = False  # generated rows carry the ID columns left out, with new IDs in their pattern
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from core.manifest import (
 )
 from core.offline import AnomalyScorer
 from core.repository import COLUMNS_FIGURE, HISTORY_FILE, LOSS_FIGURE, Choice, read_manifest
-from core.table import Table
+from core.table import Table, original_order
 from training import data, evaluate, figures, quality, tables
 from training.calibrate import MIN_CALIBRATION_ROWS, calibrate_quantiles
 from training.datasets import DataError, Dataset, ReadOptions, Splits
@@ -339,7 +339,10 @@ def _dropped(ds: Dataset, conditional: bool) -> list[DroppedColumn] | None:
     dropped = list(ds.dropped)
     if ds.label_column is not None and not conditional:
         reason = "the label column of an unconditional model (train with --conditional to generate it)"
-        dropped.append(DroppedColumn(name=ds.label_column, reason=reason))
+        order = original_order(len(ds.columns), ds.label_position, dropped)
+        position = None if order is None else order.index("label")
+        dropped.append(DroppedColumn(name=ds.label_column, reason=reason, position=position))
+        dropped.sort(key=lambda d: d.position if d.position is not None else len(order or []))
     return dropped
 
 

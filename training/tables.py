@@ -13,6 +13,7 @@ fitted on the training split, then core/table.py's `Table` encodes rows, as serv
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import itertools
 import re
@@ -38,6 +39,7 @@ from core.manifest import (
     MIN_ROWS_PER_GAP_PATTERN,
     Column,
     DroppedColumn,
+    Identifier,
     NumericEncoding,
     model_columns,
 )
@@ -262,7 +264,8 @@ def from_frame(frame: pd.DataFrame, source: str, label_column: str | None, read:
         for c in names
         if c != label_column and (c in read.drop_columns or c not in chosen)
     ] + dropped
-    dropped.sort(key=lambda d: names.index(d.name))
+    placed = [d.model_copy(update={"position": names.index(d.name)}) for d in dropped]  # its place in the table
+    dropped = sorted(placed, key=lambda d: d.position)
     if not any(c.numeric or c.parts for c in columns):
         # the warnings are not printed when training stops here: they say why each column is not a number
         raise DataError(
@@ -359,7 +362,15 @@ def infer_columns(frame: pd.DataFrame, read: ReadOptions) -> tuple[list[Column],
             looks_numeric = _numbers_as_text(frame[name])
         if column is None:
             warnings.append(f"column {name!r} left out: {why}" + (f"; {looks_numeric}" if looks_numeric else ""))
-            dropped.append(DroppedColumn(name=str(name), reason=why))
+            identifier = None
+            if read.regenerate_ids and why.startswith("an ID"):
+                identifier = identifier_of(frame[name])
+                if identifier is None:
+                    warnings.append(
+                        f"--regenerate-ids: column {name!r} not regenerated: its values are not a number between "
+                        "one fixed prefix and suffix (CLM-000123, 1001) nor UUIDs"
+                    )
+            dropped.append(DroppedColumn(name=str(name), reason=why, identifier=identifier))
             continue
         columns.append(column)
         if why:
@@ -518,6 +529,37 @@ def _plain(value: object) -> bool | int | float | str:
     if isinstance(value, bool | int | float | str):
         return value
     return str(value)
+
+
+_COUNTER = re.compile(r"^(.*?)(\d+)(\D*)$", re.DOTALL)  # the last run of digits, between a prefix and a suffix
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+
+
+def identifier_of(series: pd.Series) -> Identifier | None:
+    """How an ID column's values go on (core/manifest.py's Identifier): a counter where every value is a
+    number between the same prefix and suffix, UUIDs where every value is one; None otherwise."""
+    present = series.dropna()
+    if len(present) == 0:
+        return None
+    if pd.api.types.is_numeric_dtype(present):
+        x = present.to_numpy(dtype=np.float64)
+        if not np.all(x == np.round(x)) or x.min() < 0:
+            return None
+        return Identifier(kind="counter", start=int(x.max()) + 1, integer=True)
+    texts = [str(v) for v in present.tolist()]
+    if all(_UUID.match(t) for t in texts):
+        upper = all(t == t.upper() for t in texts)
+        salt = hashlib.blake2b("\n".join(texts).encode(), digest_size=8).hexdigest()  # the same data, the same IDs
+        return Identifier(kind="uuid", upper=upper, salt=salt)
+    found = [_COUNTER.match(t) for t in texts]
+    if not all(found) or len({(m[1], m[3]) for m in found}) != 1:  # type: ignore[index]
+        return None
+    prefix, suffix = found[0][1], found[0][3]  # type: ignore[index]
+    digits = [m[2] for m in found]  # type: ignore[index]
+    widths = {len(d) for d in digits}
+    padded = len(widths) == 1 and any(d.startswith("0") for d in digits)  # 000123: zero-padded to a width
+    start = max(int(d) for d in digits) + 1
+    return Identifier(kind="counter", prefix=prefix, suffix=suffix, width=widths.pop() if padded else 0, start=start)
 
 
 def _looks_like_id(name: str, x: np.ndarray) -> bool:

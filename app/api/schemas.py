@@ -280,6 +280,17 @@ class ModelDetail(BaseModel):
         description="the default version's column schema (a table model): kind, bounds, categories, missing rate "
         "and the encoding of each column; V2 tensors of a table model are its encoded rows",
     )
+    label_weights: dict[str, float] | None = Field(
+        None,
+        description="the default version's labels' shares of its training rows: what /generate draws labels from "
+        "when a conditional model is asked for none; null: equal shares (a model made before this) or no labels",
+    )
+    dropped_columns: list[dict] | None = Field(
+        None,
+        description="the default version's training-table columns the model leaves out, each with why and its place "
+        "in the table (request rows may hold them; they are ignored); an ID column trained with --regenerate-ids "
+        "has its `identifier`: generated rows carry it with new IDs in that pattern",
+    )
     gap_patterns: list[list[str]] | None = Field(
         None,
         description="the combinations of gaps (columns missing together; [] for none) the default version's "

@@ -362,7 +362,7 @@ class ServedModel:
             block = Block.join([await self._block(s, patient=False) for s in blocks])
         if self.table is not None:
             names = self.table.output_names(block.labels is not None)
-            return TableRows(names, self.table.values(block.numeric, block.codes, block.missing, block.labels))
+            return TableRows(names, self.table.values(block.numeric, block.codes, block.missing, block.labels, 0))
         return block.numeric
 
     def stream(

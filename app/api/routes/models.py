@@ -95,6 +95,16 @@ async def model_detail(name: str, registry: RegistryDep) -> ModelDetail:
         versions=[summary(r) for r in versions.values()],
         feature_names=manifest.feature_names if manifest else None,
         columns=[c.model_dump(exclude_none=True) for c in manifest.columns] if manifest and manifest.columns else None,
+        label_weights=(
+            dict(zip(manifest.labels, manifest.label_weights, strict=True))
+            if manifest and manifest.labels and manifest.label_weights
+            else None
+        ),
+        dropped_columns=(
+            [d.model_dump(exclude_none=True) for d in manifest.dropped_columns]
+            if manifest and manifest.dropped_columns is not None
+            else None
+        ),
         gap_patterns=manifest.gap_patterns if manifest else None,
         reference=(
             [r.model_dump(exclude_none=True) for r in manifest.reference] if manifest and manifest.reference else None
