@@ -64,6 +64,7 @@ def test_the_pattern_of_each_id_is_stored(trained) -> None:
     assert (ref.kind, ref.upper) == ("uuid", True)
     assert (seq.kind, seq.integer, seq.start) == ("counter", True, 5600)
     assert dropped["note"].identifier is None and "free text" in dropped["note"].reason
+    assert dropped["claim_id"].reason == "an ID (a different value in every row)"  # not "or free text": a pattern
     told = [line for line in log.splitlines() if "not regenerated" in line]  # text unique per row: in no pattern
     assert len(told) == 1 and "'note'" in told[0]
 

@@ -501,6 +501,8 @@ def _infer(
             **common,
         ), ""
     if len(distinct) == len(values) and len(values) > 20:
+        if identifier_of(present) is not None:  # CLM-000123, a UUID: in a pattern --regenerate-ids continues
+            return None, "an ID (a different value in every row)"
         return None, "an ID or free text (a different value in every row)"
     if len(distinct) > 50 and len(distinct) > 0.5 * len(values):
         return None, f"free text ({len(distinct)} distinct values in {len(values)} rows)"
