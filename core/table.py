@@ -69,11 +69,11 @@ def original_order(n_columns: int, label_position: int | None, dropped: Sequence
     """The training table's columns in their order: the model's column i as i, the label of a conditional
     model as "label", a column left out as its DroppedColumn; None where a manifest made before columns left
     out had a `position` does not say."""
-    if any(d.position is None for d in dropped):
-        return None
     labelled = label_position is not None
     width = n_columns + len(dropped) + labelled
     placed: dict[int, Any] = {d.position: d for d in dropped}  # type: ignore[misc]
+    if len(placed) != len(dropped) or not all(isinstance(p, int) and p < width for p in placed):
+        return None  # a position missing (an older manifest), repeated or past the table's end
     kept: list[Any] = list(range(n_columns))
     if labelled:
         kept.insert(min(label_position, n_columns), "label")  # type: ignore[arg-type]
@@ -102,6 +102,8 @@ class Table:
     ) -> None:
         """`order`: the training table's columns (`original_order`), which places the label and the
         regenerated IDs among answered columns; None: the label at `label.position`, no IDs."""
+        if order is None:
+            order = original_order(len(columns), label and label.position, [])
         self.columns = columns
         self.names = [c.name for c in columns]
         self.label = label
@@ -157,15 +159,10 @@ class Table:
         order = original_order(len(manifest.columns), label and label.position, dropped)
         return cls(manifest.columns, manifest.gap_patterns, label, frozenset(ignored), order)
 
-    def _answered(self, order: list[Any] | None, labelled: bool) -> list[Slot]:
+    def _answered(self, order: list[Any], labelled: bool) -> list[Slot]:
         """The columns of generated rows in their order: the model's, the label's where `labelled` (and the
         model has one), and each ID column training was asked to regenerate."""
         labelled = labelled and self.label is not None
-        if order is None:
-            slots: list[Slot] = list(range(len(self.columns)))
-            if labelled:
-                slots.insert(self.label.position, "label")  # type: ignore[union-attr]
-            return slots
         return [
             Identifier(item) if isinstance(item, DroppedColumn) else item
             for item in order
@@ -183,14 +180,13 @@ class Table:
             if ids is not None or not isinstance(s, Codec)
         ]
 
-    def output_names(self, labelled: bool, ids: bool = True) -> list[str]:
+    def output_names(self, labelled: bool) -> list[str]:
         """The columns of generated rows: the model's, the label's in its place when `labelled`, the IDs
-        training was asked to regenerate in theirs (unless not `ids`)."""
-        return [c.column.name for c in self.output_codecs(labelled, ids)]
+        training was asked to regenerate in theirs."""
+        return [c.column.name for c in self.output_codecs(labelled)]
 
-    def output_codecs(self, labelled: bool, ids: bool = True) -> list[Codec]:
-        label = self.label and self.label.codec
-        return self.arrange(labelled, self.codecs, label, (lambda codec: codec) if ids else None)
+    def output_codecs(self, labelled: bool) -> list[Codec]:
+        return self.arrange(labelled, self.codecs, self.label and self.label.codec, lambda codec: codec)
 
     def numeric_gap(self) -> tuple[int, ...]:
         """Per numeric column the index of its missing indicator, or -1 (the model's loss masks by it)."""

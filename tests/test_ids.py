@@ -127,3 +127,5 @@ def test_original_order_puts_every_column_back() -> None:
     assert original_order(3, 1, dropped) == [dropped[0], 0, "label", dropped[1], 1, 2]
     assert original_order(3, None, dropped) == [dropped[0], 0, 1, dropped[1], 2]
     assert original_order(2, 0, [DroppedColumn(name="x", reason="y")]) is None  # a manifest from before positions
+    twice = [DroppedColumn(name="a", reason="x", position=1), DroppedColumn(name="b", reason="x", position=1)]
+    assert original_order(2, None, twice) is None  # positions repeated (a hand-edited manifest): not trusted
