@@ -8,9 +8,8 @@ A codec says where its column sits in a model's encoded rows (`block`):
 - `onehot`: a one-hot block of its categories, a softmax in the decoder (categorical, boolean);
 - `none`: not modelled (constant);
 - `parts`: several of the above, the column's `parts` (core/manifest.py): a date is the week it falls in
-  (an integer, or a category where the range is short) and its weekday (a category), a timestamp those
-  and its time of day, so that the model sees the cycles of a week and of a day, not one long number;
-  `compose` makes the parts one value again.
+  (an integer) and its weekday (a category), a timestamp those and its time of day, so that the model
+  sees the cycles of a week and of a day, not one long number; `compose` makes the parts one value again.
 
 Gaps are handled once, by `Table`, for every kind: a missing cell is a NaN value or category index -1
 plus a missing indicator; a codec sees present cells only. `Table` composes the codecs of a schema;
@@ -315,10 +314,8 @@ def _uuid(salt: str, row: int) -> uuid.UUID:
 # A date or timestamp is held as seconds since 1970-01-01 00:00 of its wall clock (the time zone, where the
 # data wrote one, is the column's `zone`: its cells are read and written in it); a time of day as seconds
 # since midnight. The model sees them as parts: the week (weeks since the Monday before 1970-01-01, a
-# Thursday: an integer, or a category of the consecutive weeks where the training range is short enough,
-# MAX_WEEK_CATEGORIES, for the model to keep each week's share, and so each month's, as it keeps a
-# category's), the weekday (0 Monday .. 6 Sunday: a category), the hour (a category) and the seconds within
-# the hour (an integer, in the column's `step`: 60 where the data has whole minutes).
+# Thursday: an integer), the weekday (0 Monday .. 6 Sunday: a category), the hour (a category) and the
+# seconds within the hour (an integer, in the column's `step`: 60 where the data has whole minutes).
 
 DAY = 86_400
 WEEK = 7 * DAY
@@ -326,12 +323,6 @@ _THURSDAY = 3  # 1970-01-01's weekday
 WEEK_PART, WEEKDAY_PART, HOUR_PART, SECONDS_PART = "week", "weekday", "hour", "seconds"
 PART_KINDS = {WEEK_PART: "integer", WEEKDAY_PART: "categorical", HOUR_PART: "categorical", SECONDS_PART: "integer"}
 PART_CATEGORIES = {WEEKDAY_PART: list(range(7)), HOUR_PART: list(range(24))}
-MAX_WEEK_CATEGORIES = 60  # a date's week is a category where its training range spans at most this many
-
-
-def week_categories(first: int, last: int) -> list[int] | None:
-    """The categories of a week part from the first to the last week, or None: too many (an integer)."""
-    return list(range(first, last + 1)) if last - first < MAX_WEEK_CATEGORIES else None
 
 
 def part_name(column: str, part: str) -> str:
@@ -392,8 +383,7 @@ def has_clock(fmt: str) -> bool:
 
 @register
 class Date(Codec):
-    """A calendar date, as its week (an integer, or a category over a short range) and weekday (a
-    category): the model keeps both the
+    """A calendar date, as its week (an integer) and weekday (a category): the model keeps both the
     distribution over the weeks of the training range and the week's cycle, each dependent on the rest of
     the row. Cells are text in the column's `format` (ISO 8601 is taken too). A composed date stays within
     the training range (a week later or earlier, the same weekday, then clipped)."""
@@ -413,44 +403,25 @@ class Date(Codec):
         if [p.name for p in column.parts or []] != wanted:
             raise ValueError(f"column {name!r}: a {column.kind} column's parts are {wanted}")
         for part, p in zip(column.parts, cls.parts, strict=True):
-            if p == WEEK_PART and part.kind == "categorical":
-                weeks = part.categories or []
-                if not (
-                    weeks and all(isinstance(w, int) for w in weeks) and weeks == week_categories(weeks[0], weeks[-1])
-                ):
-                    raise ValueError(
-                        f"column {name!r}: its part {part.name!r} as a category holds at most "
-                        f"{MAX_WEEK_CATEGORIES} consecutive weeks"
-                    )
-            elif part.kind != PART_KINDS[p] or (p in PART_CATEGORIES and part.categories != PART_CATEGORIES[p]):
+            if part.kind != PART_KINDS[p] or (p in PART_CATEGORIES and part.categories != PART_CATEGORIES[p]):
                 raise ValueError(f"column {name!r}: its part {part.name!r} is {PART_KINDS[p]} (core/codecs.py)")
         if any(p.missing_rate for p in column.parts[1:]):
             raise ValueError(f"column {name!r}: only a {column.kind} column's first part has gaps")
-
-    def __init__(self, column: Any) -> None:
-        super().__init__(column)
-        # a week part that is a category: its first and last week (its index is the week less the first)
-        first = (column.parts or [None])[0]
-        weeks = first.categories if first is not None and first.kind == "categorical" else None
-        self._weeks = (weeks[0], weeks[-1]) if weeks and WEEK_PART in self.parts else None
 
     @property
     def step(self) -> int:
         return self.column.step or 1
 
     def parse(self, value: Cell) -> tuple[float, ...]:
-        """A cell -> its parts' values (a category as its index: the weekday and hour are their own; a week
-        beyond the training range's as the nearest week in it)."""
+        """A cell -> its parts' values (a category as its index, which is its value here)."""
         if isinstance(value, str):
             try:
                 seconds = text_seconds(value, self.column.format, self.clock_only)
             except (ValueError, OverflowError):
                 seconds = math.nan
             if math.isfinite(seconds):
-                values = [float(v[0]) for v in time_parts(np.array([seconds]), self.parts, self.step)]
-                if self._weeks is not None:
-                    values[0] = min(max(values[0], self._weeks[0]), self._weeks[1]) - self._weeks[0]
-                return tuple(values)
+                values = np.array([v[0] for v in time_parts(np.array([seconds]), self.parts, self.step)])
+                return tuple(values.tolist())
         allowed = self.allowed()
         raise CellError(f" holds {short(value)}; it takes {allowed}", {"allowed": allowed})
 
@@ -458,8 +429,6 @@ class Date(Codec):
         """The parts' decoded values [rows, parts] (a category as its index) -> seconds since 1970 (since
         midnight for a time of day), within the training range."""
         part = dict(zip(self.parts, values.T, strict=True))
-        if self._weeks is not None:
-            part[WEEK_PART] = part[WEEK_PART] + self._weeks[0]
         clock = part.get(HOUR_PART, 0.0) * 3600 + part.get(SECONDS_PART, 0.0) * self.step
         low, high = self.column.min, self.column.max
         if WEEK_PART in part:

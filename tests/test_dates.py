@@ -181,34 +181,3 @@ def test_a_dates_range_is_the_training_splits_and_its_ends_are_not_piled_on(tmp_
     codec = codec_of(at)
     beyond = np.array([[10, 59 * 60], [22, 59 * 60], [11, 0]], dtype=np.float64)  # 10:59, 22:59, 11:00
     assert codec.cells(beyond) == ["11:01:00", "22:53:00", "11:00:00"]  # mirrored at 11:00 and at 22:56
-
-
-def test_a_short_ranges_week_is_a_category_and_a_long_ones_a_number(tmp_path: Path) -> None:
-    """Over up to MAX_WEEK_CATEGORIES weeks a date's week is a category (the model keeps each week's share,
-    so each month's), over more an integer; either way a date comes back as it went in, and a date beyond
-    the training range is taken as the nearest week in it."""
-    n = 500
-    frame = pd.DataFrame(
-        {
-            "short": pd.Series(pd.date_range("2024-01-01", periods=n, freq="17h")).dt.strftime("%Y-%m-%d"),
-            "long": pd.Series(pd.date_range("2020-01-01", periods=n, freq="3D")).dt.strftime("%Y-%m-%d"),
-            "x": np.arange(n) * 0.5,
-        }
-    )
-    path = tmp_path / "t.csv"
-    frame.to_csv(path, index=False)
-    columns = {c.name: c for c in fit_encodings(load_table(path, None, ReadOptions()).columns, frame, "quantile")}
-    short, long = columns["short"], columns["long"]
-    assert short.kind == long.kind == "date"
-    weeks = short.parts[0]
-    assert weeks.kind == "categorical" and len(weeks.categories) == 51  # 354 days from a Monday
-    assert weeks.categories == list(range(weeks.categories[0], weeks.categories[-1] + 1))
-    assert long.parts[0].kind == "integer"  # 1,497 days: 214 weeks
-    for column in (short, long):
-        codec = codec_of(column)
-        for day in (frame[column.name].iloc[0], frame[column.name].iloc[n // 2], frame[column.name].iloc[-1]):
-            assert codec.cells(np.array([codec.parse(day)])) == [day]
-    codec = codec_of(short)
-    assert codec.parse("2023-06-01")[0] == 0 and codec.parse("2031-01-01")[0] == len(weeks.categories) - 1
-    table = Table(list(columns.values()), None)
-    assert np.isfinite(table.encode(*table.parse_rows([{"short": "2031-01-01", "long": "2019-01-01", "x": 1}]))).all()

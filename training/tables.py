@@ -29,11 +29,9 @@ from core.codecs import (
     DAY,
     PART_CATEGORIES,
     PART_KINDS,
-    WEEK_PART,
     has_clock,
     part_name,
     time_parts,
-    week_categories,
 )
 from core.manifest import (
     MAX_GAP_PATTERNS,
@@ -763,9 +761,8 @@ def _temporal(name: str, series: pd.Series, fmt: str | None) -> tuple[Column | N
     parts = []
     for i, (part, values) in enumerate(zip(codec.parts, time_parts(x, codec.parts, step or 1), strict=True)):  # type: ignore[attr-defined]
         common = {"name": part_name(name, part), "missing_rate": rate if i == 0 else 0.0}
-        weeks = week_categories(int(values.min()), int(values.max())) if part == WEEK_PART else None
-        if PART_KINDS[part] == "categorical" or weeks is not None:
-            parts.append(Column(kind="categorical", categories=weeks or PART_CATEGORIES[part], **common))
+        if PART_KINDS[part] == "categorical":
+            parts.append(Column(kind="categorical", categories=PART_CATEGORIES[part], **common))
         else:
             bounds = {"min": float(values.min()), "max": float(values.max()), "nonnegative": bool(values.min() >= 0)}
             parts.append(Column(kind="integer", encoding="standard", shift=0.0, scale=1.0, **bounds, **common))
