@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.offline import Sampler  # noqa: E402
 from core.repository import read_manifest  # noqa: E402
-from training import data, quality  # noqa: E402
+from training import data, quality, rules  # noqa: E402
 from training.pipeline import TrainOptions, train_and_export  # noqa: E402
 from training.tables import temporal_seconds  # noqa: E402
 
@@ -58,6 +58,12 @@ SYNTHESIZERS = ("tvae", "ctgan", "gaussiancopula")
 TABLES = ("breast-cancer", "penguins", "diamonds", "pizzaplace")
 SEEDS = (0, 1, 2, 3, 4)  # one split (and training, sampling and scoring seed) each
 TABLE_SEED = 0  # which 5,000 rows of diamonds and of pizzaplace
+RULE_CHECK_ROWS = 100_000  # genserve's rows checked against the training split's rules, per split
+RULES_NOTE = (
+    "The rules every row of a split's training rows holds, as training/rules.py finds them (what genserve holds in "
+    "its rows): 'rows breaking a rule' above is the share of each synthesizer's rows that break one; below, "
+    f"genserve's count in {RULE_CHECK_ROWS:,} more rows per split, labels in the training shares."
+)
 COMPARED = {  # the figures genserve must beat SDV's best on, higher is better
     "quality": "quality",
     "quality_real_bins": "quality (real bins)",
@@ -143,7 +149,10 @@ def run_table(name: str, seed: int, work: Path, synthesizers: tuple[str, ...], t
     outside = None  # the rows of the whole table left out of the sample: calendar figures against them too
     if schema.temporal and outside_path(csv).exists():
         outside = pd.read_csv(outside_path(csv), dtype={c: str for c in [*schema.discrete, *schema.temporal]})
-    run = Run(name, seed, train, test, schema, outside)
+    labels = (label, pd.Series(np.asarray(ds.labels, dtype=object)[splits.train.y]))
+    found = tuple(rules.discover(ds.columns, splits.train.frame, labels))
+    print(f"{name} split {seed}: rules {', '.join(r.text() for r in found) or 'none'}", file=sys.stderr)
+    run = Run(name, seed, train, test, schema, outside, tuple(ds.columns), found)
     results = [genserve_row(run, csv, label, ds.labels, counts, work, threads)]
     results.append(score(run, REFERENCE, train, math.nan, math.nan))
     results += sdv_rows(run, dict(zip(ds.labels, counts.tolist(), strict=True)), work, synthesizers, threads)
@@ -160,6 +169,8 @@ class Run:
     test: pd.DataFrame
     schema: quality.Schema
     outside: pd.DataFrame | None = None  # real rows no synthesizer learns from, beyond the test split
+    columns: tuple = ()  # the table's columns (core/manifest.py's Column), for the rules
+    rules: tuple = ()  # the rules every row of the training split holds (training/rules.py: what genserve finds)
 
 
 def genserve_row(run: Run, csv, label, labels, counts, work: Path, threads: int) -> dict:
@@ -180,7 +191,27 @@ def genserve_row(run: Run, csv, label, labels, counts, work: Path, threads: int)
     synthetic = quality.synthetic_frame(sampler, counts.tolist(), labels, run.schema, run.seed)
     sample_s = time.perf_counter() - t0
     fit_s = read_manifest(path).training.fit_seconds
-    return score(run, "genserve", synthetic, fit_s, sample_s)
+    row = score(run, "genserve", synthetic, fit_s, sample_s)
+    if run.rules:  # and in many more rows: RULE_CHECK_ROWS, per label in the training shares
+        many = np.round(counts * RULE_CHECK_ROWS / counts.sum()).astype(int).tolist()
+        rows = quality.synthetic_frame(sampler, many, labels, run.schema, run.seed + 1)
+        row["rule_breaks_many"] = int(rule_breaks(run, rows).sum())
+        row["rules"] = [r.text() for r in run.rules]
+        print(
+            f"{run.table} split {run.seed} genserve: {row['rule_breaks_many']} of {len(rows):,} rows break a rule",
+            file=sys.stderr,
+        )
+    return row
+
+
+def rule_breaks(run: Run, synthetic: pd.DataFrame) -> pd.Series:
+    """Which rows break one of the rules the training split holds."""
+    labels = (run.schema.label, synthetic[run.schema.label].astype(str))
+    values = rules.column_values(synthetic, run.columns, labels)
+    broken = pd.Series(False, index=synthetic.index)
+    for rule in run.rules:
+        broken |= rules.violations(rule, values)
+    return broken
 
 
 def sdv_rows(run: Run, counts, work: Path, synthesizers, threads: int) -> list[dict]:
@@ -217,6 +248,7 @@ def score(run: Run, who: str, synthetic: pd.DataFrame, fit_s: float, sample_s: f
                 f"{who}: {len(unread)} cell(s) of {name!r} not written as {column.format!r}: {unread.iloc[0]!r}"
             )
     report = quality.quality_report(run.train, run.test, synthetic, run.schema, run.seed)
+    report["rule_breaks"] = float(rule_breaks(run, synthetic).mean()) if run.rules else 0.0
     if run.outside is not None:
         far = quality.calendar_distances(
             quality.prepared(run.outside, run.schema), quality.prepared(synthetic, run.schema), run.schema
@@ -241,6 +273,7 @@ FIGURES = (  # (key, header, decimals) of the tables' columns
     ("nearer_to_train_share", "nearer to train", 4),
     ("exact_copies", "exact copies", 1),  # a mean over splits: 0.4 is 2 copies on one of 5
     ("validity", "validity", 4),
+    ("rule_breaks", "rows breaking a rule", 4),
     ("fit_s", "fit s", 1),
     ("sample_s", "sample s", 2),
 )
@@ -353,6 +386,14 @@ def render(results: list[dict], took_s: float, command: str) -> str:
             f"exact copies {ours['exact_copies']:g} per split)"
         )
         lines.append(f"- **{table}**: " + "; ".join(parts))
+    ruled = [r for r in results if r["who"] == "genserve" and "rule_breaks_many" in r]
+    if ruled:
+        lines += ["", "## Rules", "", RULES_NOTE, ""]
+        for r in ruled:
+            lines.append(
+                f"- {r['table']} split {r['seed']}: {'; '.join(r['rules'])}: genserve's "
+                f"{RULE_CHECK_ROWS:,} rows break them in {r['rule_breaks_many']} rows"
+            )
     sections = [calendar_lines(results, table) for table in dict.fromkeys(r["table"] for r in means)]
     calendar = [line for section in sections if section for line in ["", *section]]
     if calendar:

@@ -67,6 +67,13 @@ class RequestTimeout(GenserveError):
     status, code = 504, "timeout"
 
 
+class Unreachable(GenserveError):
+    """Too few of the model's rows hold what was asked (its rules, a request's conditions) for the rows asked:
+    `details` says how many were drawn and how many held."""
+
+    status, code = 422, "unreachable"
+
+
 class InferenceFailed(GenserveError):
     status, code = 500, "inference_failed"
 

@@ -50,6 +50,14 @@ class Block:
     def __len__(self) -> int:
         return len(self.numeric)
 
+    def take(self, rows: np.ndarray) -> Block:
+        """The block's rows at `rows` (indices or a mask)."""
+
+        def of(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[rows]
+
+        return Block(self.numeric[rows], of(self.codes), of(self.missing), of(self.labels))
+
     @staticmethod
     def join(blocks: Sequence[Block]) -> Block:
         if len(blocks) == 1:

@@ -330,6 +330,45 @@ class Promotion(_Strict):
     )
 
 
+RuleKind = Literal["order", "equal", "sum", "fixed"]
+RULE_ARITY = {"order": 2, "equal": 2, "sum": 3, "fixed": 2}
+MAX_RULES = 1_000
+
+
+class Rule(_Strict):
+    """A relation between columns that every training row holds and every generated row holds too (core/rules.py
+    holds it). `order`: columns [A, B], A <= B (A < B where `strict`); `equal`: B is A; `sum`: columns [A, B, C],
+    A + B = C; `fixed`: columns [A, B], B fixed by A, `pairs` [A's value, B's value] as the data wrote them.
+    Each holds where its columns are present; the label column may be one of a `fixed` rule's."""
+
+    kind: RuleKind
+    columns: list[str] = Field(min_length=2, max_length=3)
+    strict: bool = False
+    pairs: list[tuple[str | int | float | bool, str | int | float | bool]] | None = Field(None, max_length=MAX_LABELS)
+    support: int = Field(0, ge=0, description="training rows it was checked on (its columns all present)")
+    declared: bool = Field(False, description="given with --rule, not found in the data")
+
+    @model_validator(mode="after")
+    def _check(self) -> Rule:
+        if len(self.columns) != RULE_ARITY[self.kind] or len(set(self.columns)) != len(self.columns):
+            raise ValueError(f"a {self.kind} rule names {RULE_ARITY[self.kind]} distinct columns")
+        if (self.kind == "fixed") != (self.pairs is not None) or (self.pairs is not None and not self.pairs):
+            raise ValueError("a fixed rule, and only one, has its value pairs")
+        if self.strict and self.kind != "order":
+            raise ValueError("only an order rule is strict")
+        return self
+
+    def text(self) -> str:
+        """How the CLI writes it, and reads it with --rule: `A <= B`, `A = B`, `A + B = C`, `A -> B`."""
+        a, b, *c = self.columns
+        return {
+            "order": f"{a} {'<' if self.strict else '<='} {b}",
+            "equal": f"{a} = {b}",
+            "sum": f"{a} + {b} = {c[0]}" if c else "",
+            "fixed": f"{a} -> {b}",
+        }[self.kind]
+
+
 class Manifest(_Strict):
     format_version: Literal[1] = FORMAT_VERSION
     name: str = Field(pattern=NAME_PATTERN)
@@ -358,6 +397,12 @@ class Manifest(_Strict):
     feature_names: list[str] = Field(description="names of the encoded features the graphs take, in order")
     columns: list[Column] | None = Field(
         None, description="the table's column schema; None for an all-numeric model (images, arrays)"
+    )
+    rules: list[Rule] | None = Field(
+        None,
+        max_length=MAX_RULES,
+        description="relations between columns every generated row holds (found in the training rows, or declared); "
+        "None: none (a model made before this, or trained with --no-rules)",
     )
     gap_patterns: list[list[str]] | None = Field(
         None,
@@ -416,6 +461,13 @@ class Manifest(_Strict):
                 raise ValueError("the columns' encoded width must be input_dim")
             if self.numeric_dim == 0:
                 raise ValueError("a table needs at least one numeric column")
+        if self.rules:
+            known = {c.name for c in self.columns or []}
+            label = self.training.label_column if self.conditional else None
+            for rule in self.rules:
+                unknown = [c for c in rule.columns if c not in known and not (rule.kind == "fixed" and c == label)]
+                if unknown:
+                    raise ValueError(f"rule {rule.text()!r} names {unknown[0]!r}, not a column of the model")
         if self.gap_patterns is not None:
             gapped = {c.name for c in model_columns(self.columns or []) if c.gaps}
             seen = {frozenset(p) for p in self.gap_patterns}

@@ -14,9 +14,11 @@ from typing import Literal
 
 import numpy as np
 
+from core.errors import Unreachable
 from core.generation import Block, block_rng, block_sizes, rows_block
 from core.manifest import Manifest
 from core.prior import latent_codes, latent_mixtures
+from core.rules import Conditions, RowRules, Values
 from core.runner import Steps
 from core.scoring import (
     RowScores,
@@ -34,12 +36,17 @@ from core.scoring import (
 from core.table import Table
 
 Mode = Literal["sample", "mean"]
+# a block whose rows must hold rules or conditions draws again until it has its rows: at most MAX_ROUNDS draws
+# of at most MAX_ROUND_ROWS rows each, and no more than MAX_DRAWN_ROWS rows (or 10 times the block's) in all
+MAX_ROUNDS, MAX_ROUND_ROWS, MAX_DRAWN_ROWS = 1_000, 4096, 200_000
 
 
 class Model:
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
         self.table = Table.of(manifest)
+        self.rules = RowRules.of(manifest, self.table)  # None: no rules to hold
+        self.label_column = manifest.training.label_column if manifest.conditional else None
         self.prior = latent_mixtures(manifest)
         self.scoring_prior = scoring_prior(manifest, self.prior)  # what scores' KL is to
         self.surprise = takes_surprise(manifest)  # whether scores add the largest single-feature surprise
@@ -72,12 +79,60 @@ class Model:
         temperature: float = 1.0,
         draws: bool = True,
         weights: np.ndarray | None = None,
+        conditions: Conditions | None = None,
     ) -> Steps[tuple[np.ndarray, Block]]:
         """One block of generated rows for label index `label`: codes from the latent prior, decoded, then
         drawn from p(x | z[, y]) (`draws`) or the head's central value, all with `rng`; (the numeric block on
         the model's scale, the rows). A conditional model asked for no label draws each row's label first,
-        from `weights` (None: the training shares). Not checked for finite values: the caller checks what
-        it answers."""
+        from `weights` (None: the training shares).
+
+        A model with rules (core/rules.py) makes each block's rows hold them: what can be made is made, and
+        rows that break a rule checked are drawn again; a request's `conditions` keep the rows that meet them.
+        The first draw is `rows` rows (a block whose rows all hold is the one draw a model without rules
+        makes); each later one as many as the share held so far says are needed, at most MAX_ROUND_ROWS,
+        until MAX_DRAWN_ROWS (or MAX_ROUNDS draws) are spent: then Unreachable, with the rows found. Not
+        checked for finite values: the caller checks what it answers."""
+        made: list[tuple[np.ndarray, Block]] = []
+        held = drawn = 0
+        size = rows
+        for round_ in range(MAX_ROUNDS):
+            numeric, block = yield from self._draw(size, label, rng, temperature, draws, weights)
+            if self.rules is None and not conditions:
+                return numeric, block
+            values = Values(self.table, block.numeric, block.codes, block.missing, block.labels, self.label_column)
+            keep = np.ones(len(block), dtype=bool) if self.rules is None else self.rules.hold(values)
+            if conditions:
+                keep &= conditions.hold(values)
+            if round_ == 0 and keep.all():
+                return numeric, block
+            made.append((numeric[keep], block.take(keep)))
+            held, drawn = held + int(keep.sum()), drawn + size
+            if held >= rows:
+                kept = np.arange(rows)
+                return np.concatenate([n for n, _ in made])[kept], Block.join([b for _, b in made]).take(kept)
+            if drawn >= max(MAX_DRAWN_ROWS, rows * 10):
+                break
+            share = (held + 1) / (drawn + 2)  # what the next draw expects to keep (Laplace: none kept yet is not 0)
+            size = int(min(MAX_ROUND_ROWS, max(rows, np.ceil(1.2 * (rows - held) / share))))
+        if conditions:
+            what = f"meet the conditions on {conditions.text()}" + (" and hold its rules" if self.rules else "")
+        else:
+            what = "hold its rules (" + "; ".join(r.text() for r in self.rules.rules) + ")"  # type: ignore[union-attr]
+        raise Unreachable(
+            f"{held:,} of the {drawn:,} rows the model drew {what}: fewer than the {rows:,} asked; the model makes "
+            "such rows too rarely (loosen a condition, or ask for fewer rows)",
+            details={"asked": rows, "found": held, "drawn": drawn},
+        )
+
+    def _draw(
+        self,
+        rows: int,
+        label: int | None,
+        rng: np.random.Generator,
+        temperature: float,
+        draws: bool,
+        weights: np.ndarray | None,
+    ) -> Steps[tuple[np.ndarray, Block]]:
         m = self.manifest
         if label is None and self.label_weights is not None:
             y, z = self._mixed_codes(rows, rng, temperature, self.label_weights if weights is None else weights)
@@ -110,11 +165,12 @@ class Model:
         temperature: float = 1.0,
         draws: bool = True,
         weights: np.ndarray | None = None,
+        conditions: Conditions | None = None,
     ) -> Iterator[Steps[tuple[np.ndarray, Block]]]:
         """`n` rows as blocks (core/generation.py: a seed's rows whether streamed or not, served or offline);
         an unseeded request's blocks draw from `shared`. Each block is made when it is run."""
         for k, size in enumerate(block_sizes(n)):
-            yield self.block(size, label, block_rng(seed, k, shared), temperature, draws, weights)
+            yield self.block(size, label, block_rng(seed, k, shared), temperature, draws, weights, conditions)
 
     # ---- scoring --------------------------------------------------------------------------
 

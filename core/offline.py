@@ -12,6 +12,7 @@ import numpy as np
 from core.generation import Block
 from core.model import Model
 from core.repository import read_manifest
+from core.rules import Conditions
 from core.runner import OnnxRunner, run_steps
 from core.scoring import KL_TO_PRIOR, SCORE_PIECE_ROWS, RowScores, calibrate
 from core.table import Cell
@@ -54,12 +55,15 @@ class Sampler:
         mode: str | None = None,
         temperature: float = 1.0,
         weights: np.ndarray | None = None,
+        conditions: Conditions | None = None,
     ) -> Iterator[Block]:
         """`n` rows in blocks, the rows /generate and /generate/stream answer for `seed` (None: unseeded);
         a conditional model's rows of every label (drawn from `weights`, else the training shares) for
-        `label` None."""
+        `label` None; with `conditions` (core/rules.py), only rows that meet them."""
         draws = self.model.draws(mode)
-        for steps in self.model.blocks(n, label, seed, np.random.default_rng(), temperature, draws, weights):
+        for steps in self.model.blocks(
+            n, label, seed, np.random.default_rng(), temperature, draws, weights, conditions
+        ):
             yield run_steps(steps, self.runner)[1]
 
 

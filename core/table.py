@@ -123,6 +123,7 @@ class Table:
         # a column of parts has the places of its parts (`_part_places`), and its gaps are its first part's
         position = {c.name: i for i, c in enumerate(self.numeric)} | {c.name: i for i, c in enumerate(self.discrete)}
         self._places = [(codec, position.get(c.name, -1)) for codec, c in zip(self.codecs, columns, strict=True)]
+        self._column_index = {c.name: k for k, c in enumerate(columns)}
         self._part_places = {
             c.name: [("numeric" if p.numeric else "onehot", position[p.name]) for p in c.parts or []] for c in columns
         }
@@ -370,6 +371,38 @@ class Table:
         """Where column `name` is missing in rows with these gaps (None: nowhere)."""
         k = self._gap_of.get(name)
         return None if k is None or missing is None else missing[:, k]
+
+    def column_array(
+        self, name: str, numeric: np.ndarray, codes: np.ndarray | None, missing: np.ndarray | None
+    ) -> np.ndarray:
+        """Column `name`'s values as floats, NaN where missing: a number, a category's index, a date's or
+        time's seconds (what core/rules.py compares)."""
+        codec, i = self._places[self._column_index[name]]
+        if codec.block == "parts":
+            blocks = {"numeric": numeric, "onehot": codes}
+            parts = [blocks[b][:, j] for b, j in self._part_places[name]]  # type: ignore[index]
+            values = codec.compose(np.column_stack(parts).astype(np.float64))  # type: ignore[attr-defined]
+        elif codec.block == "numeric":
+            values = numeric[:, i].astype(np.float64)
+        elif codec.block == "onehot" and codes is not None:
+            values = codes[:, i].astype(np.float64)
+        else:
+            values = np.zeros(len(numeric))
+        gap = self.gap_mask(name, missing)
+        return values if gap is None else np.where(gap, np.nan, values)
+
+    def set_column(
+        self, name: str, numeric: np.ndarray, codes: np.ndarray | None, values: np.ndarray, rows: np.ndarray
+    ) -> None:
+        """Write `values` (numbers in original units, or category indices) into a numeric or one-hot column
+        at `rows`, in place."""
+        codec, i = self._places[self._column_index[name]]
+        if codec.block == "numeric":
+            numeric[rows, i] = values
+        elif codec.block == "onehot" and codes is not None:
+            codes[rows, i] = values
+        else:
+            raise ValueError(f"column {name!r} is a {codec.column.kind} column: its values are not set")
 
     def column_values(self, numeric: np.ndarray, codes: np.ndarray | None) -> list[np.ndarray]:
         """Per column (schema order) what its codec decodes: a numeric column's values, a one-hot column's

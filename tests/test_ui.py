@@ -333,3 +333,31 @@ def test_a_model_without_bands_is_not_offered_them(browser, server) -> None:
     choose_model(browser, "cancer-qvae")
     assert browser.find_element("id", "bands-form").is_displayed()
     assert not browser.find_element("id", "no-bands").is_displayed()
+
+
+def test_the_page_generates_rows_under_conditions(browser, table_server) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(table_server.url + "/ui")
+    choose_model(browser, "page-table")
+    assert not browser.find_element("id", "rules-panel").is_displayed()  # none found in this table
+    field = browser.find_element("id", "conditions")
+    field.send_keys('{"colour": "red"}')
+    browser.find_element("css selector", "#generate-form button[type=submit]").click()
+    wait_for(browser, "#sample-table")
+    header = [th.text for th in browser.find_elements("css selector", "#sample-table thead th")]
+    colours = browser.execute_script(
+        "return [...document.querySelectorAll('#sample-table tbody tr')]"
+        ".map((row) => row.cells[arguments[0]].textContent)",
+        header.index("colour"),
+    )
+    assert len(colours) == 16 and set(colours) == {"red"}
+    field.clear()
+    field.send_keys('{"colour": "pink"}')
+    browser.find_element("css selector", "#generate-form button[type=submit]").click()
+    message = browser.find_element("id", "message")
+    WebDriverWait(browser, 20).until(lambda _: "unknown category 'pink'" in message.text)
+    field.clear()
+    field.send_keys("{colour: red")
+    browser.find_element("css selector", "#generate-form button[type=submit]").click()
+    WebDriverWait(browser, 20).until(lambda _: "conditions: not JSON" in message.text)

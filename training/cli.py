@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -75,6 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="generated rows carry the ID columns training leaves out, with new IDs in their pattern (CLM-000123 "
         "counts on past the largest training ID; UUIDs stay UUIDs), never a training row's",
+    )
+    train.add_argument(
+        "--rule",
+        action="append",
+        default=[],
+        dest="rules",
+        metavar="RULE",
+        help="a rule every generated row holds, checked on the training rows: 'A <= B', 'A < B', 'A = B', "
+        "'A + B = C', 'A -> B' (B fixed by A); repeat for more (rules found in the data are kept unless "
+        "--no-discovered-rules)",
+    )
+    train.add_argument(
+        "--rules-file", type=_rules_file, default=[], help="rules as --rule takes them, one per line (# comments)"
+    )
+    train.add_argument(
+        "--no-discovered-rules",
+        action="store_true",
+        help="hold only the declared rules, not those found in the training rows",
     )
     train.add_argument(
         "--numeric-encoding",
@@ -152,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LABEL=W,...",
         help="without --label: each label's share of the rows (relative weights, e.g. good=1,bad=3)",
     )
+    sample.add_argument(
+        "--conditions",
+        type=_conditions,
+        metavar="JSON",
+        help='only rows that meet these, as /generate\'s conditions: e.g. \'{"city": "Lyon", "age": {"min": 30, '
+        '"max": 40}}\' (a value, null for a gap, or an inclusive range of a numeric, date or time column)',
+    )
     sample.add_argument("--seed", type=int, help="the same seed gives the rows /generate gives for it")
     sample.add_argument("--mode", choices=["sample", "mean"], help="as /generate's mode (default: the model's)")
     sample.add_argument("--temperature", type=float, default=1.0, help="scales the latent prior's spread")
@@ -199,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             datetime=tuple(args.datetime),
             regenerate_ids=args.regenerate_ids,
         ),
+        rules=(*args.rules, *args.rules_file),
+        discover_rules=not args.no_discovered_rules,
         numeric_encoding=args.numeric_encoding,
         models_dir=args.models_dir,
         latent_dim=args.latent_dim,
@@ -282,6 +310,26 @@ def _datetime(text: str) -> tuple[str, str | None]:
     return name.strip(), fmt.strip() or None
 
 
+def _rules_file(path: str) -> list[str]:
+    """--rules-file's rules: one per line, blank lines and # comments left out."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise argparse.ArgumentTypeError(f"{path}: cannot be read ({e})") from e
+    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+
+
+def _conditions(text: str) -> dict:
+    """--conditions' JSON object (argparse reports the error)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('a JSON object: {"column": value or {"min": a, "max": b}, ...}')
+    return value
+
+
 def _weights(text: str) -> dict[str, float]:
     """`good=1,bad=3` -> {"good": 1.0, "bad": 3.0} (argparse reports the ValueError)."""
     weights = {}
@@ -309,6 +357,7 @@ def _sample(args: argparse.Namespace) -> int:
                 out=args.out,
                 label=args.label,
                 label_weights=args.label_weights,
+                conditions=args.conditions,
                 seed=args.seed,
                 mode=args.mode,
                 temperature=args.temperature,

@@ -37,12 +37,13 @@ from core.manifest import (
     Manifest,
     NumericEncoding,
     Reference,
+    Rule,
     TrainingInfo,
 )
 from core.offline import AnomalyScorer
 from core.repository import COLUMNS_FIGURE, HISTORY_FILE, LOSS_FIGURE, Choice, read_manifest
 from core.table import Table, original_order
-from training import data, evaluate, figures, quality, tables
+from training import data, evaluate, figures, quality, rules, tables
 from training.calibrate import MIN_CALIBRATION_ROWS, calibrate_quantiles
 from training.datasets import DataError, Dataset, ReadOptions, Splits
 from training.export import promote, stage, staging_dir
@@ -60,6 +61,8 @@ class TrainOptions:
     label_column: str | None = None
     read: ReadOptions = field(default_factory=ReadOptions)
     numeric_encoding: NumericEncoding = "quantile"  # a table's numeric columns: quantile | standard
+    rules: tuple[str, ...] = ()  # declared rules (training/rules.py), as --rule writes them
+    discover_rules: bool = True  # and those found in the training rows
     models_dir: Path = Path("models")
     latent_dim: int = 8
     hidden: tuple[int, ...] = (256, 128)
@@ -85,6 +88,7 @@ class Prepared:
     head: str  # as asked for, or chosen from the data
     columns: list[Column] | None  # a table's columns with their fitted encodings; None for all-numeric data
     gap_patterns: list[list[str]] | None  # a table's combinations of gaps generated rows may have
+    rules: list[Rule] | None  # a table's rules every generated row holds (None: none)
     table: Table | None  # the encoder of a table's rows; None for all-numeric data
     feature_names: list[str]  # the encoded features the graphs take
     shift: np.ndarray  # normalisation x_norm = (x - shift) / scale; zeros and ones for a table (its encoding)
@@ -154,6 +158,7 @@ def prepare(opts: TrainOptions, log) -> Prepared:
                 f"have (fewer than {MIN_ROWS_PER_GAP_PATTERN} rows share it, or it is not among the "
                 f"{MAX_GAP_PATTERNS} most common); generated rows take the nearest kept combination instead"
             )
+        found_rules = _rules(opts, ds, splits, columns, log)
         table = Table(columns, gap_patterns)
         shift, scale = np.zeros(table.width, np.float32), np.ones(table.width, np.float32)
         feature_names = table.encoded_names()
@@ -162,7 +167,9 @@ def prepare(opts: TrainOptions, log) -> Prepared:
             return table.encode(*tables.frame_arrays(table, part.frame))
     else:
         assert splits.train.x is not None
-        columns, table, feature_names, gap_patterns = None, None, ds.feature_names, None
+        columns, table, feature_names, gap_patterns, found_rules = None, None, ds.feature_names, None, None
+        if opts.rules:
+            raise DataError(f"{ds.source}: --rule needs a table (named columns); this data is all-numeric")
         shift, scale = data.fit_normalization(splits.train.x, head)
 
         def features(part: Dataset) -> np.ndarray:
@@ -177,6 +184,7 @@ def prepare(opts: TrainOptions, log) -> Prepared:
         head=head,
         columns=columns,
         gap_patterns=gap_patterns,
+        rules=found_rules,
         table=table,
         feature_names=feature_names,
         shift=shift,
@@ -314,6 +322,7 @@ def _manifest_fields(opts: TrainOptions, prepared: Prepared, fitted: Fitted, eva
         "feature_names": prepared.feature_names,
         "columns": prepared.columns,
         "gap_patterns": prepared.gap_patterns,
+        "rules": prepared.rules,
         "latent_dim": opts.latent_dim,
         "reference": _references(prepared, opts.conditional),
         "latent_prior": fitted.latent_prior,
@@ -322,6 +331,26 @@ def _manifest_fields(opts: TrainOptions, prepared: Prepared, fitted: Fitted, eva
         "evaluation": evaluation,
         "training": training,
     }
+
+
+def _rules(opts: TrainOptions, ds: Dataset, splits: Splits, columns: list[Column], log) -> list[Rule] | None:
+    """The declared rules, checked on the training rows, and (unless asked not to) those found in them, each
+    printed with its support; None where there are none."""
+    train = splits.train
+    assert train.frame is not None
+    labels = None
+    if opts.conditional and ds.labels is not None and train.y is not None:
+        labels = (ds.label_column or "label", pd.Series(np.asarray(ds.labels, dtype=object)[train.y]))
+    given = rules.declared(opts.rules, columns, train.frame, labels)
+    taken = {tuple(r.columns) for r in given} | {tuple(reversed(r.columns)) for r in given}
+    found = [r for r in rules.discover(columns, train.frame, labels) if tuple(r.columns) not in taken]
+    kept = [*given, *(found if opts.discover_rules else [])]
+    for rule in kept:
+        where = "declared" if rule.declared else "found"
+        log(f"{opts.name}: rule {rule.text()} ({where}; holds in all {rule.support} training rows with its columns)")
+    if found and not opts.discover_rules:
+        log(f"{opts.name}: {len(found)} rule(s) found in the data not held (--no-discovered-rules)")
+    return kept or None
 
 
 def _label_shares(prepared: Prepared) -> list[float]:
@@ -452,13 +481,17 @@ def _quality_report(staged: Path, ds: Dataset, splits: Splits, opts: TrainOption
     schema = quality.schema_of(ds.columns, ds.feature_names, (ds.label_column or "label") if labels else None)
     train, test = (quality.real_frame(p.frame, p.x, p.y, labels, schema) for p in (splits.train, splits.test))
     counts = quality.report_counts(splits.train.y if labels else None, len(labels or []), len(splits.train))
-    synthetic = quality.synthetic_frame(Sampler(staged), counts, labels, schema, opts.train.seed)
+    sampler = Sampler(staged)
+    synthetic = quality.synthetic_frame(sampler, counts, labels, schema, opts.train.seed)
     (staged / COLUMNS_FIGURE).write_text(
         figures.column_histograms(
             quality.prepared(test, schema), quality.prepared(synthetic, schema), schema.numeric, schema.discrete
         )
     )
-    return quality.quality_report(train, test, synthetic, schema, opts.train.seed)
+    report = quality.quality_report(train, test, synthetic, schema, opts.train.seed)
+    if sampler.model.rules is not None:  # how many drawn rows broke a rule checked (and were drawn again)
+        report["rules_redrawn"] = round(sampler.model.rules.redrawn_share, 4)
+    return report
 
 
 def _should_calibrate(mode: str, val_rows: int, log) -> bool:

@@ -9,16 +9,20 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
+from core.errors import GenserveError
 from core.formats import SUFFIXES, RowWriter
+from core.generation import Block
 from core.manifest import Manifest
 from core.offline import Sampler
 from core.repository import resolve
+from core.rules import Conditions
 
 LOG_EVERY_S = 5.0
 
@@ -30,6 +34,7 @@ class SampleOptions:
     out: Path
     label: str | None = None
     label_weights: dict[str, float] | None = None
+    conditions: dict[str, Any] | None = None  # as /generate's `conditions` (core/rules.py)
     seed: int | None = None
     mode: str | None = None
     temperature: float = 1.0
@@ -80,6 +85,9 @@ def sample_to_file(opts: SampleOptions, stream: IO[str] = sys.stderr) -> float:
     sampler = Sampler(resolve(opts.models_dir, opts.model), threads=opts.threads)
     m = sampler.manifest
     label, weights = _label(opts, m, sampler.table is not None)
+    conditions = _conditions(opts, m, sampler, label, weights)
+    if conditions is not None and conditions.label is not None:
+        label = conditions.label
     writer = RowWriter(media_type, sampler.names, sampler.table, labelled=m.labels is not None)
     opts.out.parent.mkdir(parents=True, exist_ok=True)
     partial = opts.out.with_name(f".{opts.out.name}.partial-{os.getpid()}")  # renamed once complete
@@ -88,7 +96,8 @@ def sample_to_file(opts: SampleOptions, stream: IO[str] = sys.stderr) -> float:
     try:
         with open(partial, "wb") as f:
             part, rows = [], 0
-            for block in sampler.blocks(opts.n, label, opts.seed, opts.mode, opts.temperature, weights):
+            blocks = sampler.blocks(opts.n, label, opts.seed, opts.mode, opts.temperature, weights, conditions)
+            for block in _told(blocks):
                 part.append(block)
                 rows += len(block)
                 if rows >= writer.part_rows:
@@ -110,6 +119,31 @@ def sample_to_file(opts: SampleOptions, stream: IO[str] = sys.stderr) -> float:
         file=stream,
     )
     return took
+
+
+def _conditions(
+    opts: SampleOptions, m: Manifest, sampler: Sampler, label: int | None, weights: np.ndarray | None
+) -> Conditions | None:
+    """--conditions checked against the model (ValueError naming the one that cannot be met)."""
+    if not opts.conditions:
+        return None
+    if sampler.table is None:
+        raise ValueError(f"model {m.name}@{m.version} has no columns to condition on: leave out --conditions")
+    try:
+        conditions = Conditions(m, sampler.table, opts.conditions)
+    except GenserveError as e:
+        raise ValueError(e.message) from None
+    if conditions.label is not None and ((label is not None and label != conditions.label) or weights is not None):
+        raise ValueError("give --label, --label-weights or a condition on the label column, one of them")
+    return conditions
+
+
+def _told(blocks: Iterator[Block]) -> Iterator[Block]:
+    """The blocks, with the service's errors (too few rows meet the conditions) as ValueError."""
+    try:
+        yield from blocks
+    except GenserveError as e:
+        raise ValueError(e.message) from None
 
 
 def _label(opts: SampleOptions, m: Manifest, table: bool) -> tuple[int | None, np.ndarray | None]:

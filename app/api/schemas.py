@@ -41,6 +41,18 @@ class _Request(BaseModel):
     )
 
 
+class Range(BaseModel):
+    """A condition's range: inclusive, either end optional."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
+
+    min: float | int | str | None = Field(None, description="the lowest value (a number, or a date or time as text)")
+    max: float | int | str | None = Field(None, description="the highest value")
+
+
+Condition = Range | str | int | float | bool | None
+
+
 class GenerateRequest(_Request):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"model": "digits-cvae", "n": 2, "label": "7", "seed": 42}]}
@@ -57,6 +69,13 @@ class GenerateRequest(_Request):
         max_length=MAX_LABELS,
         description="a conditional table model without `label`: each label's share of the rows (relative weights; "
         "a label left out gets none)",
+    )
+    conditions: dict[str, Condition] | None = Field(
+        None,
+        max_length=1000,
+        description="a table model: rows only where each named column holds its condition, drawn as the model "
+        'draws rows under it: a value (a category, a boolean, an integer, a date, null for a gap) or a range {"min": '
+        'a, "max": b} (inclusive, either side optional) of a numeric, date or time column; the label column too',
     )
     seed: int | None = Field(None, ge=0, lt=2**64, description="the same seed gives the same samples")
     temperature: float = Field(1.0, gt=0, le=10, description="scales the latent prior's standard deviation")
@@ -290,6 +309,12 @@ class ModelDetail(BaseModel):
         description="the default version's training-table columns the model leaves out, each with why and its place "
         "in the table (request rows may hold them; they are ignored); an ID column trained with --regenerate-ids "
         "has its `identifier`: generated rows carry it with new IDs in that pattern",
+    )
+    rules: list[dict] | None = Field(
+        None,
+        description="the default version's rules, which every generated row holds: each with its `kind` (order, "
+        "equal, sum, fixed), `columns`, `text` ('loan <= price', 'a + b = total', 'city -> state'), `support` "
+        "(training rows it holds in) and whether it was `declared` (--rule) or found in the data; null: none",
     )
     gap_patterns: list[list[str]] | None = Field(
         None,

@@ -15,7 +15,7 @@ import math
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from core.generation import BLOCK_ROWS, Block, block_rng, rows_block
 from core.heads import HEADS, head_values
 from core.manifest import Manifest
 from core.model import Mode, Model
+from core.rules import Conditions
 from core.runner import Steps, run_steps_async
 from core.scoring import observed_numeric
 from core.table import Cell, RowError, category_key
@@ -274,6 +275,26 @@ class ServedModel:
         y = self.check_labels(None if label is None else [label], 1)  # anything else: checked, refused when wrong
         return None if y is None else int(y[0])
 
+    def asked(
+        self, label: str | int | None, weights: dict[str, float] | None, conditions: dict[str, Any] | None
+    ) -> tuple[int | None, np.ndarray | None, Conditions | None]:
+        """A generation request's label, label_weights and conditions -> (the label index, the shares to draw
+        labels from, the conditions checked against the model), or a 422 naming what cannot be met. A condition
+        on the label column is the label."""
+        if not conditions:
+            return self._label(label), self.label_mix(label, weights), None
+        if self.table is None:
+            raise InvalidInput(f"model {self.ref} has no columns to condition on: leave out conditions")
+        compiled = Conditions(self.manifest, self.table, conditions)
+        index = self._label(label)
+        if compiled.label is not None:
+            if label is not None and index != compiled.label:
+                raise InvalidInput("the label and the condition on the label column differ: give one of them")
+            if weights is not None:
+                raise InvalidInput("give label_weights or a condition on the label column, not both")
+            index = compiled.label
+        return index, self.label_mix(label, weights), compiled or None
+
     def label_mix(self, label: str | int | None, weights: dict[str, float] | None) -> np.ndarray | None:
         """`label_weights` of a request -> the shares to draw labels from (None: the training shares), or a
         422: weights are for a conditional table model asked for no label, and name its labels."""
@@ -298,10 +319,17 @@ class ServedModel:
         return mix / mix.sum()
 
     async def _run(self, graph: str, first: np.ndarray, y: np.ndarray | None) -> list[np.ndarray]:
-        """A graph call of core/model.py's steps, on this version's Batchers."""
+        """A graph call of core/model.py's steps, on this version's Batchers (a block drawing again for its
+        rules or conditions may ask for more rows than a request may: in pieces of at most that)."""
         if graph == "encoder":
             return list(await self._encode(first, y))
-        return await self._decode(first, y)
+        if len(first) <= self.max_rows:
+            return await self._decode(first, y)
+        pieces = [
+            await self._decode(first[i : i + self.max_rows], None if y is None else y[i : i + self.max_rows])
+            for i in range(0, len(first), self.max_rows)
+        ]
+        return [np.concatenate(p) for p in zip(*pieces, strict=True)]
 
     async def _run_patiently(self, graph: str, first: np.ndarray, y: np.ndarray | None) -> list[np.ndarray]:
         return await self._decode_patiently(first, y)
@@ -342,6 +370,7 @@ class ServedModel:
         temperature: float,
         mode: Mode | None = None,
         weights: dict[str, float] | None = None,
+        conditions: dict[str, Any] | None = None,
     ) -> np.ndarray | TableRows:
         """`n` rows for `label`: draws from p(x | z[, y]) (`sample`) or the decoder's central value
         (`mean`); an all-numeric model answers an array in original units, a table model typed rows
@@ -353,12 +382,12 @@ class ServedModel:
                 f"n={n} is above the limit of {self.max_rows} samples (GENSERVE_MAX_SAMPLES); "
                 "POST /generate/stream streams up to GENSERVE_MAX_STREAM_ROWS rows"
             )
-        index, draws, mix = self._label(label), self.model.draws(mode), self.label_mix(label, weights)
+        (index, mix, held), draws = self.asked(label, weights, conditions), self.model.draws(mode)
         if n <= BLOCK_ROWS:  # one block (Model.blocks' first), without the generator and the join
-            steps = self.model.block(n, index, block_rng(seed, 0, self._rng), temperature, draws, mix)
+            steps = self.model.block(n, index, block_rng(seed, 0, self._rng), temperature, draws, mix, held)
             block = await self._block(steps, False)
         else:
-            blocks = self.model.blocks(n, index, seed, self._rng, temperature, draws, mix)
+            blocks = self.model.blocks(n, index, seed, self._rng, temperature, draws, mix, held)
             block = Block.join([await self._block(s, patient=False) for s in blocks])
         if self.table is not None:
             names = self.table.output_names(block.labels is not None)
@@ -373,16 +402,17 @@ class ServedModel:
         temperature: float,
         mode: Mode | None = None,
         weights: dict[str, float] | None = None,
+        conditions: dict[str, Any] | None = None,
     ) -> AsyncGenerator[Block, None]:
         """`n` rows as blocks, made as they are consumed (labels as `generate` draws them). The label is
         checked now (a 422 before any row). The model is held from the first block's request (`anext`)
         until the last block, or until the generator is closed."""
-        index, mix = self._label(label), self.label_mix(label, weights)
+        index, mix, held = self.asked(label, weights, conditions)
         draws = self.model.draws(mode)
 
         async def blocks() -> AsyncGenerator[Block, None]:
             with self.hold():
-                for steps in self.model.blocks(n, index, seed, self._rng, temperature, draws, mix):
+                for steps in self.model.blocks(n, index, seed, self._rng, temperature, draws, mix, held):
                     yield await self._block(steps, patient=True)
 
         return blocks()

@@ -33,6 +33,7 @@ from app.api.schemas import (
     GenerateResponse,
     GenerateStreamRequest,
     QuantilesResponse,
+    Range,
     ReconstructResponse,
     RowsRequest,
     json_body,
@@ -105,10 +106,16 @@ async def generate(request: Request) -> Response:
         each_label = bool(labels) and body.label is None  # a conditional model, no label: a row for each
         _check_grid(body.n, len(labels) if each_label else 1)
         if each_label:
-            rows = [await served.generate(body.n, label, body.seed, body.temperature, body.mode) for label in labels]
+            conditions = _conditions(body)
+            rows = [
+                await served.generate(body.n, label, body.seed, body.temperature, body.mode, None, conditions)
+                for label in labels
+            ]
             grid = await run_in_threadpool(image_grid, np.concatenate(rows), served.manifest.image_shape, len(labels))
             return Response(grid, media_type=PNG_MEDIA_TYPE, headers=_picture_headers(served))
-    samples = await served.generate(body.n, body.label, body.seed, body.temperature, body.mode, body.label_weights)
+    samples = await served.generate(
+        body.n, body.label, body.seed, body.temperature, body.mode, body.label_weights, _conditions(body)
+    )
     label = None if body.label is None else str(body.label)
     mode = body.mode or served.default_mode
     if media_type not in offers:  # refused after generating, as before: a bad request is a 422 first
@@ -208,12 +215,21 @@ async def generate_stream(request: Request) -> Response:
     limit = request.app.state.settings.max_stream_rows
     if body.n > limit:
         raise InvalidInput(f"n={body.n} is above the limit of {limit} rows per stream (GENSERVE_MAX_STREAM_ROWS)")
-    blocks = served.stream(body.n, body.label, body.seed, body.temperature, body.mode, body.label_weights)
+    blocks = served.stream(
+        body.n, body.label, body.seed, body.temperature, body.mode, body.label_weights, _conditions(body)
+    )
     first = await anext(blocks)  # made before the answer starts: its errors are JSON answers, not a cut stream
     writer = RowWriter(media_type, served.manifest.feature_names, served.table, labelled=first.labels is not None)
     headers = {**_model_headers(served), "X-Rows": str(body.n), "Cache-Control": "no-store"}
     body_parts = _streamed(writer, first, blocks, served)
     return StreamingResponse(body_parts, media_type=writer.content_type, headers=headers)
+
+
+def _conditions(body: GenerateRequest) -> dict[str, Any] | None:
+    """A request's conditions as core/rules.py's Conditions takes them: a range as {"min", "max"}."""
+    if body.conditions is None:
+        return None
+    return {k: v.model_dump(exclude_none=True) if isinstance(v, Range) else v for k, v in body.conditions.items()}
 
 
 async def _streamed(

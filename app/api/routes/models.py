@@ -105,6 +105,9 @@ async def model_detail(name: str, registry: RegistryDep) -> ModelDetail:
             if manifest and manifest.dropped_columns is not None
             else None
         ),
+        rules=[r.model_dump(exclude_none=True) | {"text": r.text()} for r in manifest.rules]
+        if manifest and manifest.rules
+        else None,
         gap_patterns=manifest.gap_patterns if manifest else None,
         reference=(
             [r.model_dump(exclude_none=True) for r in manifest.reference] if manifest and manifest.reference else None

@@ -112,6 +112,13 @@ async function showModel(name) {
   $("no-bands").hidden = !!summary.bands;
   $("no-bands").textContent = summary.bands ? "" : `None for this model: its ${summary.head || "unknown"} head predicts a mean per feature and no spread.`;
   $("download").hidden = !!summary.image_shape;
+  $("conditions-field").hidden = !current.columns;
+  $("conditions").value = "";
+  $("rules").innerHTML = "";
+  $("rules-panel").hidden = !current.rules;
+  for (const rule of current.rules || []) {
+    cell($("rules"), `${rule.text} (${rule.declared ? "declared" : "found"}; ${rule.support} training rows)`, "li");
+  }
   $("samples").innerHTML = "";
   $("bands").innerHTML = "";
   $("outside").textContent = "";
@@ -137,6 +144,14 @@ function request() {
   const body = { model: current.name, n: Number($("n").value) || 1, seed: Number($("seed").value) };
   if (!$("label-field").hidden) body.label = $("label").value;
   if ($("mode").value) body.mode = $("mode").value;
+  const conditions = $("conditions").value.trim();
+  if (conditions && !$("conditions-field").hidden) {
+    try {
+      body.conditions = JSON.parse(conditions);
+    } catch (e) {
+      throw new Error(`conditions: not JSON (${e.message}); write them as {"column": value or {"min": a, "max": b}}`);
+    }
+  }
   return body;
 }
 
