@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: serve train test lint format models bench bench-tables bench-synthetic bench-anomaly docker-test fuzz clean
+.PHONY: serve train test lint format models bench bench-tables bench-synthetic bench-conditions bench-anomaly docker-test fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,11 @@ bench-tables: $(VENV)/.dev-installed
 # Results in bench/results/<date>-synthetic.md.
 bench-synthetic: $(VENV)/.dev-installed
 	$(BIN)/python bench/synthetic.py
+
+# Rows under conditions: genserve's against the real rows that meet them and SDV's sample_from_conditions
+# (TVAE, CTGAN, GaussianCopula) on diamonds, 3 splits (about 10 minutes; SDV in bench/.sdv-venv)
+bench-conditions: $(VENV)/.dev-installed
+	$(BIN)/python bench/conditions.py
 
 # Anomaly detection side by side: genserve's scores (app/anomaly.py) against IsolationForest and LOF on
 # breast-cancer, digits 0/4/7 held out, and diamonds with one column moved or swapped, over 5 seeded

@@ -5,11 +5,13 @@ What the model's rows can be made to hold is made so, after decoding (by constru
 - `fixed` (B fixed by A: a city always in one state): B is set from A's value, as the training rows pair
   them; where B is the label of a conditional model (the label a row was asked for stands), the row is
   checked instead;
-- `equal` (B is A) and `sum` (A + B = C): B, or C, is computed from the others, written at the data's
-  decimals.
+- `equal` (B is A) and `sum` (A + B = C): B, or the sum's column with the most decimals, is computed from
+  the others (C = A + B, or B = C - A), written at the data's decimals; rules are made in an order where
+  none reads a column a later one writes.
 What it cannot be made to hold is checked, and a row that breaks it is not answered (`Model.block` draws
-more rows in its place): `order` (A <= B, A < B), a `fixed` rule onto the label, two dates `equal`. A rule
-holds where its columns are present: a gap breaks none.
+more rows in its place): `order` (A <= B, A < B), a `fixed` rule onto the label, two dates `equal`. Every
+rule is checked after the making too: where two rules would write one column, or write in a cycle, the later
+is checked only. A rule holds where its columns are present: a gap breaks none.
 
 `RowRules.hold` does both on a block of decoded rows (in place) and returns which rows hold; a request's
 `Conditions` say which rows meet them. `Model.block` is the one place both act, for /generate,
@@ -21,16 +23,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
-from core.codecs import CODECS, CellError, short, text_seconds
+from core.codecs import CODECS, DAY, CellError, short, text_seconds
 from core.errors import InvalidInput
 from core.manifest import Manifest, Rule
 from core.table import Table, category_key
-
-CONSTRUCTED_ORDER = ("fixed", "equal", "sum")  # made in this order: a sum's addends may be fixed first
 
 
 @dataclass
@@ -60,11 +61,15 @@ class Values:
         self._cache.pop(name, None)
 
 
-Action = Callable[[Values], "np.ndarray | None"]  # a constructed rule returns None, a checked one its mask
+Check = Callable[[Values], np.ndarray]  # which rows hold a rule
+Make = Callable[[Values], None]  # writes a rule's column so that the rows hold it
 
 
 class RowRules:
-    """A manifest's rules, resolved against its table once (category values as indices)."""
+    """A manifest's rules, resolved against its table once (category values as indices): each rule that can
+    be made has its column written (in an order where no rule reads a column a later one writes), then every
+    rule is checked, the made ones too (a safety net: two rules writing one column, or a cycle, leave a rule
+    checked only)."""
 
     def __init__(self, manifest: Manifest, table: Table) -> None:
         self.rules = list(manifest.rules or [])
@@ -72,28 +77,66 @@ class RowRules:
         self.label_column = manifest.training.label_column if manifest.conditional else None
         self._labels = {category_key(v): i for i, v in enumerate(manifest.labels or [])}
         self.drawn = self.redrawn = 0  # rows checked, and those that broke a rule (drawn again): the rejection rate
-        ordered = sorted(self.rules, key=lambda r: CONSTRUCTED_ORDER.index(r.kind) if r.kind != "order" else 9)
-        self.actions: list[Action] = [self._action(r) for r in ordered]
+        self.checks: list[Check] = [self._check(r) for r in self.rules]
+        self.makes: list[Make] = self._plan()
 
     @classmethod
     def of(cls, manifest: Manifest, table: Table | None) -> RowRules | None:
         return cls(manifest, table) if manifest.rules and table is not None else None
 
     def hold(self, values: Values) -> np.ndarray:
-        """Make the rows hold what can be constructed (in place), and say which rows hold every rule."""
+        """Make the rows hold what can be made (in place), and say which rows hold every rule."""
+        for make in self.makes:
+            make(values)
         keep = np.ones(len(values.numeric), dtype=bool)
-        for action in self.actions:
-            mask = action(values)
-            if mask is not None:
-                keep &= mask
+        for check in self.checks:
+            keep &= check(values)
         self.drawn += len(keep)
         self.redrawn += int(len(keep) - keep.sum())
         return keep
 
     @property
     def redrawn_share(self) -> float:
-        """The share of the rows drawn so far that broke a rule checked (not made) and were drawn again."""
+        """The share of the rows drawn so far that broke a rule and were drawn again."""
         return self.redrawn / self.drawn if self.drawn else 0.0
+
+    # ---- what each rule writes, and the order to write in ----
+
+    def _writes(self, rule: Rule) -> str | None:
+        """The column a rule is made by writing (None: it is only checked): a fixed or equal rule's second
+        column, a sum's column with the most decimals (its value then exact: C = A + B, or B = C - A)."""
+        a, b, *rest = rule.columns
+        if rule.kind == "order" or b == self.label_column:
+            return None
+        if rule.kind in ("fixed", "equal"):
+            return None if CODECS[self.table._by_name[b].kind].block not in ("numeric", "onehot") else b
+
+        def places(name: str) -> float:
+            column = self.table._by_name[name]
+            return 0 if column.kind == "integer" else np.inf if column.decimals is None else column.decimals
+
+        return max([rest[0], a, b], key=places)  # the total first among equals
+
+    def _plan(self) -> list[Make]:
+        """The rules that can be made, in an order where a rule writes its column before any rule reads it; a
+        column two rules would write, or a cycle, leaves the later rules checked only."""
+        pending = [(r, w) for r in self.rules if (w := self._writes(r)) is not None]
+        written: set[str] = set()
+        makes: list[Make] = []
+        while pending:
+            later = {w for _, w in pending}
+            ready = next(((r, w) for r, w in pending if not (set(r.columns) - {w}) & later - {w}), None)
+            if ready is None:
+                break  # a cycle: what is left is checked only
+            pending.remove(ready)
+            rule, column = ready
+            if column in written:
+                continue
+            written.add(column)
+            makes.append(self._make(rule, column))
+        return makes
+
+    # ---- resolved values ----
 
     def _index(self, name: str) -> Callable[[object], float]:
         """A value of column `name` as the data wrote it -> the float `Values` holds for it."""
@@ -112,67 +155,71 @@ class RowRules:
         decimals = column.decimals
         return (lambda x: np.round(x, decimals)) if decimals is not None else (lambda x: x)
 
-    def _action(self, rule: Rule) -> Action:
+    def _targets(self, rule: Rule) -> Callable[[Values], np.ndarray]:
+        """A fixed rule: per row the value its first column fixes for its second (NaN: none, or a gap)."""
+        a, b = rule.columns
+        key, value = self._index(a), self._index(b)
+        size = len(self._labels) if a == self.label_column else len(self.table._by_name[a].categories or [])
+        target = np.full(size + 1, np.nan)  # [size]: missing A, or a value the pairs do not name
+        for x, y in rule.pairs or []:
+            i = key(x)
+            if np.isfinite(i):
+                target[int(i)] = value(y)
+
+        def targets(v: Values) -> np.ndarray:
+            source = v.get(a)
+            return target[np.where(np.isnan(source), size, source).astype(np.int64)]
+
+        return targets
+
+    def _check(self, rule: Rule) -> Check:
         a, b, *rest = rule.columns
         if rule.kind == "order":
             strict = rule.strict
 
             def order(v: Values) -> np.ndarray:
-                low, high = v.get(a), v.get(b)
                 with np.errstate(invalid="ignore"):
-                    broken = low >= high if strict else low > high
+                    broken = v.get(a) >= v.get(b) if strict else v.get(a) > v.get(b)
                 return ~broken  # NaN compares False: a gap breaks nothing
 
             return order
-        if rule.kind == "fixed":
-            key, value = self._index(a), self._index(b)
-            size = len(self._labels) if a == self.label_column else len(self.table._by_name[a].categories or [])
-            target = np.full(size + 1, np.nan)  # [size]: missing A, or a value the pairs do not name
-            for x, y in rule.pairs or []:
-                i = key(x)
-                if np.isfinite(i):
-                    target[int(i)] = value(y)
+        if rule.kind == "sum":
+            total = rest[0]
 
-            def targets(v: Values) -> np.ndarray:
-                source = v.get(a)
-                return target[np.where(np.isnan(source), size, source).astype(np.int64)]
+            def summed(v: Values) -> np.ndarray:
+                x, y, t = v.get(a), v.get(b), v.get(total)
+                with np.errstate(invalid="ignore"):
+                    return ~(np.abs(x + y - t) > 1e-6 * np.maximum(1.0, np.abs(t)))
 
-            if b == self.label_column:
+            return summed
+        targets = self._targets(rule) if rule.kind == "fixed" else (lambda v: v.get(a))
 
-                def label_fixed(v: Values) -> np.ndarray:
-                    wanted = targets(v)
-                    return np.isnan(wanted) | (wanted == v.get(b))
+        def same(v: Values) -> np.ndarray:
+            wanted, y = targets(v), v.get(b)
+            with np.errstate(invalid="ignore"):
+                return ~(np.abs(wanted - y) > 1e-9 * np.maximum(1.0, np.abs(wanted)))
 
-                return label_fixed
+        return same
 
-            def fixed(v: Values) -> None:
-                wanted = targets(v)
-                v.set(b, wanted, np.flatnonzero(np.isfinite(wanted) & np.isfinite(v.get(b))))
+    def _make(self, rule: Rule, column: str) -> Make:
+        a, b, *rest = rule.columns
+        rounding = self._rounding(column)
+        if rule.kind == "sum":
+            total = rest[0]
 
-            return fixed
-        if rule.kind == "equal" and CODECS[self.table._by_name[b].kind].block == "parts":
+            def made(v: Values) -> np.ndarray:
+                if column == total:
+                    return v.get(a) + v.get(b)
+                return v.get(total) - v.get(b if column == a else a)
 
-            def same(v: Values) -> np.ndarray:  # two dates: checked, not made (a date is several parts)
-                x, y = v.get(a), v.get(b)
-                return np.isnan(x) | np.isnan(y) | (x == y)
+        else:
+            made = self._targets(rule) if rule.kind == "fixed" else (lambda v: v.get(a))
 
-            return same
-        rounding = self._rounding(rest[0] if rule.kind == "sum" else b)
-        if rule.kind == "equal":
+        def make(v: Values) -> None:
+            value = rounding(made(v))
+            v.set(column, value, np.flatnonzero(np.isfinite(value) & np.isfinite(v.get(column))))
 
-            def equal(v: Values) -> None:
-                source = v.get(a)
-                v.set(b, rounding(source), np.flatnonzero(np.isfinite(source) & np.isfinite(v.get(b))))
-
-            return equal
-
-        total = rest[0]
-
-        def summed(v: Values) -> None:
-            made = rounding(v.get(a) + v.get(b))
-            v.set(total, made, np.flatnonzero(np.isfinite(made) & np.isfinite(v.get(total))))
-
-        return summed
+        return make
 
 
 # ---- conditions -----------------------------------------------------------------------------------------
@@ -248,19 +295,33 @@ class Conditions:
             unknown = set(wanted) - {"min", "max"}
             if unknown or not wanted:
                 raise refuse(f"a range is {{'min': a, 'max': b}} (either may be left out), not {short(wanted)}")
-            low, high = (_bound(codec, column, wanted.get(k), refuse) for k in ("min", "max"))
+            low, high = (
+                _bound(codec, column, wanted.get("min"), refuse),
+                _bound(codec, column, wanted.get("max"), refuse),
+            )
             if low is not None and high is not None and low > high:
                 raise refuse(f"min {short(wanted['min'])} is above max {short(wanted['max'])}")
+            if column.kind == "datetime" and high is not None and _date_only(wanted["max"]):
+                high += DAY - 1e-6  # a bare date as the end of a range of timestamps: that whole day
             first, last = column.output_bounds if column.numeric else (column.min, column.max)
             if (low is not None and low > last) or (high is not None and high < first):
                 raise refuse(f"the range {short(wanted)} is outside {_training_range(codec, column)}")
             low = -np.inf if low is None else low
             high = np.inf if high is None else high
+            if column.kind == "integer" and np.ceil(low) > np.floor(high):
+                raise refuse(f"the range {short(wanted)} holds no whole number")
             return lambda v: (v >= low) & (v <= high)
         if timed:
-            day = column.kind == "date"
+            if column.kind == "time" or (column.kind == "datetime" and not _date_only(wanted)):
+                raise refuse(
+                    f"a {column.kind} column takes a range {{'min': a, 'max': b}} (or, of timestamps, a day as "
+                    "YYYY-MM-DD): an exact instant is not drawn"
+                )
             at = _bound(codec, column, wanted, refuse)
-            return (lambda v: (v >= at) & (v < at + 86_400)) if day else (lambda v: v == at)
+            at = np.floor(at / DAY) * DAY  # the day, whatever time of it was written
+            if not column.min - DAY < at <= column.max:
+                raise refuse(f"{short(wanted)} is outside {_training_range(codec, column)}")
+            return lambda v: (v >= at) & (v < at + DAY)
         if column.kind == "continuous" and column.decimals is None:
             raise refuse("a continuous column takes a range {'min': a, 'max': b}: an exact value of it is not drawn")
         try:
@@ -273,10 +334,23 @@ class Conditions:
                 raise refuse(f"{short(wanted)} is outside {_training_range(codec, column)}")
             if column.kind == "integer" and parsed != round(parsed):
                 raise refuse(f"{short(wanted)} is not a whole number")
+            if column.decimals is not None and abs(round(parsed, column.decimals) - parsed) > 1e-9 * max(
+                1, abs(parsed)
+            ):
+                raise refuse(f"{short(wanted)} has more decimals than the column's values ({column.decimals})")
             return lambda v: np.abs(v - parsed) <= 1e-9 * max(1.0, abs(parsed))
         if codec.block == "none":
             return lambda v: np.ones(len(v), dtype=bool)  # a constant column: its value (parse checked it)
         return lambda v: v == parsed
+
+
+def _date_only(value: Any) -> bool:
+    """Whether a range's end is written as a bare ISO date (2024-06-30), not an instant."""
+    try:
+        datetime.strptime(value, "%Y-%m-%d")
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _training_range(codec: Any, column: Any) -> str:

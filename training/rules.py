@@ -104,10 +104,21 @@ def discover(columns: Sequence[Column], frame: pd.DataFrame, labels: Labels = No
     orders, equals = _orders(values, kinds)
     sums = _sums(values, [c.name for c in columns if c.kind in NUMERIC_KINDS])
     fixed = _fixed(values, kinds, label)
-    # an order a sum makes (A + B = C with B never negative: A <= C) needs no rule of its own
-    made = {(s.columns[i], s.columns[2]) for s in sums for i in (0, 1) if values[s.columns[1 - i]].min() >= 0}
+    # an order a sum makes (A + B = C with B never negative, and present wherever A and C are: A <= C) needs
+    # no rule of its own
+    made = {
+        (s.columns[i], s.columns[2])
+        for s in sums
+        for i in (0, 1)
+        if values[s.columns[1 - i]].min() >= 0 and _present(values, s.columns[1 - i], s.columns[i], s.columns[2])
+    }
     orders = [r for r in orders if (r.columns[0], r.columns[1]) not in made]
     return [*fixed, *equals, *sums, *orders]
+
+
+def _present(values: dict[str, pd.Series], middle: str, a: str, b: str) -> bool:
+    """Whether `middle` is present in every row where `a` and `b` are (a rule through it then covers them)."""
+    return not values[middle][values[a].notna() & values[b].notna()].isna().any()
 
 
 def _orders(values: dict[str, pd.Series], kinds: dict[str, str]) -> tuple[list[Rule], list[Rule]]:
@@ -129,15 +140,16 @@ def _orders(values: dict[str, pd.Series], kinds: dict[str, str]) -> tuple[list[R
                 if names.index(a) < names.index(b):
                     equals.append(Rule(kind="equal", columns=[a, b], support=support))
                 continue
-            if x.max() <= y.min():  # the ranges alone imply it
+            strict = bool((x[both] < y[both]).all())
+            if x.max() < y.min() or (not strict and x.max() == y.min()):  # the ranges alone imply it
                 continue
-            held[(a, b)] = Rule(kind="order", columns=[a, b], strict=bool((x[both] < y[both]).all()), support=support)
+            held[(a, b)] = Rule(kind="order", columns=[a, b], strict=strict, support=support)
     rules = []
     for (a, c), rule in held.items():  # transitive reduction where the middle column is always there
         implied = any(
             (a, b) in held
             and (b, c) in held
-            and not values[b][values[a].notna() & values[c].notna()].isna().any()
+            and _present(values, b, a, c)
             and (not rule.strict or held[(a, b)].strict or held[(b, c)].strict)
             for b in values
             if b not in (a, c)
@@ -200,8 +212,12 @@ def _fixed(values: dict[str, pd.Series], kinds: dict[str, str], label: str | Non
     for (a, b), rule in found.items():
         if (b, a) in found and (b == label or (a != label and names.index(b) < names.index(a))):
             continue  # one fixes the other both ways: keep one direction (onto the label's column, where one is)
-        if any((a, m) in found and (m, b) in found and (m, a) not in found for m in names if m not in (a, b)):
-            continue  # A fixes M, which fixes B
+        if any(
+            (a, m) in found and (m, b) in found and (m, a) not in found and _present(values, m, a, b)
+            for m in names
+            if m not in (a, b)
+        ):
+            continue  # A fixes M, which fixes B (and M is there wherever A and B are)
         rules.append(rule)
     return rules
 
@@ -257,6 +273,8 @@ def _parse(text: str, kinds: dict[str, str], label: str | None) -> Rule:
     else:
         columns = [b, a] if op in (">=", ">") else [a, b]
         kind = {"<=": "order", "<": "order", ">=": "order", ">": "order", "=": "equal", "->": "fixed"}[op]
+    if len(set(columns)) != len(columns):
+        raise DataError(f"rule {text!r} names a column twice")
     for name in columns:
         if name not in kinds:
             raise DataError(f"rule {text!r} names {name!r}, which is not a modelled column; columns: {sorted(kinds)}")
