@@ -69,9 +69,10 @@ bench-synthetic: $(VENV)/.dev-installed
 bench-conditions: $(VENV)/.dev-installed
 	$(BIN)/python bench/conditions.py
 
-# Anomaly detection side by side: genserve's scores (app/anomaly.py) against IsolationForest and LOF on
-# breast-cancer, digits 0/4/7 held out, and diamonds with one column moved or swapped, over 5 seeded
-# splits (about 7 minutes on 2 cores); bench/results/<date>-anomaly.md.
+# Anomaly detection side by side: genserve's scores (core/scoring.py) against IsolationForest, LOF and
+# pyod's ECOD and AutoEncoder (in bench/.pyod-venv, made once) on breast-cancer, digits 0/4/7 held out,
+# and diamonds with one column moved, swapped or (a category) flipped, or two made inconsistent, over 5
+# seeded splits; bench/results/<date>-anomaly.md.
 bench-anomaly: $(VENV)/.dev-installed
 	$(BIN)/python bench/anomaly.py
 

