@@ -66,6 +66,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from venvs import venv_python  # noqa: E402
+
 from core.heads import LOG_2PI  # noqa: E402
 from core.offline import AnomalyScorer  # noqa: E402
 from core.repository import read_manifest  # noqa: E402
@@ -404,12 +406,7 @@ def sklearn_detector(task: Task, which: str, seed: int) -> Scored:
 
 
 def pyod_python() -> Path:
-    python = PYOD_VENV / "bin" / "python"
-    if not python.exists():
-        print(f"making {PYOD_VENV} ({', '.join(PYOD_PACKAGES)}); a few minutes, once", file=sys.stderr, flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(PYOD_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *PYOD_PACKAGES], check=True)
-    return python
+    return venv_python(PYOD_VENV, PYOD_PACKAGES)
 
 
 def pyod_detectors(task: Task, which: list[str], seed: int, work: Path, threads: int) -> dict[str, Scored]:

@@ -46,6 +46,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from venvs import venv_python  # noqa: E402
+
 from core.offline import Sampler  # noqa: E402
 from core.repository import read_manifest  # noqa: E402
 from training import data, quality, rules  # noqa: E402
@@ -122,12 +124,7 @@ def outside_path(path: Path) -> Path:
 
 
 def sdv_python() -> Path:
-    python = SDV_VENV / "bin" / "python"
-    if not python.exists():
-        print(f"making {SDV_VENV} ({', '.join(SDV_PACKAGES)}); a few minutes, once", file=sys.stderr, flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(SDV_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *SDV_PACKAGES], check=True)
-    return python
+    return venv_python(SDV_VENV, SDV_PACKAGES)
 
 
 def run_table(name: str, seed: int, work: Path, synthesizers: tuple[str, ...], threads: int) -> list[dict]:
