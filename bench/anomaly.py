@@ -686,7 +686,7 @@ def _verdict(rows: list[dict], seeds: list[int]) -> str:
     places = 4 if round(our_auc, 4) != round(mean[best], 4) or our_auc == mean[best] else 7  # show a hair's gap
     parts = [
         f"AUC {our_auc:.{places}f} vs {mean[best]:.{places}f} ({best}) {verdict} "
-        f"(mean over {len(ours)} splits; better than both on {wins} of {len(ours)}, tied on {ties})"
+        f"(mean over {len(ours)} splits; better than every peer on {wins} of {len(ours)}, tied on {ties})"
     ]
     best_tpr = np.mean([r["tpr"] for r in peers if r["who"] == best])
     parts.append(f"TPR at 1% {np.mean([r['tpr'] for r in ours]):.4f} vs {best_tpr:.4f}")
