@@ -344,7 +344,8 @@ def variant_scores(
     - neg ELBO, S samples: mean over z_s = mu + sigma * eps_s of -log p(x | z_s), plus KL
     - IWAE, S samples: -log mean_s p(x | z_s) p(z_s) / q(z_s | x), an estimate of -log p(x)
     - candidates for issue 31, with the largest surprise over numeric values and categories
-      (`category_surprises`): neg ELBO at mean plus it, plus twice it, and it alone
+      (`category_surprises`): neg ELBO at mean plus it, plus twice it, and it alone; and neg ELBO at mean
+      plus the largest numeric surprise plus 3 times the largest category surprise
     """
     manifest, table, prior = scorer.manifest, scorer.table, scorer.prior
     mean, log_var = run_graph(scorer, "encoder", x)
@@ -369,9 +370,12 @@ def variant_scores(
     top = log_w_all.max(axis=0)
     iwae = top + np.log(np.exp(log_w_all - top).mean(axis=0))
     numeric = np.full(len(x), -np.inf) if surprise is None else surprise.max(axis=1)
-    largest = np.maximum(numeric, category_surprises(scorer, x).max(axis=1, initial=-np.inf))
+    categories = category_surprises(scorer, x).max(axis=1, initial=-np.inf)
+    largest = np.maximum(numeric, categories)
     largest = np.where(np.isfinite(largest), largest, 0.0)  # a row of gaps adds none
+    numeric, categories = (np.where(np.isfinite(v), v, 0.0) for v in (numeric, categories))
     return {
+        VARIANTS[10]: at_mean + numeric + 3 * categories,
         VARIANTS[7]: at_mean + largest,
         VARIANTS[8]: at_mean + 2 * largest,
         VARIANTS[9]: largest,
@@ -396,6 +400,7 @@ VARIANTS = (
     "neg ELBO at mean + largest surprise, categories too",
     "neg ELBO at mean + 2 x largest surprise, categories too",
     "largest surprise alone, categories too",
+    "neg ELBO at mean + largest numeric surprise + 3 x largest category surprise",
 )
 
 
