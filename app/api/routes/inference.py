@@ -40,6 +40,7 @@ from app.api.schemas import (
     read_body,
 )
 from app.http.hot_routes import HotRoute
+from app.http.protocol import trim_memory
 from app.http.responses import (
     CSV_MEDIA_TYPE,
     NPY_MEDIA_TYPE,
@@ -243,6 +244,7 @@ async def _streamed(
     sent, active = metrics.STREAM_ROWS.labels(m.name, str(m.version)), metrics.STREAMS_ACTIVE.labels(m.name)
     loop = asyncio.get_running_loop()
     active.inc()
+    _STREAMS[0] += 1
     try:
         part, more = [first], True
         del first  # held in `part` only: let go of once encoded, not while the client takes it
@@ -257,7 +259,16 @@ async def _streamed(
             yield piece
     finally:
         active.dec()
-        await blocks.aclose()
+        try:
+            await blocks.aclose()
+        finally:
+            _STREAMS[0] -= 1
+            if not _STREAMS[0]:  # the last stream's blocks and parts, once this frame is gone, back to the system
+                loop.call_later(TRIM_AFTER_STREAMS_S, loop.run_in_executor, None, trim_memory)
+
+
+_STREAMS = [0]  # this worker's open streams
+TRIM_AFTER_STREAMS_S = 0.2
 
 
 async def _fill(part: list[Block], blocks: AsyncGenerator[Block, None], rows: int) -> bool:
