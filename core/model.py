@@ -92,17 +92,8 @@ class Model:
         makes); each later one as many as the share held so far says are needed, at most MAX_ROUND_ROWS,
         until MAX_DRAWN_ROWS (or MAX_ROUNDS draws) are spent: then Unreachable, with the rows found. Not
         checked for finite values: the caller checks what it answers."""
-        if self.rules is None and not conditions:  # the one draw, in this generator's own frame
-            m = self.manifest
-            if label is None and self.label_weights is not None:
-                y, z = self._mixed_codes(rows, rng, temperature, self.label_weights if weights is None else weights)
-            else:
-                z = latent_codes(self.prior, m.latent_dim, rows, label, rng, temperature)
-                y = None if label is None else np.full(rows, label, dtype=np.int64)
-            outputs = yield "decoder", z, y
-            numeric, block = rows_block(m, self.table, outputs, rng if draws else None, self.shift, self._rows_scale)
-            block.labels = y
-            return numeric, block
+        if self.rules is None and not conditions:  # the one draw a model without rules makes
+            return (yield from self._draw(rows, label, rng, temperature, draws, weights))
         made: list[tuple[np.ndarray, Block]] = []
         held = drawn = 0
         size = rows
